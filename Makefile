@@ -1,0 +1,49 @@
+# The two commands: `make run` serves on SMARTPIP_BIND; `make test` lints and tests.
+# The virtualenv is created on first use and refreshed when pyproject.toml or the
+# constraints (the lock of exact versions) change.
+
+VENV ?= .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed-stamp
+PYTHON ?= python3
+
+.PHONY: run test lint format bench venv lock clean
+
+$(STAMP): pyproject.toml constraints.txt
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --disable-pip-version-check --upgrade 'pip>=24'
+	$(PY) -m pip install --quiet --disable-pip-version-check -c constraints.txt -e '.[dev]'
+	touch $(STAMP)
+
+venv: $(STAMP)
+
+## Serve with working defaults on this machine (creates and migrates the database).
+run: venv
+	exec $(VENV)/bin/smartpip serve
+
+## ruff, mypy (strict), then pytest.
+test: lint
+	$(VENV)/bin/pytest
+
+lint: venv
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+	$(VENV)/bin/mypy
+
+format: venv
+	$(VENV)/bin/ruff check --fix .
+	$(VENV)/bin/ruff format .
+
+## Throughput and latency of each endpoint as a ratio of a bare ASGI app (needs wrk).
+bench: venv
+	command -v wrk >/dev/null || { apt-get update -qq && apt-get install -y -qq wrk; }
+	$(PY) -m bench.run
+
+## Re-pin constraints.txt from what pyproject.toml resolves to today.
+lock:
+	rm -rf .lock-venv && $(PYTHON) -m venv .lock-venv
+	.lock-venv/bin/pip install --quiet --upgrade pip && .lock-venv/bin/pip install --quiet '.[dev]'
+	.lock-venv/bin/pip freeze --exclude smartpip > constraints.txt && rm -rf .lock-venv
+
+clean:
+	rm -rf $(VENV) build *.egg-info .mypy_cache .ruff_cache .pytest_cache
