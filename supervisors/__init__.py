@@ -1,0 +1,37 @@
+"""A small supervision library for trio: restart policies, backoff, budgets, status.
+
+A supervisor runs its children side by side in one nursery, restarts them with
+exponential backoff when they fail, and escalates (stops everything and raises
+``EscalationError``) when one fails more often than its budget allows. Every child's
+status is kept in a shared ``StatusRegistry`` for health endpoints; metrics come in
+through the ``on_restart`` callback, so this package has no metrics dependency.
+
+Example::
+
+    registry = StatusRegistry()
+    tree = [periodic_child("refresh", refresh, interval=300, registry=registry)]
+    await root.start(run_supervisor, "jobs", tree, registry)
+"""
+
+from ._errors import EscalationError
+from ._periodic import periodic_child, run_periodic
+from ._policy import Backoff, RestartBudget, RestartPolicy
+from ._spec import ChildRun, ChildSpec
+from ._status import ChildState, ChildStatus, StatusRegistry
+from ._supervisor import RestartCallback, run_supervisor
+
+__all__ = [
+    "Backoff",
+    "ChildRun",
+    "ChildSpec",
+    "ChildState",
+    "ChildStatus",
+    "EscalationError",
+    "RestartBudget",
+    "RestartCallback",
+    "RestartPolicy",
+    "StatusRegistry",
+    "periodic_child",
+    "run_periodic",
+    "run_supervisor",
+]
