@@ -1,0 +1,121 @@
+"""The HTTP application: a quart-trio app built from :class:`~smartpip.resources.Resources`.
+
+:func:`create_app` is the only place that assembles routes, error handlers and middleware;
+route modules receive their dependencies as arguments (no module-level app or singletons).
+Background work never runs on ``app.nursery``: supervised tasks live in the root nursery.
+"""
+
+from __future__ import annotations
+
+from typing import Any, cast
+
+from quart import Blueprint, Response, request
+from quart_trio import QuartTrio
+from werkzeug.exceptions import HTTPException, MethodNotAllowed
+
+from smartpip.api_v1 import api_v1_blueprint
+from smartpip.lifecycle import Lifecycle
+from smartpip.logs import get_logger
+from smartpip.middleware import MAX_BODY_BYTES, SCOPE_REQUEST_ID, SCOPE_ROUTE, HygieneMiddleware
+from smartpip.ops import ops_blueprint
+from smartpip.problems import ApiError, problem_body, problem_headers
+from smartpip.resources import Resources
+from store.postgres import DatabaseUnavailable
+from store.redis import RedisUnavailable
+
+__all__ = ["RETRY_AFTER_SECONDS", "create_app", "problem_response"]
+
+# Why 2 s: long enough for the pool to reconnect after a blip, short enough not to stall the
+# extension, which falls back to its local state meanwhile.
+RETRY_AFTER_SECONDS = 2
+
+log = get_logger(__name__)
+
+
+def _scope() -> dict[str, Any]:
+    """The current request's ASGI scope, which the middleware shares (our own keys included)."""
+    return cast(dict[str, Any], request.scope)
+
+
+def problem_response(
+    status: int,
+    detail: str | None,
+    *,
+    code: str | None = None,
+    headers: dict[str, str] | None = None,
+    errors: list[dict[str, str]] | None = None,
+) -> Response:
+    """A problem+json response for the current request."""
+    request_id = str(_scope().get(SCOPE_REQUEST_ID, "-"))
+    body = problem_body(status, detail, request_id=request_id, code=code, errors=errors)
+    return Response(body, status=status, headers=problem_headers(headers))
+
+
+def create_app(
+    resources: Resources, lifecycle: Lifecycle, *, extra: list[Blueprint] | None = None
+) -> HygieneMiddleware:
+    """Build the ASGI application.
+
+    Args:
+        resources: what the routes use (database, Redis, metrics, status registry...).
+        lifecycle: shutdown state, for readiness.
+        extra: additional blueprints (tests register probe routes this way).
+
+    Returns:
+        The Quart app wrapped in :class:`HygieneMiddleware`; the Quart app itself is
+        available as ``.app``.
+    """
+    app = QuartTrio(__name__)
+    app.config["MAX_CONTENT_LENGTH"] = MAX_BODY_BYTES
+    app.config["PROPAGATE_EXCEPTIONS"] = False
+    app.json.sort_keys = False  # type: ignore[attr-defined]
+    app.register_blueprint(ops_blueprint(resources, lifecycle))
+    app.register_blueprint(api_v1_blueprint(resources))
+    for blueprint in extra or ():
+        app.register_blueprint(blueprint)
+
+    @app.before_request
+    async def record_route() -> None:
+        if request.url_rule is not None:
+            _scope()[SCOPE_ROUTE] = request.url_rule.rule
+
+    @app.errorhandler(ApiError)
+    async def api_error(error: ApiError) -> Response:
+        return problem_response(
+            error.status,
+            error.detail,
+            code=error.code,
+            headers=error.headers,
+            errors=[dict(e) for e in error.errors] if error.errors is not None else None,
+        )
+
+    @app.errorhandler(HTTPException)
+    async def http_error(error: HTTPException) -> Response:
+        status = error.code or 500
+        headers: dict[str, str] = {}
+        if isinstance(error, MethodNotAllowed) and error.valid_methods:
+            headers["Allow"] = ", ".join(sorted(error.valid_methods))
+        detail = None if status >= 500 else error.description
+        return problem_response(status, detail, headers=headers)
+
+    @app.errorhandler(DatabaseUnavailable)
+    async def database_unavailable(error: DatabaseUnavailable) -> Response:
+        log.warning("postgres unavailable", error=str(error))
+        return problem_response(
+            503,
+            "the database is unavailable; retry shortly",
+            code="service_unavailable",
+            headers={"Retry-After": str(RETRY_AFTER_SECONDS)},
+        )
+
+    @app.errorhandler(RedisUnavailable)
+    async def redis_unavailable(error: RedisUnavailable) -> Response:
+        log.warning("redis unavailable", error=str(error))
+        return problem_response(
+            503,
+            "a dependency is unavailable; retry shortly",
+            code="service_unavailable",
+            headers={"Retry-After": str(RETRY_AFTER_SECONDS)},
+        )
+
+    return HygieneMiddleware(app, resources.metrics, resources.config.cors_origins)

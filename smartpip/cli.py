@@ -1,0 +1,86 @@
+"""The ``smartpip`` command: ``serve``, ``migrate`` and ``config check``.
+
+Configuration problems are printed as a list naming each variable and exit with status 2,
+without a traceback; a dependency that stops startup exits with status 1.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Sequence
+
+import trio
+
+from smartpip.config import Config, ConfigError
+from smartpip.logs import configure_logging, get_logger
+
+__all__ = ["main"]
+
+EXIT_CONFIG = 2
+EXIT_STARTUP = 1
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="smartpip",
+        description="Smart PiP backend. Configured by SMARTPIP_* environment variables "
+        "(see the README).",
+    )
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    commands.add_parser(
+        "serve",
+        help="migrate, then serve HTTP and run the supervised tasks until SIGTERM",
+        description="Apply pending migrations, then serve HTTP on SMARTPIP_BIND beside the "
+        "supervised background tasks. SIGTERM or SIGINT drains and stops gracefully; "
+        "a second signal stops at once.",
+    )
+    commands.add_parser(
+        "migrate",
+        help="create the database if missing and apply pending migrations",
+        description="Create the database when missing (if the role may) and apply pending "
+        "migrations under an advisory lock, then exit.",
+    )
+    config = commands.add_parser("config", help="configuration commands")
+    config_commands = config.add_subparsers(dest="config_command", required=True, metavar="CMD")
+    config_commands.add_parser(
+        "check",
+        help="validate the configuration and print it with secrets redacted",
+        description="Validate the SMARTPIP_* environment; print the effective configuration "
+        "as JSON with secrets redacted, or every problem found.",
+    )
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the console script; returns the exit status."""
+    args = _parser().parse_args(argv)
+    try:
+        config = Config.from_env()
+    except ConfigError as error:
+        print(error, file=sys.stderr)
+        return EXIT_CONFIG
+    if args.command == "config":
+        print(json.dumps(config.redacted(), indent=2))
+        return 0
+    configure_logging(config.log_level)
+    log = get_logger("smartpip.cli")
+    if config.jwt_keys_generated:
+        log.warning("SMARTPIP_JWT_KEYS unset: using a random development key")
+    from smartpip.server import StartupError, migrate
+    from smartpip.server import main as serve_main
+
+    try:
+        if args.command == "migrate":
+            applied = trio.run(migrate, config)
+            log.info("migrations applied" if applied else "no pending migrations", versions=applied)
+            return 0
+        return trio.run(serve_main, config)
+    except StartupError as error:
+        log.error("cannot start", reason=str(error))
+        return EXIT_STARTUP
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

@@ -1,0 +1,362 @@
+"""Configuration: every ``SMARTPIP_*`` variable, read once, validated, frozen.
+
+This is the only module that reads the process environment. :meth:`Config.from_env` collects
+*every* problem before failing, so an operator fixes a broken deployment in one pass; the CLI
+prints the list and exits with status 2, without a traceback.
+
+Secrets (``SMARTPIP_JWT_KEYS``, ``SMARTPIP_OIDC_CLIENT_SECRET``, ``SMARTPIP_YOUTUBE_API_KEY``,
+``SMARTPIP_OPS_TOKEN``) may instead be given as ``NAME_FILE`` pointing at a file (Docker
+secrets); setting both is an error.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import os
+import secrets
+from collections.abc import Callable, Mapping
+from typing import Any, TypeVar
+from urllib.parse import urlsplit
+
+import attrs
+
+__all__ = ["SECRET_NAMES", "Config", "ConfigError", "JwtKey"]
+
+T = TypeVar("T")
+
+PREFIX = "SMARTPIP_"
+SECRET_NAMES = frozenset({"JWT_KEYS", "OIDC_CLIENT_SECRET", "YOUTUBE_API_KEY", "OPS_TOKEN"})
+# Why 32: HS256 keys shorter than the hash output (32 bytes) weaken the MAC (RFC 7518 3.2).
+MIN_SECRET_BYTES = 32
+# Values people leave in example files; refused in production whatever their length.
+WEAK_SECRETS = frozenset(
+    {"changeme", "change-me", "secret", "password", "dev", "development", "test"}
+)
+
+Network = ipaddress.IPv4Network | ipaddress.IPv6Network
+
+
+class ConfigError(Exception):
+    """The environment does not describe a valid configuration; ``problems`` lists why."""
+
+    def __init__(self, problems: list[str]) -> None:
+        super().__init__("invalid configuration:\n" + "\n".join(f"  - {p}" for p in problems))
+        self.problems = problems
+
+
+@attrs.frozen(repr=False)
+class JwtKey:
+    """One signing key: ``kid`` names it in token headers, ``secret`` is the HMAC key."""
+
+    kid: str
+    secret: bytes
+
+    def __repr__(self) -> str:
+        return f"JwtKey(kid={self.kid!r}, secret=<redacted>)"
+
+
+@attrs.frozen
+class Config:
+    """The service's whole configuration. Build it with :meth:`from_env`."""
+
+    env: str = "development"
+    bind: str = "127.0.0.1:8080"
+    database_url: str = "postgresql://localhost/smartpip"
+    db_pool_size: int = 10
+    db_statement_timeout_ms: int = 5000
+    db_acquire_timeout: float = 1.0
+    redis_url: str = "redis://localhost:6379/0"
+    redis_prefix: str = "smartpip:"
+    redis_connect_timeout: float = 0.5
+    redis_command_timeout: float = 0.25
+    jwt_keys: tuple[JwtKey, ...] = ()
+    jwt_keys_generated: bool = False
+    oidc_issuer: str = "https://accounts.google.com"
+    oidc_client_id: str | None = None
+    oidc_client_secret: str | None = attrs.field(default=None, repr=False)
+    oidc_redirect_uris: tuple[str, ...] = ()
+    youtube_api_key: str | None = attrs.field(default=None, repr=False)
+    youtube_api_url: str = "https://www.googleapis.com/youtube/v3"
+    ops_token: str | None = attrs.field(default=None, repr=False)
+    trusted_proxies: tuple[Network, ...] = (
+        ipaddress.ip_network("127.0.0.1/32"),
+        ipaddress.ip_network("::1/128"),
+    )
+    cors_origins: tuple[str, ...] = ()
+    drain_seconds: float = 5.0
+    graceful_timeout: float = 10.0
+    health_interval: float = 2.0
+    http_timeout: float = 5.0
+    log_level: str = "info"
+
+    @property
+    def production(self) -> bool:
+        """Whether the strict production checks apply."""
+        return self.env == "production"
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None) -> Config:
+        """Read, validate and freeze the configuration.
+
+        Args:
+            environ: the variables to read; the process environment when omitted.
+
+        Raises:
+            ConfigError: listing every problem found, each naming its variable.
+        """
+        reader = _Reader(dict(os.environ if environ is None else environ))
+        r = reader
+        env = r.choice("ENV", "development", ("development", "production"))
+        bind = r.get("BIND", "127.0.0.1:8080", _check_bind)
+        values: dict[str, Any] = {
+            "env": env,
+            "bind": bind,
+            "database_url": r.get("DATABASE_URL", "postgresql://localhost/smartpip", _check_pg_url),
+            "db_pool_size": r.number("DB_POOL_SIZE", 10, int, 1, 200),
+            "db_statement_timeout_ms": r.number("DB_STATEMENT_TIMEOUT_MS", 5000, int, 100, 600_000),
+            "db_acquire_timeout": r.number("DB_ACQUIRE_TIMEOUT", 1.0, float, 0.05, 60.0),
+            "redis_url": r.get("REDIS_URL", "redis://localhost:6379/0", _check_redis_url),
+            "redis_prefix": r.get("REDIS_PREFIX", "smartpip:", _check_prefix),
+            "redis_connect_timeout": r.number("REDIS_CONNECT_TIMEOUT", 0.5, float, 0.01, 30.0),
+            "redis_command_timeout": r.number("REDIS_COMMAND_TIMEOUT", 0.25, float, 0.01, 30.0),
+            "oidc_issuer": r.get("OIDC_ISSUER", "https://accounts.google.com", _check_url),
+            "oidc_client_id": r.optional("OIDC_CLIENT_ID"),
+            "oidc_client_secret": r.secret("OIDC_CLIENT_SECRET"),
+            "oidc_redirect_uris": r.listing("OIDC_REDIRECT_URIS", _checked(_check_url)),
+            "youtube_api_key": r.secret("YOUTUBE_API_KEY"),
+            "youtube_api_url": r.get(
+                "YOUTUBE_API_URL", "https://www.googleapis.com/youtube/v3", _check_url
+            ),
+            "ops_token": r.secret("OPS_TOKEN"),
+            "trusted_proxies": r.listing(
+                "TRUSTED_PROXIES", _parse_network, default="127.0.0.1/32,::1/128"
+            ),
+            "cors_origins": r.listing("CORS_ORIGINS", _checked(_check_origin)),
+            "drain_seconds": r.number("DRAIN_SECONDS", 5.0, float, 0.0, 300.0),
+            "graceful_timeout": r.number("GRACEFUL_TIMEOUT", 10.0, float, 0.0, 600.0),
+            "health_interval": r.number("HEALTH_INTERVAL", 2.0, float, 0.1, 300.0),
+            "http_timeout": r.number("HTTP_TIMEOUT", 5.0, float, 0.1, 120.0),
+            "log_level": r.choice("LOG_LEVEL", "info", ("debug", "info", "warning", "error")),
+        }
+        raw_keys = r.secret("JWT_KEYS")
+        keys = _parse_jwt_keys(raw_keys, r) if raw_keys is not None else ()
+        values["jwt_keys_generated"] = False
+        if not keys:
+            if env == "production":
+                r.problem("JWT_KEYS", "is required in production (comma-separated kid:secret)")
+            # Development only: a random key per process; tokens do not survive a restart.
+            keys = (JwtKey("dev", secrets.token_bytes(MIN_SECRET_BYTES)),)
+            values["jwt_keys_generated"] = True
+        values["jwt_keys"] = keys
+        if env == "production":
+            _production_checks(values, r)
+        if (values["oidc_client_id"] is None) != (values["oidc_client_secret"] is None):
+            r.problem("OIDC_CLIENT_ID", "and SMARTPIP_OIDC_CLIENT_SECRET must be set together")
+        r.unknown_variables()
+        if r.problems:
+            raise ConfigError(r.problems)
+        return cls(**values)
+
+    def redacted(self) -> dict[str, object]:
+        """The effective configuration as plain values, with every secret hidden."""
+        out: dict[str, object] = {}
+        for field in attrs.fields(Config):
+            value = getattr(self, field.name)
+            if field.name == "jwt_keys":
+                value = [f"{k.kid}:<redacted>" for k in self.jwt_keys]
+            elif field.name in {"oidc_client_secret", "youtube_api_key", "ops_token"}:
+                value = None if value is None else "<redacted>"
+            elif field.name in {"database_url", "redis_url"}:
+                value = _redact_url(value)
+            elif isinstance(value, tuple):
+                value = [str(v) for v in value]
+            out[field.name] = value
+        return out
+
+
+class _Reader:
+    """Reads variables and collects problems instead of raising at the first one."""
+
+    def __init__(self, environ: dict[str, str]) -> None:
+        self.environ = environ
+        self.problems: list[str] = []
+        self.known: set[str] = set()
+
+    def problem(self, name: str, message: str) -> None:
+        self.problems.append(f"{PREFIX}{name} {message}")
+
+    def raw(self, name: str) -> str | None:
+        self.known.add(PREFIX + name)
+        value = self.environ.get(PREFIX + name)
+        return None if value is None or value.strip() == "" else value.strip()
+
+    def get(self, name: str, default: str, check: Callable[[str], str | None]) -> str:
+        value = self.raw(name)
+        if value is None:
+            return default
+        error = check(value)
+        if error:
+            self.problem(name, error)
+        return value
+
+    def optional(self, name: str) -> str | None:
+        return self.raw(name)
+
+    def choice(self, name: str, default: str, allowed: tuple[str, ...]) -> str:
+        value = (self.raw(name) or default).lower()
+        if value not in allowed:
+            self.problem(name, f"must be one of {', '.join(allowed)} (got {value!r})")
+            return default
+        return value
+
+    def number(self, name: str, default: T, kind: Callable[[str], T], low: T, high: T) -> T:
+        value = self.raw(name)
+        if value is None:
+            return default
+        try:
+            parsed = kind(value)
+        except ValueError:
+            self.problem(name, f"must be a number (got {value!r})")
+            return default
+        if not low <= parsed <= high:  # type: ignore[operator]
+            self.problem(name, f"must be between {low} and {high} (got {value})")
+            return default
+        return parsed
+
+    def listing(
+        self, name: str, parse: Callable[[str], Any], *, default: str = ""
+    ) -> tuple[Any, ...]:
+        value = self.raw(name)
+        items = [item.strip() for item in (value if value is not None else default).split(",")]
+        out: list[Any] = []
+        for item in items:
+            if not item:
+                continue
+            try:
+                result = parse(item)
+            except ValueError as error:
+                self.problem(name, f"has an invalid entry {item!r}: {error}")
+                continue
+            out.append(result)
+        return tuple(out)
+
+    def secret(self, name: str) -> str | None:
+        direct = self.raw(name)
+        path = self.raw(name + "_FILE")
+        if direct is not None and path is not None:
+            self.problem(name, f"and {PREFIX}{name}_FILE are both set; use one")
+            return None
+        if path is None:
+            return direct
+        try:
+            with open(path, encoding="utf-8") as handle:
+                value = handle.read().strip()
+        except OSError as error:
+            self.problem(name + "_FILE", f"cannot be read: {error.strerror}")
+            return None
+        return value or None
+
+    def unknown_variables(self) -> None:
+        for name in sorted(self.environ):
+            if (
+                name.startswith(PREFIX)
+                and name not in self.known
+                and not name.startswith(PREFIX + "TEST_")
+            ):
+                self.problems.append(f"{name} is not a known setting (misspelt?)")
+
+
+def _checked(check: Callable[[str], str | None]) -> Callable[[str], str]:
+    """Turn a ``check`` returning an error message into a parser raising ValueError."""
+
+    def parse(value: str) -> str:
+        error = check(value)
+        if error:
+            raise ValueError(error)
+        return value
+
+    return parse
+
+
+def _check_bind(value: str) -> str | None:
+    host, sep, port = value.rpartition(":")
+    if not sep or not host or not port.isdigit() or not 0 <= int(port) <= 65535:
+        return f"must be host:port (got {value!r})"
+    return None
+
+
+def _check_pg_url(value: str) -> str | None:
+    if urlsplit(value).scheme not in {"postgresql", "postgres"}:
+        return "must be a postgresql:// URL"
+    return None
+
+
+def _check_redis_url(value: str) -> str | None:
+    if urlsplit(value).scheme not in {"redis", "rediss", "unix"}:
+        return "must be a redis://, rediss:// or unix:// URL"
+    return None
+
+
+def _check_prefix(value: str) -> str | None:
+    if len(value) > 64 or any(c.isspace() for c in value):
+        return "must be at most 64 characters without spaces"
+    return None
+
+
+def _check_url(value: str) -> str | None:
+    parts = urlsplit(value)
+    if parts.scheme not in {"http", "https"} or not parts.netloc:
+        return "must be an absolute http(s) URL"
+    return None
+
+
+def _check_origin(value: str) -> str | None:
+    parts = urlsplit(value)
+    if value == "*" or not parts.scheme or not parts.netloc or parts.path not in {"", "/"}:
+        return "must be an exact origin such as chrome-extension://<id> (no wildcard)"
+    return None
+
+
+def _parse_network(value: str) -> Network:
+    return ipaddress.ip_network(value, strict=False)
+
+
+def _parse_jwt_keys(raw: str, r: _Reader) -> tuple[JwtKey, ...]:
+    keys: list[JwtKey] = []
+    for item in (part.strip() for part in raw.split(",")):
+        kid, sep, secret = item.partition(":")
+        if not sep or not kid or not secret:
+            r.problem("JWT_KEYS", "entries must be kid:secret")
+            continue
+        if any(k.kid == kid for k in keys):
+            r.problem("JWT_KEYS", f"repeats the key id {kid!r}")
+            continue
+        keys.append(JwtKey(kid, secret.encode()))
+    return tuple(keys)
+
+
+def _weak(secret: str | bytes) -> bool:
+    raw = secret.encode() if isinstance(secret, str) else secret
+    return len(raw) < MIN_SECRET_BYTES or raw.decode(errors="replace").lower() in WEAK_SECRETS
+
+
+def _production_checks(values: dict[str, Any], r: _Reader) -> None:
+    for key in values.get("jwt_keys", ()):
+        if _weak(key.secret):
+            r.problem("JWT_KEYS", f"key {key.kid!r} is weak: at least {MIN_SECRET_BYTES} bytes")
+    for name in ("ops_token", "oidc_client_secret"):
+        value = values[name]
+        if value is not None and _weak(value):
+            r.problem(name.upper(), f"is weak: at least {MIN_SECRET_BYTES} characters")
+    if urlsplit(values["oidc_issuer"]).scheme != "https":
+        r.problem("OIDC_ISSUER", "must be https in production")
+    if urlsplit(values["youtube_api_url"]).scheme != "https":
+        r.problem("YOUTUBE_API_URL", "must be https in production")
+
+
+def _redact_url(url: str) -> str:
+    parts = urlsplit(url)
+    if parts.password is None:
+        return url
+    netloc = parts.netloc.replace(":" + parts.password + "@", ":<redacted>@", 1)
+    return parts._replace(netloc=netloc).geturl()

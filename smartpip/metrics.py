@@ -1,0 +1,101 @@
+"""Prometheus metrics, on a registry owned by the composition root (no global registry).
+
+Cardinality rule: labels take values from closed sets only. ``route`` is the matched route
+template (``/v1/history/<provider>/<video_id>``) or ``unmatched``; ``method`` is one of the
+standard verbs or ``OTHER``; never a raw path, user ID or client address.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator, Mapping
+
+from prometheus_client import (
+    CollectorRegistry,
+    Counter,
+    Histogram,
+    PlatformCollector,
+    ProcessCollector,
+    generate_latest,
+)
+from prometheus_client.core import GaugeMetricFamily, Metric
+from prometheus_client.registry import Collector
+
+__all__ = ["KNOWN_METHODS", "UNMATCHED_ROUTE", "Metrics"]
+
+KNOWN_METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
+UNMATCHED_ROUTE = "unmatched"
+# Why these buckets: the API answers in single-digit milliseconds when healthy; the tail
+# buckets show dependency timeouts (0.25 s Redis, 1 s Postgres acquire, 5 s statements).
+LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
+
+
+class _SnapshotCollector(Collector):
+    """Gauges read at scrape time from live objects (pool statistics, dependency health)."""
+
+    def __init__(
+        self,
+        pool_stats: Callable[[], Mapping[str, int]],
+        dependency_up: Callable[[], Mapping[str, bool]],
+    ) -> None:
+        self._pool_stats = pool_stats
+        self._dependency_up = dependency_up
+
+    def collect(self) -> Iterator[Metric]:
+        pool = GaugeMetricFamily(
+            "db_pool_connections", "Postgres pool connections by state", labels=["state"]
+        )
+        for state, value in sorted(self._pool_stats().items()):
+            pool.add_metric([state], value)
+        yield pool
+        for name, up in sorted(self._dependency_up().items()):
+            yield GaugeMetricFamily(f"{name}_up", f"1 when {name} answered the last probe", up)
+
+
+class Metrics:
+    """Every metric the service exports, registered on one :class:`CollectorRegistry`."""
+
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry(auto_describe=True)
+        ProcessCollector(registry=self.registry)
+        PlatformCollector(registry=self.registry)
+        self.http_requests = Counter(
+            "http_requests_total",
+            "HTTP requests answered",
+            ["method", "route", "status"],
+            registry=self.registry,
+        )
+        self.http_duration = Histogram(
+            "http_request_duration_seconds",
+            "Time to answer an HTTP request",
+            ["route"],
+            buckets=LATENCY_BUCKETS,
+            registry=self.registry,
+        )
+        self.supervisor_restarts = Counter(
+            "supervisor_restarts_total",
+            "Restarts of supervised tasks",
+            ["child"],
+            registry=self.registry,
+        )
+
+    def watch(
+        self,
+        pool_stats: Callable[[], Mapping[str, int]],
+        dependency_up: Callable[[], Mapping[str, bool]],
+    ) -> None:
+        """Export pool and dependency gauges computed from these callables at scrape time."""
+        self.registry.register(_SnapshotCollector(pool_stats, dependency_up))
+
+    def observe_request(self, method: str, route: str, status: int, seconds: float) -> None:
+        """Count one answered request."""
+        label = method if method in KNOWN_METHODS else "OTHER"
+        self.http_requests.labels(label, route, str(status)).inc()
+        self.http_duration.labels(route).observe(seconds)
+
+    def on_restart(self, child: str, _cause: BaseException | None) -> None:
+        """Supervisor hook: count one restart of ``child``."""
+        self.supervisor_restarts.labels(child).inc()
+
+    def render(self) -> bytes:
+        """The registry in the Prometheus text format."""
+        return generate_latest(self.registry)

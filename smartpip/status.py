@@ -1,0 +1,73 @@
+"""Feature availability for ``/v1/status``: what the extension may use right now.
+
+Each feature is ``up``, ``degraded`` (works with reduced guarantees, e.g. per-process rate
+limits while Redis is away), ``down`` (a dependency it cannot work without is unreachable) or
+``disabled`` (not configured on this deployment, or not shipped in this version). The extension
+reads this document to switch features off cleanly instead of discovering failures.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+
+import attrs
+
+from smartpip.config import Config
+from tasks.health import HealthState
+
+__all__ = ["FEATURES", "Feature", "feature_states"]
+
+
+@attrs.frozen
+class Feature:
+    """One user-facing feature and what it depends on.
+
+    Attributes:
+        name: the key in ``features``.
+        shipped: whether this version serves the feature's endpoints at all.
+        configured: whether the deployment's configuration enables it.
+        needs: dependencies ("postgres", "redis") without which it is ``down``.
+        degrades_without: dependencies without which it still works, ``degraded``.
+    """
+
+    name: str
+    shipped: bool
+    configured: Callable[[Config], bool] = lambda _config: True
+    needs: tuple[str, ...] = ()
+    degrades_without: tuple[str, ...] = ()
+
+
+# Later issues flip ``shipped`` as each feature's endpoints land.
+FEATURES: tuple[Feature, ...] = (
+    Feature("history", shipped=False, needs=("postgres",), degrades_without=("redis",)),
+    Feature(
+        "suggest",
+        shipped=False,
+        configured=lambda config: config.youtube_api_key is not None,
+        needs=("redis",),
+    ),
+    Feature(
+        "playlist",
+        shipped=False,
+        configured=lambda config: config.oidc_client_id is not None,
+        needs=("postgres",),
+    ),
+)
+
+
+def feature_states(
+    config: Config, health: HealthState, features: Sequence[Feature] = FEATURES
+) -> dict[str, str]:
+    """The availability of every feature given the configuration and the last health probe."""
+    up = {"postgres": health.ready, "redis": health.redis}
+    states: dict[str, str] = {}
+    for feature in features:
+        if not feature.shipped or not feature.configured(config):
+            states[feature.name] = "disabled"
+        elif not all(up[dep] for dep in feature.needs):
+            states[feature.name] = "down"
+        elif not all(up[dep] for dep in feature.degrades_without):
+            states[feature.name] = "degraded"
+        else:
+            states[feature.name] = "up"
+    return states

@@ -1,0 +1,91 @@
+"""Fixtures that run the real app in-process on an ephemeral port, spoken to over HTTP."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Callable
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
+
+import attrs
+import httpx
+import pytest
+import trio
+
+from smartpip.config import Config
+from smartpip.lifecycle import Lifecycle
+from smartpip.resources import Resources, open_resources
+from smartpip.server import run_service
+from tests.app.probes import probe_blueprint
+from tests.conftest import REDIS_URL
+
+
+@attrs.frozen
+class RunningApp:
+    """An app serving on loopback, with its resources for white-box checks."""
+
+    url: str
+    client: httpx.AsyncClient
+    resources: Resources
+    lifecycle: Lifecycle
+    release: trio.Event
+
+
+def make_config(pg_url: str, redis_prefix: str, **overrides: str) -> Config:
+    """A test configuration: ephemeral port, no drain, fast health probes."""
+    env = {
+        "SMARTPIP_BIND": "127.0.0.1:0",
+        "SMARTPIP_DATABASE_URL": pg_url,
+        "SMARTPIP_REDIS_URL": REDIS_URL,
+        "SMARTPIP_REDIS_PREFIX": redis_prefix,
+        "SMARTPIP_DRAIN_SECONDS": "0",
+        "SMARTPIP_HEALTH_INTERVAL": "0.2",
+        "SMARTPIP_DB_POOL_SIZE": "4",
+    }
+    env.update({f"SMARTPIP_{k.upper()}": v for k, v in overrides.items()})
+    return Config.from_env(env)
+
+
+@asynccontextmanager
+async def running_app(config: Config, *, probes: bool = False) -> AsyncIterator[RunningApp]:
+    """Serve the app built from ``config`` until the block ends, then shut it down.
+
+    With ``probes`` the test-only routes of :mod:`tests.app.probes` are mounted too.
+    """
+    lifecycle = Lifecycle()
+    release = trio.Event()
+    async with open_resources(config) as resources:
+        await resources.health.probe()
+        extra = (probe_blueprint(resources, release),) if probes else ()
+        async with trio.open_nursery() as nursery:
+            binds = await nursery.start(
+                lambda task_status: run_service(
+                    resources, lifecycle, extra=extra, task_status=task_status
+                )
+            )
+            url = binds[0]
+            async with httpx.AsyncClient(base_url=url, timeout=10) as client:
+                yield RunningApp(url, client, resources, lifecycle, release)
+            release.set()
+            lifecycle.begin_drain()
+            lifecycle.stop_serving.set()
+
+
+AppFactory = Callable[..., AbstractAsyncContextManager[RunningApp]]
+
+
+@pytest.fixture
+def app_factory(pg_url: str, redis_prefix: str) -> AppFactory:
+    """Start apps with overridden settings: ``async with app_factory(ops_token=...) as app``."""
+
+    def factory(
+        *, probes: bool = False, **overrides: str
+    ) -> AbstractAsyncContextManager[RunningApp]:
+        return running_app(make_config(pg_url, redis_prefix, **overrides), probes=probes)
+
+    return factory
+
+
+@pytest.fixture
+async def app(app_factory: AppFactory) -> AsyncIterator[RunningApp]:
+    """The app with default test settings."""
+    async with app_factory(probes=True) as running:
+        yield running

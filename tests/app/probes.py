@@ -1,0 +1,37 @@
+"""Test-only routes mounted beside the API to exercise the shared HTTP machinery."""
+
+from __future__ import annotations
+
+import trio
+from quart import Blueprint, request
+
+from smartpip.jsonbody import read_json
+from smartpip.resources import Resources
+from store.postgres import query_ping
+
+
+def probe_blueprint(resources: Resources, release: trio.Event | None = None) -> Blueprint:
+    """``POST /test/echo`` parses JSON strictly; ``/test/boom`` fails; ``/test/db`` queries;
+    ``/test/slow`` waits for ``release`` (a request kept in flight)."""
+    bp = Blueprint("probes", __name__, url_prefix="/test")
+
+    @bp.post("/echo")
+    async def echo() -> dict[str, object]:
+        return {"echo": await read_json(request)}
+
+    @bp.get("/boom")
+    async def boom() -> dict[str, object]:
+        raise RuntimeError("secret internal detail")
+
+    @bp.get("/db")
+    async def db() -> dict[str, object]:
+        await resources.db.run(query_ping)
+        return {"db": "ok"}
+
+    @bp.get("/slow")
+    async def slow() -> dict[str, object]:
+        assert release is not None
+        await release.wait()
+        return {"slow": "done"}
+
+    return bp

@@ -1,0 +1,100 @@
+"""Dependencies failing under the running app: degrade, fail fast, recover by themselves.
+
+The shared Postgres and Redis are never stopped: a FaultProxy sits between the app and each.
+"""
+
+from __future__ import annotations
+
+import httpx
+import trio
+
+from tests.app.conftest import make_config, running_app
+from tests.conftest import REDIS_URL
+from tests.support.faultproxy import FaultProxy
+from tests.waiting import eventually
+
+
+async def readiness(client: httpx.AsyncClient) -> tuple[int, dict[str, object]]:
+    response = await client.get("/readyz")
+    return response.status_code, response.json()
+
+
+async def test_redis_down_is_degraded_not_unready(pg_url: str, redis_prefix: str) -> None:
+    proxy = FaultProxy("127.0.0.1", int(REDIS_URL.rsplit(":", 1)[1].split("/")[0]))
+    async with trio.open_nursery() as nursery:
+        port = await nursery.start(proxy.run)
+        config = make_config(pg_url, redis_prefix, redis_url=f"redis://127.0.0.1:{port}/0")
+        async with running_app(config) as app:
+            assert (await readiness(app.client))[1]["checks"] == {
+                "postgres": "ok",
+                "migrations": "ok",
+                "redis": "ok",
+            }
+            for mode in ("down", "hung"):
+                proxy.mode = mode
+
+                async def degraded() -> bool:
+                    code, body = await readiness(app.client)
+                    return code == 200 and body["status"] == "degraded"
+
+                await eventually(degraded)
+                assert "redis_up 0.0" in (await app.client.get("/metrics")).text
+                proxy.mode = "pass"
+
+                async def recovered() -> bool:
+                    return (await readiness(app.client))[1]["status"] == "ready"
+
+                await eventually(recovered)
+        nursery.cancel_scope.cancel()
+
+
+async def test_postgres_down_fails_fast_then_recovers(pg_url: str, redis_prefix: str) -> None:
+    proxy = FaultProxy("127.0.0.1", 5432)
+    async with trio.open_nursery() as nursery:
+        port = await nursery.start(proxy.run)
+        config = make_config(pg_url.replace(":5432/", f":{port}/"), redis_prefix)
+        async with running_app(config, probes=True) as app:
+            assert (await app.client.get("/test/db")).status_code == 200
+            proxy.mode = "down"
+            with trio.fail_after(2.5):  # "fails within about a second", with slack for CI
+                response = await app.client.get("/test/db")
+            assert response.status_code == 503
+            assert response.json()["code"] == "service_unavailable"
+            assert int(response.headers["retry-after"]) > 0
+
+            async def unready() -> bool:
+                code, body = await readiness(app.client)
+                return code == 503 and body["checks"]["postgres"] == "down"  # type: ignore[index]
+
+            await eventually(unready)
+            assert (await app.client.get("/healthz")).status_code == 200
+            assert "postgres_up 0.0" in (await app.client.get("/metrics")).text
+
+            proxy.mode = "pass"
+
+            async def ready() -> bool:
+                return (await readiness(app.client))[0] == 200
+
+            await eventually(ready)
+            assert (await app.client.get("/test/db")).status_code == 200
+        nursery.cancel_scope.cancel()
+
+
+async def test_postgres_hung_answers_503_within_the_query_budget(
+    pg_url: str, redis_prefix: str
+) -> None:
+    proxy = FaultProxy("127.0.0.1", 5432)
+    async with trio.open_nursery() as nursery:
+        port = await nursery.start(proxy.run)
+        config = make_config(
+            pg_url.replace(":5432/", f":{port}/"), redis_prefix, db_statement_timeout_ms="500"
+        )
+        async with running_app(config, probes=True) as app:
+            assert (await app.client.get("/test/db")).status_code == 200
+            proxy.mode = "hung"
+            with trio.fail_after(5):
+                response = await app.client.get("/test/db")
+            assert response.status_code == 503
+            assert (await app.client.get("/healthz")).status_code == 200
+            proxy.mode = "pass"
+        nursery.cancel_scope.cancel()

@@ -1,0 +1,162 @@
+"""Configuration: parsing, every problem listed, production strictness, redaction, the CLI."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from smartpip.cli import main as cli_main
+from smartpip.config import Config, ConfigError
+
+STRONG = "k1:" + "s" * 40
+
+
+def problems(env: dict[str, str]) -> list[str]:
+    with pytest.raises(ConfigError) as caught:
+        Config.from_env(env)
+    return caught.value.problems
+
+
+def test_defaults_match_the_documented_table() -> None:
+    config = Config.from_env({})
+    assert config.env == "development"
+    assert config.bind == "127.0.0.1:8080"
+    assert config.redis_command_timeout == 0.25
+    assert config.redis_connect_timeout == 0.5
+    assert config.drain_seconds == 5.0
+    assert config.graceful_timeout == 10.0
+    assert config.jwt_keys_generated and len(config.jwt_keys[0].secret) >= 32
+    assert [str(n) for n in config.trusted_proxies] == ["127.0.0.1/32", "::1/128"]
+
+
+def test_every_problem_is_listed_and_names_its_variable() -> None:
+    found = problems(
+        {
+            "SMARTPIP_BIND": "nowhere",
+            "SMARTPIP_DB_POOL_SIZE": "many",
+            "SMARTPIP_REDIS_COMMAND_TIMEOUT": "0",
+            "SMARTPIP_CORS_ORIGINS": "*",
+            "SMARTPIP_TRUSTED_PROXIES": "10.0.0.0/8,not-an-ip",
+            "SMARTPIP_ENV": "staging",
+            "SMARTPIP_DATABSE_URL": "postgresql://typo",
+        }
+    )
+    joined = "\n".join(found)
+    for name in (
+        "SMARTPIP_BIND",
+        "SMARTPIP_DB_POOL_SIZE",
+        "SMARTPIP_REDIS_COMMAND_TIMEOUT",
+        "SMARTPIP_CORS_ORIGINS",
+        "SMARTPIP_TRUSTED_PROXIES",
+        "SMARTPIP_ENV",
+        "SMARTPIP_DATABSE_URL",
+    ):
+        assert name in joined
+    assert len(found) == 7
+
+
+def test_production_refuses_missing_and_weak_secrets() -> None:
+    found = problems(
+        {
+            "SMARTPIP_ENV": "production",
+            "SMARTPIP_OPS_TOKEN": "changeme",
+            "SMARTPIP_OIDC_ISSUER": "http://accounts.example",
+        }
+    )
+    assert any(p.startswith("SMARTPIP_JWT_KEYS is required") for p in found)
+    assert any(p.startswith("SMARTPIP_OPS_TOKEN is weak") for p in found)
+    assert any(p.startswith("SMARTPIP_OIDC_ISSUER must be https") for p in found)
+    weak_key = problems({"SMARTPIP_ENV": "production", "SMARTPIP_JWT_KEYS": "a:short"})
+    assert weak_key == ["SMARTPIP_JWT_KEYS key 'a' is weak: at least 32 bytes"]
+
+
+def test_production_accepts_strong_secrets_and_rotation_order() -> None:
+    config = Config.from_env(
+        {"SMARTPIP_ENV": "production", "SMARTPIP_JWT_KEYS": f"{STRONG},k0:{'t' * 32}"}
+    )
+    assert [k.kid for k in config.jwt_keys] == ["k1", "k0"]
+    assert not config.jwt_keys_generated
+
+
+def test_secret_from_file(tmp_path: Path) -> None:
+    secret = tmp_path / "ops"
+    secret.write_text("o" * 40 + "\n")
+    config = Config.from_env({"SMARTPIP_OPS_TOKEN_FILE": str(secret)})
+    assert config.ops_token == "o" * 40
+    both = problems({"SMARTPIP_OPS_TOKEN_FILE": str(secret), "SMARTPIP_OPS_TOKEN": "x"})
+    assert both == ["SMARTPIP_OPS_TOKEN and SMARTPIP_OPS_TOKEN_FILE are both set; use one"]
+    missing = problems({"SMARTPIP_OPS_TOKEN_FILE": str(tmp_path / "absent")})
+    assert missing[0].startswith("SMARTPIP_OPS_TOKEN_FILE cannot be read")
+
+
+def test_malformed_jwt_keys() -> None:
+    assert problems({"SMARTPIP_JWT_KEYS": "nokid"}) == [
+        "SMARTPIP_JWT_KEYS entries must be kid:secret"
+    ]
+    assert problems({"SMARTPIP_JWT_KEYS": "a:x,a:y"}) == [
+        "SMARTPIP_JWT_KEYS repeats the key id 'a'"
+    ]
+
+
+def test_redacted_hides_every_secret() -> None:
+    config = Config.from_env(
+        {
+            "SMARTPIP_JWT_KEYS": STRONG,
+            "SMARTPIP_OPS_TOKEN": "ops-secret-value",
+            "SMARTPIP_YOUTUBE_API_KEY": "yt-secret-value",
+            "SMARTPIP_OIDC_CLIENT_ID": "client",
+            "SMARTPIP_OIDC_CLIENT_SECRET": "oidc-secret-value",
+            "SMARTPIP_DATABASE_URL": "postgresql://u:db-password@db/smartpip",
+        }
+    )
+    text = json.dumps(config.redacted())
+    for secret in (
+        "s" * 40,
+        "ops-secret-value",
+        "yt-secret-value",
+        "oidc-secret-value",
+        "db-password",
+    ):
+        assert secret not in text
+    assert "k1:<redacted>" in text
+    assert "s" * 40 not in repr(config) and "ops-secret-value" not in repr(config)
+
+
+def test_cli_config_check_prints_redacted_config(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setenv("SMARTPIP_OPS_TOKEN", "ops-secret-value")
+    assert cli_main(["config", "check"]) == 0
+    out = json.loads(capsys.readouterr().out)
+    assert out["ops_token"] == "<redacted>"
+    assert out["bind"] == "127.0.0.1:8080"
+
+
+def test_invalid_config_exits_2_without_traceback() -> None:
+    env = {"PATH": "/usr/bin:/bin", "SMARTPIP_BIND": "bad", "SMARTPIP_DB_POOL_SIZE": "0"}
+    result = subprocess.run(
+        [sys.executable, "-m", "smartpip.cli", "serve"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert result.returncode == 2
+    assert "Traceback" not in result.stderr
+    assert "SMARTPIP_BIND" in result.stderr and "SMARTPIP_DB_POOL_SIZE" in result.stderr
+
+
+@pytest.mark.parametrize(
+    "command",
+    [["--help"], ["serve", "--help"], ["migrate", "--help"], ["config", "check", "--help"]],
+)
+def test_cli_help(command: list[str], capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as exited:
+        cli_main(command)
+    assert exited.value.code == 0
+    assert "usage: smartpip" in capsys.readouterr().out
