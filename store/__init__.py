@@ -1,0 +1,12 @@
+"""All persistence of the service: Postgres (query functions, pool, migrations) and Redis.
+
+Modules: ``store.postgres`` (settings, ``Database``, ``open_database``, ``ensure_database``),
+``store.migrations`` (numbered SQL files and their application), ``store.redis`` (settings,
+``RedisStore``, ``open_redis``), ``store.errors`` (the exception hierarchy). Query functions
+live in further modules as plain sync ``verb_noun(conn, ...)`` functions, SQL beside them.
+
+``store`` imports nothing from ``smartpip``, ``tasks`` or ``supervisors`` and never reads the
+environment: settings are passed in.
+"""
+
+__all__: list[str] = []

@@ -1,0 +1,387 @@
+"""Postgres access for trio: a psycopg connection pool driven from worker threads.
+
+Query functions are plain sync functions ``verb_noun(conn, ...)`` with their SQL in a module
+constant beside them; they never commit or roll back. ``Database.run`` gives each call a
+pooled connection inside one transaction, in a worker thread, under a deadline, and turns
+"Postgres is not answering" into ``DatabaseUnavailable``.
+
+The pool is opened without waiting for Postgres, so the service starts (degraded) while the
+database is down and recovers by itself when it returns.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
+from functools import partial
+from typing import Any, Concatenate, ParamSpec, TypeVar, cast
+
+import attrs
+import psycopg
+import trio
+from psycopg import errors as pg_errors
+from psycopg import sql
+from psycopg.conninfo import conninfo_to_dict, make_conninfo
+from psycopg_pool import ConnectionPool
+
+from store.errors import DatabaseUnavailable, MigrationError
+
+__all__ = [
+    "Database",
+    "DatabaseUnavailable",
+    "MigrationError",
+    "PostgresSettings",
+    "connection_kwargs",
+    "ensure_database",
+    "open_database",
+    "query_ping",
+]
+
+P = ParamSpec("P")
+T = TypeVar("T")
+
+APPLICATION_NAME = "smartpip"
+
+# TCP keepalives: an idle pooled connection to a vanished host is noticed after about
+# 10 + 3 * 5 = 25 s instead of the kernel default of two hours.
+_KEEPALIVES = {
+    "keepalives": 1,
+    "keepalives_idle": 10,
+    "keepalives_interval": 5,
+    "keepalives_count": 3,
+}
+# Data left unacknowledged this long (host gone mid-query) aborts the connection, so a worker
+# thread abandoned after a deadline does not stay blocked for the ~15 min of TCP retransmission.
+_TCP_USER_TIMEOUT_MS = 30_000
+# How long the pool keeps retrying a lost connection in the background (with backoff: 1, 2,
+# 4 s...) before giving its slot up. Zero: one immediate retry, then the slot is free and the
+# next request that finds no connection starts a new attempt at once. Reconnection is thus
+# driven by demand, and the first request after Postgres returns gets a connection instead of
+# waiting for a retry scheduled seconds later.
+_RECONNECT_TIMEOUT = 0.0
+# Never hand psycopg_pool a zero or negative wait: it would raise even with a connection ready.
+_MIN_ACQUIRE_WAIT = 0.01
+# Bound on closing the pool at shutdown (its maintenance threads may be stuck connecting).
+_CLOSE_TIMEOUT = 3.0
+
+
+@attrs.frozen
+class PostgresSettings:
+    """How to reach Postgres and how long to wait for it.
+
+    Attributes:
+        url: libpq URL or conninfo string, e.g. ``postgresql://user@host:5432/smartpip``.
+        min_size: Connections the pool keeps open.
+        max_size: Most connections the pool opens; also the number of worker threads.
+        connect_timeout: Seconds to establish a connection (libpq counts whole seconds with a
+            minimum of 2, so this is rounded up).
+        acquire_timeout: Seconds a call waits for a worker slot plus a working connection.
+        statement_timeout_ms: Server-side limit for each statement, set on every connection
+            (0: none). Keep it below ``query_timeout`` so that the server cancels a slow
+            statement (clean rollback) before the client gives up on it (outcome unknown).
+        query_timeout: Overall deadline of one ``Database.run`` call, in seconds.
+
+    Raises:
+        ValueError: A size or timeout is out of range.
+    """
+
+    url: str
+    min_size: int = attrs.field(default=1, validator=attrs.validators.ge(0))
+    max_size: int = attrs.field(default=10, validator=attrs.validators.ge(1))
+    connect_timeout: float = attrs.field(default=2.0, validator=attrs.validators.gt(0))
+    acquire_timeout: float = attrs.field(default=1.0, validator=attrs.validators.gt(0))
+    statement_timeout_ms: int = attrs.field(default=5000, validator=attrs.validators.ge(0))
+    query_timeout: float = attrs.field(default=6.0, validator=attrs.validators.gt(0))
+
+    def __attrs_post_init__(self) -> None:
+        if self.min_size > self.max_size:
+            raise ValueError(f"min_size {self.min_size} > max_size {self.max_size}")
+
+
+def _libpq_seconds(timeout: float) -> int:
+    return max(2, math.ceil(timeout))
+
+
+def connection_kwargs(settings: PostgresSettings) -> dict[str, Any]:
+    """The connection parameters every pooled connection gets on top of ``settings.url``.
+
+    ``options`` given in the URL are kept; the statement timeout is appended to them.
+    """
+    url_options = conninfo_to_dict(settings.url).get("options")
+    options = f"-c statement_timeout={settings.statement_timeout_ms}"
+    return {
+        "application_name": APPLICATION_NAME,
+        "connect_timeout": _libpq_seconds(settings.connect_timeout),
+        "options": f"{url_options} {options}" if url_options else options,
+        "tcp_user_timeout": _TCP_USER_TIMEOUT_MS,
+        **_KEEPALIVES,
+        # Transactions are opened explicitly by Database.run (conn.transaction()).
+        "autocommit": True,
+    }
+
+
+class _NoFreeSlot(Exception):
+    """Every worker slot stayed busy for the whole acquire timeout."""
+
+
+@attrs.frozen
+class _BoundedSlots:
+    """A ``CapacityLimiter`` look-alike for ``trio.to_thread.run_sync``: waits at most ``wait``.
+
+    trio releases the slot only when the thread really finishes, also after abandoning it.
+    """
+
+    limiter: trio.CapacityLimiter
+    wait: float
+
+    async def acquire_on_behalf_of(self, borrower: object) -> None:
+        with trio.move_on_after(self.wait):
+            await self.limiter.acquire_on_behalf_of(borrower)
+            return
+        raise _NoFreeSlot
+
+    def release_on_behalf_of(self, borrower: object) -> None:
+        self.limiter.release_on_behalf_of(borrower)
+
+
+class Database:
+    """Runs sync query functions on pooled connections, one transaction per call.
+
+    Concurrency rules:
+
+    - Each ``run`` call takes one worker slot from a ``trio.CapacityLimiter`` whose size equals
+      the pool's ``max_size``, and its thread takes one connection. So no more threads ever
+      wait on the pool than it has connections: callers queue in trio (cheap, cancellable)
+      instead of as blocked OS threads, and a thread normally finds a connection at once.
+    - The wait for a slot plus a connection is bounded by ``acquire_timeout``; the whole call
+      by ``query_timeout``. On either, ``DatabaseUnavailable``.
+    - A call that hits its deadline or is cancelled abandons its thread. The thread keeps its
+      slot until it really returns (trio releases limiter slots only then), so a hung database
+      pins at most ``max_size`` threads and later callers fail fast instead of piling up
+      threads. The abandoned transaction may still commit: outcome unknown, writes must be
+      idempotent.
+    - Query functions must not keep the connection or start work that outlives the call, and
+      must not commit or roll back themselves.
+    - Every connection is checked (an empty query) when taken from the pool, so connections
+      broken while Postgres restarted are replaced instead of failing a request; a failed
+      check drops every idle connection (``pool.drain()``), as they are most likely dead too.
+    """
+
+    def __init__(self, pool: ConnectionPool[psycopg.Connection[Any]], settings: PostgresSettings):
+        self._pool = pool
+        self._settings = settings
+        self._limiter = trio.CapacityLimiter(pool.max_size)
+
+    @property
+    def settings(self) -> PostgresSettings:
+        """The settings this database was opened with."""
+        return self._settings
+
+    async def run(
+        self,
+        fn: Callable[Concatenate[psycopg.Connection[Any], P], T],
+        /,
+        *args: P.args,
+        **kwargs: P.kwargs,
+    ) -> T:
+        """Call ``fn(conn, *args, **kwargs)`` in a worker thread inside one transaction.
+
+        Commits when ``fn`` returns, rolls back when it raises.
+
+        Args:
+            fn: A sync query function taking the connection first.
+            *args: Passed to ``fn``.
+            **kwargs: Passed to ``fn``.
+
+        Returns:
+            What ``fn`` returned.
+
+        Raises:
+            DatabaseUnavailable: No connection within ``acquire_timeout``, the connection broke,
+                the statement was cancelled (``statement_timeout``, admin shutdown), or no
+                answer within ``query_timeout``.
+            Exception: Anything else ``fn`` raised (e.g. ``psycopg.IntegrityError``), unchanged.
+        """
+        started = time.monotonic()
+
+        def call(conn: psycopg.Connection[Any]) -> T:
+            return fn(conn, *args, **kwargs)
+
+        slots = _BoundedSlots(self._limiter, self._settings.acquire_timeout)
+        try:
+            with trio.fail_after(self._settings.query_timeout):
+                return await trio.to_thread.run_sync(
+                    partial(self._transaction, call, started),
+                    abandon_on_cancel=True,
+                    limiter=cast(trio.CapacityLimiter, slots),
+                )
+        except trio.TooSlowError as exc:
+            raise DatabaseUnavailable(
+                f"Postgres did not answer within {self._settings.query_timeout} s"
+            ) from exc
+        except _NoFreeSlot as exc:
+            raise DatabaseUnavailable(
+                f"all {self._pool.max_size} database connections stayed busy for "
+                f"{self._settings.acquire_timeout} s"
+            ) from exc
+        except psycopg.OperationalError as exc:
+            # Also PoolTimeout, PoolClosed, QueryCanceled and AdminShutdown (all subclasses).
+            raise DatabaseUnavailable(f"Postgres unavailable: {type(exc).__name__}: {exc}") from exc
+
+    def _transaction(self, call: Callable[[psycopg.Connection[Any]], T], started: float) -> T:
+        """Worker thread: take a connection within what is left of the acquire timeout."""
+        waited = time.monotonic() - started
+        timeout = max(self._settings.acquire_timeout - waited, _MIN_ACQUIRE_WAIT)
+        conn = self._pool.getconn(timeout=timeout)
+        try:
+            with conn.transaction():
+                return call(conn)
+        finally:
+            self._pool.putconn(conn)
+
+    async def ping(self) -> None:
+        """Check that Postgres answers a trivial query.
+
+        Raises:
+            DatabaseUnavailable: It does not.
+        """
+        await self.run(query_ping)
+
+    def stats(self) -> dict[str, int]:
+        """Pool figures for metrics and readiness; no I/O.
+
+        Returns:
+            ``size`` (connections open or being opened), ``available`` (idle in the pool),
+            ``waiting`` (threads waiting for a connection), ``max``, ``min``, ``busy`` (worker
+            slots in use, abandoned threads included), and the pool's cumulative counters
+            ``requests``, ``requests_errors``, ``connections_errors``, ``connections_lost``.
+        """
+        raw = self._pool.get_stats()
+        return {
+            "size": raw.get("pool_size", 0),
+            "available": raw.get("pool_available", 0),
+            "waiting": raw.get("requests_waiting", 0),
+            "max": self._pool.max_size,
+            "min": self._pool.min_size,
+            "busy": self._limiter.borrowed_tokens,
+            "requests": raw.get("requests_num", 0),
+            "requests_errors": raw.get("requests_errors", 0),
+            "connections_errors": raw.get("connections_errors", 0),
+            "connections_lost": raw.get("connections_lost", 0),
+        }
+
+
+@asynccontextmanager
+async def open_database(settings: PostgresSettings) -> AsyncIterator[Database]:
+    """Open the connection pool without waiting for Postgres; close it on exit.
+
+    Args:
+        settings: Where Postgres is and the timeouts to use.
+
+    Yields:
+        The database; calls fail with ``DatabaseUnavailable`` until Postgres answers.
+    """
+
+    def check(conn: psycopg.Connection[Any]) -> None:
+        # One dead idle connection usually means the server restarted and all of them are dead:
+        # drop them all now, or each request would find two, back off for a second and time out.
+        try:
+            ConnectionPool.check_connection(conn)
+        except Exception:
+            pool.drain()
+            raise
+
+    pool: ConnectionPool[psycopg.Connection[Any]] = ConnectionPool(
+        settings.url,
+        kwargs=connection_kwargs(settings),
+        min_size=settings.min_size,
+        max_size=settings.max_size,
+        open=False,
+        name=APPLICATION_NAME,
+        check=check,
+        timeout=settings.acquire_timeout,
+        reconnect_timeout=_RECONNECT_TIMEOUT,
+    )
+    pool.open(wait=False)
+    try:
+        yield Database(pool, settings)
+    finally:
+        # Shielded so that closing also happens when leaving because of a cancellation;
+        # bounded because a worker may be stuck connecting to a hung server.
+        with trio.CancelScope(shield=True, deadline=trio.current_time() + _CLOSE_TIMEOUT + 1):
+            await trio.to_thread.run_sync(
+                partial(pool.close, timeout=_CLOSE_TIMEOUT), abandon_on_cancel=True
+            )
+
+
+PING = "SELECT 1"
+
+
+def query_ping(conn: psycopg.Connection[Any]) -> None:
+    """Run a trivial query (readiness, ``Database.ping``)."""
+    conn.execute(PING)
+
+
+DATABASE_EXISTS = "SELECT 1 FROM pg_database WHERE datname = %s"
+MAINTENANCE_DB = "postgres"
+
+
+def ensure_database(url: str, *, connect_timeout: float = 5.0) -> bool:
+    """Create the database named by ``url`` if it does not exist (sync; run it in a thread).
+
+    Connects to the ``postgres`` maintenance database of the same server with the same
+    credentials to check and create. Safe against a concurrent creator (another replica).
+
+    Args:
+        url: libpq URL or conninfo string of the target database; it must name the database.
+        connect_timeout: Seconds for each connection attempt (whole seconds, at least 2).
+
+    Returns:
+        True if this call created the database, False if it already existed.
+
+    Raises:
+        MigrationError: The URL names no database, or the role may not create it.
+        DatabaseUnavailable: The server cannot be reached, or the database exists but refuses
+            the connection.
+    """
+    params = conninfo_to_dict(url)
+    dbname = str(params.get("dbname") or "")
+    if not dbname:
+        raise MigrationError(f"the database URL names no database: {_redacted(url)}")
+    timeout = _libpq_seconds(connect_timeout)
+    try:
+        with psycopg.connect(url, connect_timeout=timeout, autocommit=True):
+            return False
+    except psycopg.OperationalError as exc:
+        target_error = exc
+    try:
+        with psycopg.connect(
+            make_conninfo(url, dbname=MAINTENANCE_DB, connect_timeout=timeout), autocommit=True
+        ) as conn:
+            if conn.execute(DATABASE_EXISTS, (dbname,)).fetchone() is not None:
+                raise DatabaseUnavailable(
+                    f"database {dbname!r} exists but refused the connection: {target_error}"
+                ) from target_error
+            conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(dbname)))
+            return True
+    except pg_errors.DuplicateDatabase:
+        return False
+    except pg_errors.InsufficientPrivilege as exc:
+        role = params.get("user") or "(default user)"
+        raise MigrationError(
+            f"database {dbname!r} does not exist and role {role!r} may not create it: "
+            f"create it once by hand (CREATE DATABASE {dbname}) or grant the role CREATEDB"
+        ) from exc
+    except psycopg.OperationalError as exc:
+        raise DatabaseUnavailable(
+            f"cannot reach Postgres to create database {dbname!r}: {exc}"
+        ) from exc
+
+
+def _redacted(url: str) -> str:
+    """The URL's non-secret parts, for messages."""
+    params = conninfo_to_dict(url)
+    params.pop("password", None)
+    return make_conninfo(**{k: str(v) for k, v in params.items()})

@@ -1,0 +1,83 @@
+"""Shared fixtures: a dedicated test database on the real Postgres, a private Redis namespace.
+
+pytest-trio runs one ``trio.run`` per test, so the session-wide setup here is synchronous
+(psycopg in plain sync mode); per-test Redis cleanup is an async fixture inside that run.
+
+Environment knobs (tests only): ``SMARTPIP_TEST_PG_ADMIN_URL`` (a role that may create
+databases, default ``postgresql://postgres@127.0.0.1:5432/postgres``), ``SMARTPIP_TEST_REDIS_URL``
+(default ``redis://127.0.0.1:6379/0``).
+"""
+
+from __future__ import annotations
+
+import os
+import uuid
+from collections.abc import AsyncIterator, Iterator
+
+import psycopg
+import pytest
+from psycopg import sql
+
+from store.migrations import apply_migrations, load_migrations
+from store.redis import RedisSettings, RedisStore, open_redis
+
+ADMIN_URL = os.environ.get(
+    "SMARTPIP_TEST_PG_ADMIN_URL", "postgresql://postgres@127.0.0.1:5432/postgres"
+)
+REDIS_URL = os.environ.get("SMARTPIP_TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
+TEST_DB = f"smartpip_test_{os.getpid()}"
+
+
+def url_for(dbname: str) -> str:
+    """The admin URL with its database name replaced."""
+    return ADMIN_URL.rsplit("/", 1)[0] + "/" + dbname
+
+
+def _drop(dbname: str) -> None:
+    with psycopg.connect(ADMIN_URL, autocommit=True) as conn:
+        conn.execute(
+            sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(dbname))
+        )
+
+
+@pytest.fixture(scope="session")
+def pg_database() -> Iterator[str]:
+    """A fresh, migrated database for this test session; dropped at the end."""
+    _drop(TEST_DB)
+    with psycopg.connect(ADMIN_URL, autocommit=True) as conn:
+        conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(TEST_DB)))
+    url = url_for(TEST_DB)
+    with psycopg.connect(url) as conn:
+        apply_migrations(conn, load_migrations())
+    yield url
+    _drop(TEST_DB)
+
+
+TRUNCATE_ALL = """
+SELECT string_agg(format('%I.%I', schemaname, tablename), ', ')
+FROM pg_tables WHERE schemaname = 'public' AND tablename <> 'schema_migrations'
+"""
+
+
+@pytest.fixture
+def pg_url(pg_database: str) -> str:
+    """The test database URL, with every table but ``schema_migrations`` emptied first."""
+    with psycopg.connect(pg_database, autocommit=True) as conn:
+        row = conn.execute(TRUNCATE_ALL).fetchone()
+        if row is not None and row[0]:
+            conn.execute(f"TRUNCATE {row[0]} RESTART IDENTITY CASCADE")
+    return pg_database
+
+
+@pytest.fixture
+def redis_prefix() -> str:
+    """A key prefix no other test (or the running service) shares."""
+    return f"smartpiptest:{uuid.uuid4().hex[:12]}:"
+
+
+@pytest.fixture
+async def redis_store(redis_prefix: str) -> AsyncIterator[RedisStore]:
+    """A Redis store under a private prefix; every key under it is deleted afterwards."""
+    async with open_redis(RedisSettings(url=REDIS_URL, prefix=redis_prefix)) as store:
+        yield store
+        await store.delete_prefixed()

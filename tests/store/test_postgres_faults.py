@@ -1,0 +1,130 @@
+"""A dead or frozen Postgres (through a FaultProxy) fails fast and is recovered from."""
+
+from __future__ import annotations
+
+import psycopg
+import pytest
+import trio
+
+from store.postgres import Database, DatabaseUnavailable, PostgresSettings, open_database
+from tests.support.faultproxy import FaultProxy
+from tests.support.pg import url_with
+from tests.support.polling import wait_until
+
+# "Fails fast" bounds: generous multiples of the timeouts used below, far below the defaults
+# of a driver left alone (minutes).
+DOWN_BOUND = 2.5
+HUNG_BOUND = 3.0
+
+
+def proxied(pg_url: str, proxy: FaultProxy) -> PostgresSettings:
+    return PostgresSettings(
+        url=url_with(pg_url, host="127.0.0.1", port=str(proxy.port)),
+        max_size=3,
+        connect_timeout=2.0,
+        acquire_timeout=0.5,
+        query_timeout=1.0,
+    )
+
+
+async def ping_fails_fast(db: Database, bound: float) -> float:
+    """Assert that a ping raises DatabaseUnavailable within ``bound`` s; return the time taken."""
+    started = trio.current_time()
+    with trio.fail_after(bound), pytest.raises(DatabaseUnavailable):
+        await db.ping()
+    return trio.current_time() - started
+
+
+async def test_down_fails_fast_then_recovers(pg_url: str, pg_proxy: FaultProxy) -> None:
+    async with open_database(proxied(pg_url, pg_proxy)) as db:
+        await db.ping()
+        pg_proxy.mode = "down"
+        await ping_fails_fast(db, DOWN_BOUND)
+        await ping_fails_fast(db, DOWN_BOUND)
+        pg_proxy.mode = "pass"
+        # Same pool, no reopening: the very next calls succeed.
+        with trio.fail_after(DOWN_BOUND):
+            await db.ping()
+            await db.ping()
+
+
+async def test_hung_fails_within_query_timeout_then_recovers(
+    pg_url: str, pg_proxy: FaultProxy
+) -> None:
+    async with open_database(proxied(pg_url, pg_proxy)) as db:
+        await db.ping()
+        pg_proxy.mode = "hung"
+        elapsed = await ping_fails_fast(db, HUNG_BOUND)
+        assert elapsed >= 0.4, "failed before any timeout could have fired"
+        # The first call's thread is still stuck in the frozen connection; later calls must
+        # not wait for it.
+        await ping_fails_fast(db, HUNG_BOUND)
+        pg_proxy.mode = "pass"
+        with trio.fail_after(HUNG_BOUND):
+            await db.ping()
+            # The abandoned thread gets its answer too, and gives its slot back.
+            await wait_until(lambda: db.stats()["busy"] == 0)
+
+
+async def test_hung_burst_never_piles_up(pg_url: str, pg_proxy: FaultProxy) -> None:
+    async with open_database(proxied(pg_url, pg_proxy)) as db:
+        await db.ping()
+        pg_proxy.mode = "hung"
+        failures: list[BaseException] = []
+
+        async def one() -> None:
+            try:
+                await db.ping()
+            except DatabaseUnavailable as exc:
+                failures.append(exc)
+
+        with trio.fail_after(HUNG_BOUND):
+            async with trio.open_nursery() as nursery:
+                for _ in range(4 * db.stats()["max"]):
+                    nursery.start_soon(one)
+        assert len(failures) == 4 * db.stats()["max"]
+        # Abandoned threads keep their slots, so they never outnumber the pool.
+        assert db.stats()["busy"] <= db.stats()["max"]
+        pg_proxy.mode = "pass"
+        with trio.fail_after(HUNG_BOUND):
+            await db.ping()
+
+
+async def test_starts_while_postgres_is_down(pg_url: str, pg_proxy: FaultProxy) -> None:
+    pg_proxy.mode = "down"
+    async with open_database(proxied(pg_url, pg_proxy)) as db:
+        await ping_fails_fast(db, DOWN_BOUND)
+        pg_proxy.mode = "pass"
+        with trio.fail_after(DOWN_BOUND):
+            await db.ping()
+
+
+async def test_closing_with_a_hung_server_is_bounded(pg_url: str, pg_proxy: FaultProxy) -> None:
+    with trio.fail_after(10):
+        async with open_database(proxied(pg_url, pg_proxy)) as db:
+            await db.ping()
+            pg_proxy.mode = "hung"
+            await ping_fails_fast(db, HUNG_BOUND)
+        pg_proxy.mode = "pass"
+
+
+TERMINATE_POOL_BACKENDS = """
+SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity
+WHERE datname = current_database() AND application_name = 'smartpip' AND pid <> pg_backend_pid()
+"""
+
+
+async def test_all_pooled_connections_killed_like_a_restart(pg_url: str) -> None:
+    settings = PostgresSettings(url=pg_url, max_size=4, acquire_timeout=0.5)
+    async with open_database(settings) as db:
+        async with trio.open_nursery() as nursery:
+            for _ in range(8):
+                nursery.start_soon(db.run, lambda conn: conn.execute("SELECT pg_sleep(0.05)"))
+        assert db.stats()["available"] >= 2, "several idle connections to kill"
+        with psycopg.connect(pg_url, autocommit=True) as admin:
+            row = admin.execute(TERMINATE_POOL_BACKENDS).fetchone()
+        assert row is not None and row[0] >= 2
+        # Every idle connection is dead; the very next call must not fail because of them.
+        with trio.fail_after(DOWN_BOUND):
+            await db.ping()
+            await db.ping()

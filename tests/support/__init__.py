@@ -1,0 +1,1 @@
+"""Test helpers shared across test packages: fault injection, polling, scratch databases."""
