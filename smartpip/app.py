@@ -118,4 +118,9 @@ def create_app(
             headers={"Retry-After": str(RETRY_AFTER_SECONDS)},
         )
 
-    return HygieneMiddleware(app, resources.metrics, resources.config.cors_origins)
+    return HygieneMiddleware(
+        app,
+        resources.metrics,
+        resources.config.cors_origins,
+        log_level=resources.config.log_level,
+    )

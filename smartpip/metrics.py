@@ -24,6 +24,8 @@ __all__ = ["KNOWN_METHODS", "UNMATCHED_ROUTE", "Metrics"]
 
 KNOWN_METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
 UNMATCHED_ROUTE = "unmatched"
+# The pool statistics that are levels (gauges); the pool's cumulative counters are left out.
+POOL_GAUGES = ("size", "available", "busy", "waiting", "min", "max")
 # Why these buckets: the API answers in single-digit milliseconds when healthy; the tail
 # buckets show dependency timeouts (0.25 s Redis, 1 s Postgres acquire, 5 s statements).
 LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
@@ -44,8 +46,10 @@ class _SnapshotCollector(Collector):
         pool = GaugeMetricFamily(
             "db_pool_connections", "Postgres pool connections by state", labels=["state"]
         )
-        for state, value in sorted(self._pool_stats().items()):
-            pool.add_metric([state], value)
+        stats = self._pool_stats()
+        for state in POOL_GAUGES:
+            if state in stats:
+                pool.add_metric([state], stats[state])
         yield pool
         for name, up in sorted(self._dependency_up().items()):
             yield GaugeMetricFamily(f"{name}_up", f"1 when {name} answered the last probe", up)
@@ -71,6 +75,7 @@ class Metrics:
             buckets=LATENCY_BUCKETS,
             registry=self.registry,
         )
+        self._request_children: dict[tuple[str, str, int], tuple[Counter, Histogram]] = {}
         self.supervisor_restarts = Counter(
             "supervisor_restarts_total",
             "Restarts of supervised tasks",
@@ -88,9 +93,18 @@ class Metrics:
 
     def observe_request(self, method: str, route: str, status: int, seconds: float) -> None:
         """Count one answered request."""
-        label = method if method in KNOWN_METHODS else "OTHER"
-        self.http_requests.labels(label, route, str(status)).inc()
-        self.http_duration.labels(route).observe(seconds)
+        key = (method if method in KNOWN_METHODS else "OTHER", route, status)
+        children = self._request_children.get(key)
+        if children is None:
+            # labels() costs a lock and a tuple build per call; the label sets are closed
+            # (methods x route templates x statuses), so caching the children is bounded.
+            children = (
+                self.http_requests.labels(key[0], route, str(status)),
+                self.http_duration.labels(route),
+            )
+            self._request_children[key] = children
+        children[0].inc()
+        children[1].observe(seconds)
 
     def on_restart(self, child: str, _cause: BaseException | None) -> None:
         """Supervisor hook: count one restart of ``child``."""

@@ -21,7 +21,7 @@ from quart import Blueprint
 from smartpip.config import Config
 from smartpip.server import main
 from tests.conftest import ADMIN_URL, REDIS_URL, url_for
-from tests.waiting import eventually, wait_exit
+from tests.support.polling import eventually, wait_exit
 
 pytestmark = pytest.mark.subprocess
 

@@ -11,7 +11,7 @@ import trio
 from tests.app.conftest import make_config, running_app
 from tests.conftest import REDIS_URL
 from tests.support.faultproxy import FaultProxy
-from tests.waiting import eventually
+from tests.support.polling import eventually
 
 
 async def readiness(client: httpx.AsyncClient) -> tuple[int, dict[str, object]]:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import AsyncIterator
 from functools import partial
 
@@ -10,7 +11,6 @@ import trio
 
 from smartpip.problems import PROBLEM_JSON
 from tests.app.conftest import AppFactory, RunningApp
-from tests.waiting import eventually
 
 ORIGIN = "chrome-extension://abcdefghijklmnopabcdefghijklmnop"
 
@@ -67,21 +67,27 @@ async def test_request_id_echoed_generated_or_replaced(app: RunningApp) -> None:
     assert len(insane.headers["x-request-id"]) == 32
 
 
-async def test_access_log_line(app: RunningApp, caplog: pytest.LogCaptureFixture) -> None:
-    caplog.set_level("INFO", logger="smartpip.access")
-    await app.client.get("/v1/status?token=should-not-be-logged", headers={"X-Request-ID": "rid-1"})
-
-    async def logged() -> bool:  # the line is written after the response has been sent
-        return any(r.name == "smartpip.access" for r in caplog.records)
-
-    await eventually(logged, within=5)
-    event = next(r for r in caplog.records if r.name == "smartpip.access").msg
-    assert isinstance(event, dict)
+async def test_access_log_line(app_factory: AppFactory, capfd: pytest.CaptureFixture[str]) -> None:
+    async with app_factory() as app:  # built inside the test, so its log goes to capfd
+        await app.client.get(
+            "/v1/status?token=should-not-be-logged", headers={"X-Request-ID": "rid-1"}
+        )
+    lines = [json.loads(line) for line in capfd.readouterr().err.splitlines() if line.strip()]
+    access = [line for line in lines if line.get("logger") == "smartpip.access"]
+    assert len(access) == 1
+    event = access[0]
+    assert event["event"] == "request"
     assert event["route"] == "/v1/status"
     assert event["status"] == 200
     assert event["method"] == "GET"
     assert event["request_id"] == "rid-1"
-    assert "should-not-be-logged" not in str(event)
+    assert event["level"] == "info"
+    assert isinstance(event["duration_ms"], float)
+    assert not any(
+        "should-not-be-logged" in json.dumps(line)
+        for line in lines
+        if "logger" in line and line["logger"].startswith("smartpip")
+    )
 
 
 async def test_echo_accepts_plain_json(app: RunningApp) -> None:
