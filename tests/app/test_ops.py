@@ -5,9 +5,12 @@ from __future__ import annotations
 import json
 import re
 
+import pytest
+
 from smartpip.api_v1 import load_openapi
 from smartpip.problems import PROBLEM_JSON
 from tests.app.conftest import AppFactory, RunningApp
+from tests.support.polling import eventually
 
 OPS_TOKEN = "o" * 40
 
@@ -79,15 +82,18 @@ async def test_openapi_documents_exactly_the_routes(app_factory: AppFactory) -> 
     async with app_factory() as running:
         middleware = create_app(running.resources, Lifecycle())
         rules = {
-            re.sub(r"<(?:\w+:)?(\w+)>", r"{\1}", rule.rule)
+            (re.sub(r"<(?:\w+:)?(\w+)>", r"{\1}", rule.rule), method.lower())
             for rule in middleware.app.url_map.iter_rules()  # type: ignore[attr-defined]
             if rule.endpoint != "static"
+            for method in rule.methods or ()
+            if method not in {"HEAD", "OPTIONS"}
         }
         served = (await running.client.get("/v1/openapi.json")).json()
     document = json.loads(load_openapi())
     assert served == document
     assert document["openapi"].startswith("3.1")
-    assert set(document["paths"]) == rules
+    documented = {(path, method) for path, ops in document["paths"].items() for method in ops}
+    assert documented == rules
 
 
 async def test_ops_supervisors_disabled_without_token(app: RunningApp) -> None:
@@ -113,3 +119,31 @@ async def test_ops_supervisors_requires_the_token(app_factory: AppFactory) -> No
     assert child["supervisor"] == "root"
     assert child["state"] == "running"
     assert child["restarts"] == 0
+
+
+async def test_a_failing_supervised_task_is_restarted_logged_and_counted(
+    app_factory: AppFactory, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The health monitor crashing (a bug, not a dependency outage) is restarted with
+    backoff, logged with its cause, counted in the metric and shown in /ops/supervisors."""
+    async with app_factory(ops_token=OPS_TOKEN) as app:
+        app.resources.health.migrations = None  # type: ignore[assignment]  # probe now raises
+
+        async def restarted() -> bool:
+            return (
+                'supervisor_restarts_total{child="health-monitor"}'
+                in (await app.client.get("/metrics")).text
+            )
+
+        await eventually(restarted, within=10)
+        tree = (
+            await app.client.get(
+                "/ops/supervisors", headers={"Authorization": f"Bearer {OPS_TOKEN}"}
+            )
+        ).json()["children"]["health-monitor"]
+    assert tree["restarts"] >= 1
+    assert tree["last_error"].startswith("TypeError")
+    assert tree["last_error_at"] is not None
+    restarts = [r for r in caplog.records if r.getMessage() == "child restarting"]
+    assert restarts and restarts[0].levelname == "WARNING"
+    assert "TypeError" in restarts[0].cause  # type: ignore[attr-defined]
