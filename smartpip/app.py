@@ -98,25 +98,19 @@ def create_app(
         detail = None if status >= 500 else error.description
         return problem_response(status, detail, headers=headers)
 
-    @app.errorhandler(DatabaseUnavailable)
-    async def database_unavailable(error: DatabaseUnavailable) -> Response:
-        log.warning("postgres unavailable", error=str(error))
+    async def dependency_unavailable(error: Exception) -> Response:
+        dependency = "postgres" if isinstance(error, DatabaseUnavailable) else "redis"
+        log.warning("dependency unavailable", dependency=dependency, error=str(error))
         return problem_response(
             503,
-            "the database is unavailable; retry shortly",
+            f"{'the database' if dependency == 'postgres' else 'a dependency'} is unavailable; "
+            "retry shortly",
             code="service_unavailable",
             headers={"Retry-After": str(RETRY_AFTER_SECONDS)},
         )
 
-    @app.errorhandler(RedisUnavailable)
-    async def redis_unavailable(error: RedisUnavailable) -> Response:
-        log.warning("redis unavailable", error=str(error))
-        return problem_response(
-            503,
-            "a dependency is unavailable; retry shortly",
-            code="service_unavailable",
-            headers={"Retry-After": str(RETRY_AFTER_SECONDS)},
-        )
+    app.register_error_handler(DatabaseUnavailable, dependency_unavailable)
+    app.register_error_handler(RedisUnavailable, dependency_unavailable)
 
     return HygieneMiddleware(
         app,

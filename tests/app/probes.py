@@ -12,7 +12,7 @@ from store.postgres import query_ping
 
 def probe_blueprint(resources: Resources, release: trio.Event | None = None) -> Blueprint:
     """``POST /test/echo`` parses JSON strictly; ``/test/boom`` fails; ``/test/db`` queries;
-    ``/test/slow`` waits for ``release`` (a request kept in flight)."""
+    ``/test/redis`` pings Redis; ``/test/slow`` waits for ``release`` (a request kept in flight)."""
     bp = Blueprint("probes", __name__, url_prefix="/test")
 
     @bp.post("/echo")
@@ -27,6 +27,11 @@ def probe_blueprint(resources: Resources, release: trio.Event | None = None) -> 
     async def db() -> dict[str, object]:
         await resources.db.run(query_ping)
         return {"db": "ok"}
+
+    @bp.get("/redis")
+    async def redis() -> dict[str, object]:
+        await resources.redis.ping()
+        return {"redis": "ok"}
 
     @bp.get("/slow")
     async def slow() -> dict[str, object]:

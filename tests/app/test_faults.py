@@ -24,7 +24,7 @@ async def test_redis_down_is_degraded_not_unready(pg_url: str, redis_prefix: str
     async with trio.open_nursery() as nursery:
         port = await nursery.start(proxy.run)
         config = make_config(pg_url, redis_prefix, redis_url=f"redis://127.0.0.1:{port}/0")
-        async with running_app(config) as app:
+        async with running_app(config, probes=True) as app:
             assert (await readiness(app.client))[1]["checks"] == {
                 "postgres": "ok",
                 "migrations": "ok",
@@ -39,6 +39,11 @@ async def test_redis_down_is_degraded_not_unready(pg_url: str, redis_prefix: str
 
                 await eventually(degraded)
                 assert "redis_up 0.0" in (await app.client.get("/metrics")).text
+                with trio.fail_after(1.5):  # command timeout 0.25 s (+ connect 0.5 s)
+                    response = await app.client.get("/test/redis")
+                assert response.status_code == 503
+                assert response.json()["code"] == "service_unavailable"
+                assert int(response.headers["retry-after"]) > 0
                 proxy.mode = "pass"
 
                 async def recovered() -> bool:
