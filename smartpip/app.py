@@ -13,7 +13,9 @@ from quart import Blueprint, Response, request
 from quart_trio import QuartTrio
 from werkzeug.exceptions import HTTPException, MethodNotAllowed
 
+from smartpip.account import account_blueprint
 from smartpip.api_v1 import api_v1_blueprint
+from smartpip.auth_routes import auth_blueprint
 from smartpip.lifecycle import Lifecycle
 from smartpip.logs import get_logger
 from smartpip.middleware import MAX_BODY_BYTES, SCOPE_REQUEST_ID, SCOPE_ROUTE, HygieneMiddleware
@@ -71,6 +73,8 @@ def create_app(
     app.json.sort_keys = False  # type: ignore[attr-defined]
     app.register_blueprint(ops_blueprint(resources, lifecycle))
     app.register_blueprint(api_v1_blueprint(resources))
+    app.register_blueprint(auth_blueprint(resources))
+    app.register_blueprint(account_blueprint(resources))
     for blueprint in extra or ():
         app.register_blueprint(blueprint)
 

@@ -20,6 +20,8 @@ from urllib.parse import urlsplit
 
 import attrs
 
+from smartpip.ratelimit import Policy, parse_policy
+
 __all__ = ["SECRET_NAMES", "Config", "ConfigError", "JwtKey"]
 
 T = TypeVar("T")
@@ -32,6 +34,12 @@ MIN_SECRET_BYTES = 32
 WEAK_SECRETS = frozenset(
     {"changeme", "change-me", "secret", "password", "dev", "development", "test"}
 )
+
+# Why these rates: sign-in takes 2-3 auth calls and a refresh every 15 minutes; 20 a minute
+# per address leaves room for a household behind one NAT while stopping credential spraying.
+DEFAULT_AUTH_LIMIT = "20/1m"
+# Per signed-in user, across all authenticated routes that attach it.
+DEFAULT_USER_LIMIT = "300/1m"
 
 Network = ipaddress.IPv4Network | ipaddress.IPv6Network
 
@@ -83,6 +91,11 @@ class Config:
         ipaddress.ip_network("::1/128"),
     )
     cors_origins: tuple[str, ...] = ()
+    session_idle_days: int = 30
+    session_absolute_days: int = 90
+    refresh_grace_seconds: float = 10.0
+    rate_limit_auth: Policy = attrs.field(factory=lambda: parse_policy("auth", DEFAULT_AUTH_LIMIT))
+    rate_limit_user: Policy = attrs.field(factory=lambda: parse_policy("user", DEFAULT_USER_LIMIT))
     drain_seconds: float = 5.0
     graceful_timeout: float = 10.0
     health_interval: float = 2.0
@@ -132,6 +145,11 @@ class Config:
                 "TRUSTED_PROXIES", _parse_network, default="127.0.0.1/32,::1/128"
             ),
             "cors_origins": r.listing("CORS_ORIGINS", _checked(_check_origin)),
+            "session_idle_days": r.number("SESSION_IDLE_DAYS", 30, int, 1, 365),
+            "session_absolute_days": r.number("SESSION_ABSOLUTE_DAYS", 90, int, 1, 3650),
+            "refresh_grace_seconds": r.number("REFRESH_GRACE_SECONDS", 10.0, float, 0.0, 300.0),
+            "rate_limit_auth": r.policy("RATE_LIMIT_AUTH", "auth", DEFAULT_AUTH_LIMIT),
+            "rate_limit_user": r.policy("RATE_LIMIT_USER", "user", DEFAULT_USER_LIMIT),
             "drain_seconds": r.number("DRAIN_SECONDS", 5.0, float, 0.0, 300.0),
             "graceful_timeout": r.number("GRACEFUL_TIMEOUT", 10.0, float, 0.0, 600.0),
             "health_interval": r.number("HEALTH_INTERVAL", 2.0, float, 0.1, 300.0),
@@ -142,7 +160,7 @@ class Config:
         keys = _parse_jwt_keys(raw_keys, r) if raw_keys is not None else ()
         values["jwt_keys_generated"] = False
         if not keys:
-            if env == "production":
+            if env == "production" and raw_keys is None:
                 r.problem("JWT_KEYS", "is required in production (comma-separated kid:secret)")
             # Development only: a random key per process; tokens do not survive a restart.
             keys = (JwtKey("dev", secrets.token_bytes(MIN_SECRET_BYTES)),)
@@ -150,6 +168,10 @@ class Config:
         values["jwt_keys"] = keys
         if env == "production":
             _production_checks(values, r)
+        if values["session_absolute_days"] < values["session_idle_days"]:
+            r.problem(
+                "SESSION_ABSOLUTE_DAYS", "must not be shorter than SMARTPIP_SESSION_IDLE_DAYS"
+            )
         if (values["oidc_client_id"] is None) != (values["oidc_client_secret"] is None):
             r.problem("OIDC_CLIENT_ID", "and SMARTPIP_OIDC_CLIENT_SECRET must be set together")
         r.unknown_variables()
@@ -170,6 +192,8 @@ class Config:
                 value = _redact_url(value)
             elif isinstance(value, tuple):
                 value = [str(v) for v in value]
+            elif isinstance(value, Policy):
+                value = f"{value.limit}/{value.period:g}s"
             out[field.name] = value
         return out
 
@@ -239,6 +263,14 @@ class _Reader:
                 continue
             out.append(result)
         return tuple(out)
+
+    def policy(self, name: str, policy_name: str, default: str) -> Policy:
+        value = self.raw(name) or default
+        try:
+            return parse_policy(policy_name, value)
+        except ValueError as error:
+            self.problem(name, f"is not a rate like 30/1m: {error}")
+            return parse_policy(policy_name, default)
 
     def secret(self, name: str) -> str | None:
         direct = self.raw(name)
@@ -331,6 +363,9 @@ def _parse_jwt_keys(raw: str, r: _Reader) -> tuple[JwtKey, ...]:
         if any(k.kid == kid for k in keys):
             r.problem("JWT_KEYS", f"repeats the key id {kid!r}")
             continue
+        if len(secret.encode()) < MIN_SECRET_BYTES:
+            r.problem("JWT_KEYS", f"key {kid!r} is weak: at least {MIN_SECRET_BYTES} bytes")
+            continue
         keys.append(JwtKey(kid, secret.encode()))
     return tuple(keys)
 
@@ -342,8 +377,8 @@ def _weak(secret: str | bytes) -> bool:
 
 def _production_checks(values: dict[str, Any], r: _Reader) -> None:
     for key in values.get("jwt_keys", ()):
-        if _weak(key.secret):
-            r.problem("JWT_KEYS", f"key {key.kid!r} is weak: at least {MIN_SECRET_BYTES} bytes")
+        if key.secret.decode(errors="replace").lower() in WEAK_SECRETS:
+            r.problem("JWT_KEYS", f"key {key.kid!r} is a placeholder value")
     for name in ("ops_token", "oidc_client_secret"):
         value = values[name]
         if value is not None and _weak(value):

@@ -8,12 +8,19 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from datetime import timedelta
 
 import attrs
 import httpx
 
 from smartpip.config import Config
+from smartpip.guards import Guards
 from smartpip.metrics import Metrics
+from smartpip.nonces import Nonces
+from smartpip.oidc import OidcClient, OidcSettings
+from smartpip.ratelimit import RateLimiter
+from smartpip.sessions import SessionPolicy, Sessions
+from smartpip.tokens import AccessTokens
 from store.migrations import load_migrations
 from store.postgres import Database, PostgresSettings, open_database
 from store.redis import RedisSettings, RedisStore, open_redis
@@ -34,6 +41,11 @@ class Resources:
     metrics: Metrics
     supervision: StatusRegistry
     health: HealthMonitor
+    tokens: AccessTokens
+    sessions: Sessions
+    nonces: Nonces
+    guards: Guards
+    oidc: OidcClient | None
 
 
 def postgres_settings(config: Config) -> PostgresSettings:
@@ -46,6 +58,27 @@ def postgres_settings(config: Config) -> PostgresSettings:
         # A query may run for its statement timeout; past that plus a margin, stop waiting.
         query_timeout=config.db_statement_timeout_ms / 1000 + 1.0,
     )
+
+
+def session_policy(config: Config) -> SessionPolicy:
+    """Refresh-session lifetimes from the configuration."""
+    return SessionPolicy(
+        idle=timedelta(days=config.session_idle_days),
+        absolute=timedelta(days=config.session_absolute_days),
+        reuse_grace=timedelta(seconds=config.refresh_grace_seconds),
+    )
+
+
+def oidc_client(config: Config, http: httpx.AsyncClient) -> OidcClient | None:
+    """The OpenID provider client, or None when sign-in is not configured."""
+    if config.oidc_client_id is None or config.oidc_client_secret is None:
+        return None
+    settings = OidcSettings(
+        issuer=config.oidc_issuer,
+        client_id=config.oidc_client_id,
+        client_secret=config.oidc_client_secret,
+    )
+    return OidcClient(settings, http)
 
 
 @asynccontextmanager
@@ -66,6 +99,7 @@ async def open_resources(config: Config) -> AsyncIterator[Resources]:
     ):
         health = HealthMonitor(db, redis, load_migrations())
         metrics.watch(db.stats, health.state.up)
+        tokens = AccessTokens(config.jwt_keys)
         yield Resources(
             config=config,
             db=db,
@@ -74,4 +108,9 @@ async def open_resources(config: Config) -> AsyncIterator[Resources]:
             metrics=metrics,
             supervision=StatusRegistry(),
             health=health,
+            tokens=tokens,
+            sessions=Sessions(db, tokens, session_policy(config)),
+            nonces=Nonces(config.jwt_keys, redis),
+            guards=Guards(tokens, RateLimiter(redis, metrics.registry), config.trusted_proxies),
+            oidc=oidc_client(config, http),
         )

@@ -97,8 +97,12 @@ def test_malformed_jwt_keys() -> None:
     assert problems({"SMARTPIP_JWT_KEYS": "nokid"}) == [
         "SMARTPIP_JWT_KEYS entries must be kid:secret"
     ]
-    assert problems({"SMARTPIP_JWT_KEYS": "a:x,a:y"}) == [
+    assert problems({"SMARTPIP_JWT_KEYS": f"a:{'x' * 32},a:{'y' * 32}"}) == [
         "SMARTPIP_JWT_KEYS repeats the key id 'a'"
+    ]
+    # Short HMAC keys are refused in every environment (pyjwt warns on them, rightly).
+    assert problems({"SMARTPIP_JWT_KEYS": "a:short"}) == [
+        "SMARTPIP_JWT_KEYS key 'a' is weak: at least 32 bytes"
     ]
 
 
@@ -134,6 +138,28 @@ def test_cli_config_check_prints_redacted_config(
     out = json.loads(capsys.readouterr().out)
     assert out["ops_token"] == "<redacted>"
     assert out["bind"] == "127.0.0.1:8080"
+
+
+def test_session_and_rate_limit_settings() -> None:
+    config = Config.from_env(
+        {
+            "SMARTPIP_SESSION_IDLE_DAYS": "7",
+            "SMARTPIP_SESSION_ABSOLUTE_DAYS": "30",
+            "SMARTPIP_RATE_LIMIT_AUTH": "5/10s",
+        }
+    )
+    assert (config.session_idle_days, config.session_absolute_days) == (7, 30)
+    assert (config.rate_limit_auth.limit, config.rate_limit_auth.period) == (5, 10)
+    assert config.redacted()["rate_limit_auth"] == "5/10s"
+    found = problems(
+        {
+            "SMARTPIP_SESSION_IDLE_DAYS": "60",
+            "SMARTPIP_SESSION_ABSOLUTE_DAYS": "30",
+            "SMARTPIP_RATE_LIMIT_USER": "lots",
+        }
+    )
+    assert any(p.startswith("SMARTPIP_SESSION_ABSOLUTE_DAYS must not be shorter") for p in found)
+    assert any(p.startswith("SMARTPIP_RATE_LIMIT_USER is not a rate") for p in found)
 
 
 def test_invalid_config_exits_2_without_traceback() -> None:

@@ -1,0 +1,32 @@
+"""Single use of sign-in nonces, shared by every replica through Redis.
+
+A nonce's first use sets a marker key with ``SET NX`` (atomic: of two concurrent uses exactly
+one sees the key created); the marker expires with the nonce, so Redis keeps nothing longer
+than the nonce could be valid.
+"""
+
+from __future__ import annotations
+
+import hashlib
+
+from coredis.tokens import PureToken
+
+from store.redis import RedisStore
+
+__all__ = ["claim_nonce"]
+
+
+async def claim_nonce(store: RedisStore, nonce: str, *, ttl_ms: int) -> bool:
+    """Record the first use of ``nonce``; False when it was used before.
+
+    The key holds a hash of the nonce, never the nonce itself.
+
+    Raises:
+        RedisUnavailable: Redis is down or too slow.
+    """
+    digest = hashlib.sha256(nonce.encode()).hexdigest()
+    with store.fail_fast():
+        created = await store.client.set(
+            store.key("nonce", digest), b"1", condition=PureToken.NX, px=max(1, ttl_ms)
+        )
+    return bool(created)

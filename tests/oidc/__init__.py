@@ -1,0 +1,1 @@
+"""Tests of the OpenID Connect client (smartpip.oidc) against the local fake provider."""
