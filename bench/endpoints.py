@@ -9,6 +9,8 @@ endpoint is driven (to sign in and return an ``Authorization`` header, for insta
 
 from __future__ import annotations
 
+import subprocess
+import sys
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 
@@ -19,10 +21,12 @@ __all__ = ["CEILING", "ENDPOINTS", "Budget", "Endpoint", "SetupContext", "SetupH
 
 @dataclass(frozen=True)
 class SetupContext:
-    """What a setup hook gets: the service's base URL and a client to talk to it."""
+    """What a setup hook gets: the service's base URL, a client, and the service's environment
+    (so a hook can run ``smartpip`` commands against the same database and keys)."""
 
     base_url: str
     client: httpx.Client
+    env: Mapping[str, str] = field(default_factory=dict)
 
 
 SetupHook = Callable[[SetupContext], Mapping[str, str]]
@@ -84,6 +88,22 @@ class Endpoint:
         return self.name or f"{self.method} {self.path}"
 
 
+BENCH_USER = "bench-user"
+
+
+def bearer_token(ctx: SetupContext) -> Mapping[str, str]:
+    """Sign in as the benchmark user with ``smartpip token`` (same database and keys)."""
+    result = subprocess.run(
+        [sys.executable, "-m", "smartpip.cli", "token", "--sub", BENCH_USER],
+        env=dict(ctx.env),
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
+    )
+    return {"Authorization": f"Bearer {result.stdout.strip()}"}
+
+
 CEILING = Endpoint(path="/healthz", name="ceiling (bare ASGI)")
 """The reference request, sent to the ceiling app; it answers every path the same way."""
 
@@ -92,11 +112,8 @@ ENDPOINTS: tuple[Endpoint, ...] = (
     Endpoint(path="/healthz", budget=Budget(min_ratio=0.8)),
     # Feature states; report-only until its design settles.
     Endpoint(path="/v1/status"),
-    # Authenticated endpoints go here once they exist, e.g.:
-    # Endpoint(path="/v1/history", setup=sign_in, budget=Budget(min_ratio=0.5)),
-    # Endpoint(
-    #     path="/v1/history", method="POST", setup=sign_in,
-    #     headers={"Content-Type": "application/json"}, body=json.dumps({...}),
-    # ),
-    # where `sign_in(ctx: SetupContext) -> {"Authorization": f"Bearer {token}"}`.
+    # Bearer verification and nothing else (no database, no Redis): its cost over /healthz.
+    Endpoint(path="/v1/auth/session", setup=bearer_token, budget=Budget(min_ratio=0.7)),
+    # Bearer, per-user rate limit (Redis) and one database read: a typical signed-in read.
+    Endpoint(path="/v1/me", setup=bearer_token),
 )

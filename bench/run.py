@@ -17,6 +17,7 @@ import contextlib
 import datetime as dt
 import os
 import platform
+import secrets
 import shlex
 import shutil
 import signal
@@ -152,7 +153,9 @@ class _Bench:
         try:
             if endpoint.setup is not None:
                 with httpx.Client(timeout=SETUP_TIMEOUT_S) as client:
-                    headers.update(endpoint.setup(SetupContext(server.base_url, client)))
+                    headers.update(
+                        endpoint.setup(SetupContext(server.base_url, client, server.env or {}))
+                    )
         except Exception as exc:  # a hook is plain user code: report it, keep the table
             problems.append(f"setup hook failed: {type(exc).__name__}: {exc}")
         else:
@@ -229,6 +232,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         "SMARTPIP_REDIS_URL": args.redis_url,
         "SMARTPIP_ENV": "development",
         "SMARTPIP_DRAIN_SECONDS": "0",
+        # A fixed key per run, so the setup hooks can mint tokens the service accepts.
+        "SMARTPIP_JWT_KEYS": "bench:" + secrets.token_urlsafe(32),
+        # One user drives every authenticated endpoint: lift the per-user limit to the
+        # largest allowed so wrk measures the work, not 429s (the limiter still runs).
+        "SMARTPIP_RATE_LIMIT_USER": "600000/1m",
         "PYTHONUNBUFFERED": "1",
     }
     ceiling = ServerProcess(

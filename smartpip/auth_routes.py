@@ -9,6 +9,7 @@ and nothing cached serves.
 from __future__ import annotations
 
 import re
+from datetime import UTC, datetime
 
 import attrs
 from quart import Blueprint, request
@@ -20,6 +21,7 @@ from smartpip.oidc import OidcClient, OidcRejected, OidcUnavailable
 from smartpip.problems import ApiError
 from smartpip.resources import Resources
 from smartpip.sessions import IssuedTokens, SessionRejected
+from smartpip.tokens import AccessClaims
 
 __all__ = ["auth_blueprint"]
 
@@ -136,6 +138,16 @@ def auth_blueprint(resources: Resources) -> Blueprint:
             ) from None
         issued = await resources.sessions.sign_in(identity.issuer, identity.subject, method=method)
         return _tokens_body(issued)
+
+    @bp.get("/session")
+    @guards.user()
+    async def session(user: AccessClaims) -> dict[str, object]:
+        # What the presented access token says, as checked by the server: lets the extension
+        # decide to refresh without decoding tokens itself. No database, no Redis.
+        return {
+            "userId": str(user.user_id),
+            "expiresAt": datetime.fromtimestamp(user.expires_at, UTC).isoformat(),
+        }
 
     @bp.post("/refresh")
     @limited

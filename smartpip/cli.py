@@ -42,6 +42,15 @@ def _parser() -> argparse.ArgumentParser:
         description="Create the database when missing (if the role may) and apply pending "
         "migrations under an advisory lock, then exit.",
     )
+    token = commands.add_parser(
+        "token",
+        help="print an access token for a development user",
+        description="Create the user (issuer urn:smartpip:dev, the given subject) if needed and "
+        "print a 15-minute access token signed with SMARTPIP_JWT_KEYS, for calling the API "
+        "with curl. Refused in production unless --force.",
+    )
+    token.add_argument("--sub", required=True, help="the development user's subject")
+    token.add_argument("--force", action="store_true", help="allow in production")
     config = commands.add_parser("config", help="configuration commands")
     config_commands = config.add_subparsers(dest="config_command", required=True, metavar="CMD")
     config_commands.add_parser(
@@ -68,10 +77,19 @@ def main(argv: Sequence[str] | None = None) -> int:
     log = get_logger("smartpip.cli")
     if config.jwt_keys_generated:
         log.warning("SMARTPIP_JWT_KEYS unset: using a random development key")
-    from smartpip.server import StartupError, migrate
+    from smartpip.server import StartupError, dev_token, migrate
     from smartpip.server import main as serve_main
 
     try:
+        if args.command == "token":
+            if config.production and not args.force:
+                log.error("refusing to mint a development token in production (use --force)")
+                return EXIT_CONFIG
+            if config.jwt_keys_generated:
+                log.error("set SMARTPIP_JWT_KEYS to the server's keys; a random key is useless")
+                return EXIT_CONFIG
+            print(trio.run(dev_token, config, args.sub))
+            return 0
         if args.command == "migrate":
             applied = trio.run(migrate, config)
             log.info("migrations applied" if applied else "no pending migrations", versions=applied)

@@ -31,13 +31,15 @@ from smartpip.config import Config
 from smartpip.lifecycle import Lifecycle, watch_signals
 from smartpip.logs import get_logger
 from smartpip.middleware import HygieneMiddleware
-from smartpip.resources import Resources, open_resources
+from smartpip.resources import Resources, open_resources, postgres_settings
+from smartpip.tokens import AccessTokens
 from store.bootstrap import migrate_database
 from store.migrations import MigrationError
-from store.postgres import DatabaseUnavailable
+from store.postgres import DatabaseUnavailable, open_database
+from store.users import upsert_user
 from supervisors import EscalationError, run_supervisor
 
-__all__ = ["StartupError", "hypercorn_config", "main", "migrate", "serve_http"]
+__all__ = ["StartupError", "dev_token", "hypercorn_config", "main", "migrate", "serve_http"]
 
 log = get_logger(__name__)
 # Why 32 KiB: above our own 16 KiB header limit, so oversize headers get our 431 problem
@@ -109,6 +111,25 @@ async def migrate(config: Config) -> list[int]:
         return await trio.to_thread.run_sync(migrate_database, config.database_url)
     except (DatabaseUnavailable, MigrationError) as error:
         raise StartupError(str(error)) from error
+
+
+DEV_ISSUER = "urn:smartpip:dev"
+
+
+async def dev_token(config: Config, sub: str) -> str:
+    """An access token for the development user ``sub`` (created when missing).
+
+    Raises:
+        StartupError: Postgres cannot be reached or the schema is not current.
+    """
+    await migrate(config)
+    tokens = AccessTokens(config.jwt_keys)
+    async with open_database(postgres_settings(config)) as db:
+        try:
+            user_id, _created = await db.run(upsert_user, DEV_ISSUER, sub)
+        except DatabaseUnavailable as error:
+            raise StartupError(str(error)) from error
+    return tokens.issue(user_id)
 
 
 async def run_service(

@@ -18,8 +18,9 @@ import pytest
 import trio
 from quart import Blueprint
 
-from smartpip.config import Config
+from smartpip.config import Config, JwtKey
 from smartpip.server import main
+from smartpip.tokens import AccessTokens
 from tests.conftest import ADMIN_URL, REDIS_URL, url_for
 from tests.support.polling import eventually, wait_exit
 
@@ -219,3 +220,31 @@ def test_unreachable_postgres_stops_startup_with_a_message(redis_prefix: str) ->
     assert result.returncode == 1
     assert "cannot start" in result.stderr
     assert "Traceback" not in result.stderr
+
+
+def test_dev_token_mints_a_verifiable_token(pg_url: str, redis_prefix: str) -> None:
+    keys = "k1:" + "a" * 40
+    env = service_env(pg_url, redis_prefix, 0, jwt_keys=keys)
+    result = run_cli("token", "--sub", "alice", env=env)
+    assert result.returncode == 0, result.stderr
+    claims = AccessTokens([JwtKey("k1", b"a" * 40)]).verify(result.stdout.strip())
+    with psycopg.connect(pg_url) as conn:
+        row = conn.execute("SELECT oidc_iss, oidc_sub FROM users WHERE id = %s", (claims.user_id,))
+        assert row.fetchone() == ("urn:smartpip:dev", "alice")
+    again = run_cli("token", "--sub", "alice", env=env)
+    assert (
+        AccessTokens([JwtKey("k1", b"a" * 40)]).verify(again.stdout.strip()).user_id
+        == claims.user_id
+    )
+
+
+def test_dev_token_refusals(pg_url: str, redis_prefix: str) -> None:
+    production = service_env(pg_url, redis_prefix, 0, env="production", jwt_keys="k1:" + "a" * 40)
+    refused = run_cli("token", "--sub", "alice", env=production)
+    assert refused.returncode == 2
+    assert "--force" in refused.stderr and refused.stdout == ""
+    forced = run_cli("token", "--sub", "alice", "--force", env=production)
+    assert forced.returncode == 0, forced.stderr
+    no_keys = run_cli("token", "--sub", "alice", env=service_env(pg_url, redis_prefix, 0))
+    assert no_keys.returncode == 2
+    assert "SMARTPIP_JWT_KEYS" in no_keys.stderr
