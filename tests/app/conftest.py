@@ -14,6 +14,7 @@ from smartpip.config import Config
 from smartpip.lifecycle import Lifecycle
 from smartpip.resources import Resources, open_resources
 from smartpip.server import run_service
+from store.redis import RedisStore
 from tests.app.probes import probe_blueprint
 from tests.conftest import REDIS_URL
 
@@ -73,8 +74,12 @@ AppFactory = Callable[..., AbstractAsyncContextManager[RunningApp]]
 
 
 @pytest.fixture
-def app_factory(pg_url: str, redis_prefix: str) -> AppFactory:
-    """Start apps with overridden settings: ``async with app_factory(ops_token=...) as app``."""
+def app_factory(pg_url: str, redis_prefix: str, redis_store: RedisStore) -> AppFactory:
+    """Start apps with overridden settings: ``async with app_factory(ops_token=...) as app``.
+
+    Apps share the test's private Redis prefix; ``redis_store`` deletes its keys afterwards.
+    """
+    del redis_store
 
     def factory(
         *, probes: bool = False, **overrides: str

@@ -14,6 +14,9 @@ that runs in production. Routes:
 The user's consent is simulated in Python by :meth:`FakeOidcProvider.authorize`, and
 :meth:`FakeOidcProvider.make_id_token` mints ID tokens directly, hostile ones included.
 
+This module holds the provider's state and its Python API; the HTTP routes live in
+:mod:`tests.fakes.oidc_routes`, the key pools and JWT signing in :mod:`tests.fakes.jwt_keys`.
+
 Faults, effective from the next request: ``mode`` (every route) and ``jwks_mode`` (``/jwks``
 only, while ``mode`` is ``"ok"``), each one of ``"ok"``; ``"down"`` (503 at once); ``"slow"``
 (wait ``slow_seconds``, then answer normally); ``"malformed"`` (200, body not JSON);
@@ -34,93 +37,28 @@ Usage (pytest-trio)::
 
 from __future__ import annotations
 
-import base64
-import hashlib
-import hmac
 import json
 import logging
 import secrets
 import time
 from collections.abc import Callable, Mapping
 from functools import partial
-from typing import Any, Literal
-from urllib.parse import parse_qsl, unquote_plus
+from typing import Any
 
-import attrs
 import trio
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import padding, rsa
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import rsa
 from hypercorn.config import Config as HypercornConfig
 from hypercorn.trio import serve
-from hypercorn.typing import ASGIReceiveCallable, ASGISendCallable, Scope
 from jwt.algorithms import RSAAlgorithm
+
+from tests.fakes.jwt_keys import foreign_key, provider_key, s256, sign_jwt
+from tests.fakes.oidc_routes import Grant, Mode, OidcRoutes
 
 __all__ = ["CODE_LIFETIME", "FakeOidcProvider", "Mode", "foreign_key", "s256"]
 
-Mode = Literal["ok", "down", "slow", "malformed", "huge", "redirect"]
-_Response = tuple[int, dict[str, str], bytes]
-
-# Why pools: a 2048-bit RSA key takes 50-200 ms to generate. Tests of one process share keys
-# (kids are random per provider, so nothing else is shared); foreign keys come from their own
-# pool, so they are never published by any provider.
-_PROVIDER_KEYS: list[rsa.RSAPrivateKey] = []
-_FOREIGN_KEYS: list[rsa.RSAPrivateKey] = []
 # Why 60 s: Google's authorization codes live about a minute.
 CODE_LIFETIME = 60.0
-# Why 300 KiB: over smartpip.oidc's 256 KiB limit on upstream documents.
-_HUGE_PADDING = 300 * 1024
-
-
-def _pooled(pool: list[rsa.RSAPrivateKey], index: int) -> rsa.RSAPrivateKey:
-    while len(pool) <= index:
-        pool.append(rsa.generate_private_key(public_exponent=65537, key_size=2048))
-    return pool[index]
-
-
-def foreign_key(index: int = 0) -> rsa.RSAPrivateKey:
-    """An RSA key that no provider publishes, for "signed by another key" tests."""
-    return _pooled(_FOREIGN_KEYS, index)
-
-
-def _b64(data: bytes) -> str:
-    return base64.urlsafe_b64encode(data).rstrip(b"=").decode("ascii")
-
-
-def s256(verifier: str) -> str:
-    """The PKCE S256 challenge of ``verifier``: BASE64URL(SHA256(verifier)), unpadded."""
-    return _b64(hashlib.sha256(verifier.encode("utf-8")).digest())
-
-
-def _json(status: int, body: object, **headers: str) -> _Response:
-    return status, {"content-type": "application/json", **headers}, json.dumps(body).encode()
-
-
-def _oauth_error(error: str, description: str, status: int = 400) -> _Response:
-    return _json(status, {"error": error, "error_description": description})
-
-
-def _basic_credentials(header: str | None) -> tuple[str, str] | None:
-    """``(client_id, client_secret)`` from ``Authorization: Basic`` (RFC 6749 2.3.1)."""
-    if not header or not header.lower().startswith("basic "):
-        return None
-    try:
-        decoded = base64.b64decode(header[6:].strip(), validate=True).decode("utf-8")
-    except ValueError:  # binascii.Error and UnicodeDecodeError are ValueErrors
-        return None
-    user, sep, password = decoded.partition(":")
-    return (unquote_plus(user), unquote_plus(password)) if sep else None
-
-
-@attrs.frozen
-class _Grant:
-    """What the user consented to at the authorization endpoint, redeemable once."""
-
-    client_id: str
-    redirect_uri: str
-    code_challenge: str
-    nonce: str
-    sub: str
-    expires_at: float
 
 
 class FakeOidcProvider:
@@ -165,7 +103,7 @@ class FakeOidcProvider:
         self.token_auth: list[str] = []
         self._keys: dict[str, rsa.RSAPrivateKey] = {}  # every key this provider made, by kid
         self._published: list[str] = []  # kids in the JWKS; the current one last
-        self._grants: dict[str, _Grant] = {}
+        self._routes = OidcRoutes(self)  # holds the grants
         self.rotate_keys(keep_old=False)
 
     @property
@@ -185,7 +123,7 @@ class FakeOidcProvider:
             keep_old: Keep the previous keys in the JWKS (False drops them; tokens can still
                 be minted with an old kid, to play a token signed before the rotation).
         """
-        key = _pooled(_PROVIDER_KEYS, len(self._keys))
+        key = provider_key(len(self._keys))
         kid = secrets.token_hex(8)
         self._keys[kid] = key
         self._published = [*self._published, kid] if keep_old else [kid]
@@ -216,7 +154,9 @@ class FakeOidcProvider:
         """
         code = "4/" + secrets.token_urlsafe(24)
         expires_at = self.clock() + CODE_LIFETIME
-        self._grants[code] = _Grant(client_id, redirect_uri, code_challenge, nonce, sub, expires_at)
+        self._routes.grants[code] = Grant(
+            client_id, redirect_uri, code_challenge, nonce, sub, expires_at
+        )
         return code
 
     def make_id_token(
@@ -269,22 +209,9 @@ class FakeOidcProvider:
                 claims[name] = value
         kid = self.current_kid if kid is None else kid
         header = {"alg": alg, "typ": "JWT"} | ({"kid": kid} if kid else {})
-        signing_input = f"{_b64(json.dumps(header).encode())}.{_b64(json.dumps(claims).encode())}"
-        data = signing_input.encode("ascii")
-        if alg == "RS256":
-            signer = key if key is not None else self._keys.get(kid, self._keys[self.current_kid])
-            if not isinstance(signer, rsa.RSAPrivateKey):
-                raise TypeError("RS256 needs an RSA private key")
-            signature = signer.sign(data, padding.PKCS1v15(), hashes.SHA256())
-        elif alg == "HS256":
-            if not isinstance(key, bytes):
-                raise TypeError("HS256 needs the secret as bytes")
-            signature = hmac.digest(key, data, "sha256")
-        elif alg == "none":
-            signature = b""
-        else:
-            raise ValueError(f"unsupported alg {alg!r}")
-        return f"{signing_input}.{_b64(signature)}"
+        if alg == "RS256" and key is None:
+            key = self._keys.get(kid, self._keys[self.current_kid])
+        return sign_jwt(header, claims, alg=alg, key=key)
 
     async def run(self, *, task_status: trio.TaskStatus[str] = trio.TASK_STATUS_IGNORED) -> None:
         """Serve until cancelled; ``nursery.start(provider.run)`` returns :attr:`issuer`."""
@@ -293,131 +220,8 @@ class FakeOidcProvider:
         config.accesslog = None
         config.errorlog = logging.getLogger("tests.fakes.oidc_provider")
         async with trio.open_nursery() as nursery:
-            binds: list[str] = await nursery.start(partial(serve, self._app, config, mode="asgi"))
+            binds: list[str] = await nursery.start(
+                partial(serve, self._routes, config, mode="asgi")
+            )
             self.issuer = binds[0]
             task_status.started(self.issuer)
-
-    async def _app(
-        self, scope: Scope, receive: ASGIReceiveCallable, send: ASGISendCallable
-    ) -> None:
-        if scope["type"] == "lifespan":
-            while True:
-                event = await receive()
-                if event["type"] == "lifespan.startup":
-                    await send({"type": "lifespan.startup.complete"})
-                elif event["type"] == "lifespan.shutdown":
-                    await send({"type": "lifespan.shutdown.complete"})
-                    return
-        if scope["type"] != "http":
-            return
-        body = b""
-        while True:
-            event = await receive()
-            if event["type"] != "http.request":
-                return  # the client went away
-            body += event["body"]
-            if not event.get("more_body", False):
-                break
-        headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope["headers"]}
-        status, extra, payload = await self._handle(scope["method"], scope["path"], headers, body)
-        raw = [(k.encode("latin-1"), v.encode("latin-1")) for k, v in extra.items()]
-        await send({"type": "http.response.start", "status": status, "headers": raw})
-        await send({"type": "http.response.body", "body": payload, "more_body": False})
-
-    async def _handle(
-        self, method: str, path: str, headers: dict[str, str], body: bytes
-    ) -> _Response:
-        counters = {
-            ("GET", "/.well-known/openid-configuration"): "discovery_requests",
-            ("GET", "/jwks"): "jwks_requests",
-            ("POST", "/token"): "token_requests",
-            ("POST", "/revoke"): "revoke_requests",
-        }
-        counter = counters.get((method, path))
-        if counter is None:
-            return _json(404, {"error": "not_found"})
-        setattr(self, counter, getattr(self, counter) + 1)
-        mode = self.jwks_mode if path == "/jwks" and self.mode == "ok" else self.mode
-        if mode == "down":
-            return _json(503, {"error": "temporarily_unavailable"})
-        if mode == "malformed":
-            return 200, {"content-type": "application/json"}, b'{"keys": [ not json'
-        if mode == "huge":
-            return _json(200, {"keys": [], "padding": "x" * _HUGE_PADDING})
-        if mode == "redirect":
-            return 302, {"location": self.issuer + path}, b""
-        if mode == "slow":
-            await trio.sleep(self.slow_seconds)
-        if path == "/jwks":
-            return 200, self._cache_headers(self.jwks_max_age), self.jwks_text()
-        if path == "/token":
-            return self._token(headers, body)
-        if path == "/revoke":
-            token = dict(parse_qsl(body.decode("utf-8", "replace"))).get("token", "")
-            if not token or token in self.revoked:  # Google's answer for a dead token
-                return _oauth_error("invalid_token", "Token expired or revoked")
-            self.revoked.append(token)
-            return 200, {}, b""
-        return _json(200, self._discovery(), **self._cache_headers(self.discovery_max_age))
-
-    @staticmethod
-    def _cache_headers(max_age: int | None) -> dict[str, str]:
-        headers = {"content-type": "application/json"}
-        if max_age is not None:
-            headers["cache-control"] = f"public, max-age={max_age}, must-revalidate, no-transform"
-        return headers
-
-    def _discovery(self) -> dict[str, Any]:
-        base = self.issuer
-        document: dict[str, Any] = {
-            "issuer": base,
-            "authorization_endpoint": f"{base}/authorize",
-            "token_endpoint": f"{base}/token",
-            "jwks_uri": f"{base}/jwks",
-            "revocation_endpoint": f"{base}/revoke",
-            "response_types_supported": ["code", "id_token", "code id_token"],
-            "subject_types_supported": ["public"],
-            "id_token_signing_alg_values_supported": ["RS256"],
-            "scopes_supported": ["openid", "email", "profile"],
-            "token_endpoint_auth_methods_supported": ["client_secret_post", "client_secret_basic"],
-            "code_challenge_methods_supported": ["plain", "S256"],
-            "grant_types_supported": ["authorization_code", "refresh_token"],
-        }
-        for name, value in self.discovery_overrides.items():
-            if value is None:
-                document.pop(name, None)
-            else:
-                document[name] = value
-        return document
-
-    def _token(self, headers: dict[str, str], body: bytes) -> _Response:
-        form = dict(parse_qsl(body.decode("utf-8", "replace"), keep_blank_values=True))
-        basic = _basic_credentials(headers.get("authorization"))
-        self.token_auth.append("basic" if basic else "form" if "client_secret" in form else "none")
-        credentials = basic or (form.get("client_id"), form.get("client_secret"))
-        if credentials != (self.client_id, self.client_secret):
-            return _oauth_error("invalid_client", "Unauthorized", status=401)
-        if not headers.get("content-type", "").startswith("application/x-www-form-urlencoded"):
-            return _oauth_error("invalid_request", "Body must be form-encoded")
-        if form.get("grant_type") != "authorization_code":
-            return _oauth_error("unsupported_grant_type", "Invalid grant_type")
-        code, verifier = form.get("code"), form.get("code_verifier")
-        redirect_uri = form.get("redirect_uri")
-        if not code or not verifier or not redirect_uri:
-            return _oauth_error("invalid_request", "Missing required parameter")
-        grant = self._grants.pop(code, None)  # single use, even when a later check fails
-        if grant is None or grant.expires_at <= self.clock() or grant.client_id != self.client_id:
-            return _oauth_error("invalid_grant", "Malformed auth code.")
-        if grant.redirect_uri != redirect_uri:
-            return _oauth_error("invalid_grant", "redirect_uri mismatch")
-        if not hmac.compare_digest(s256(verifier), grant.code_challenge):
-            return _oauth_error("invalid_grant", "Invalid code verifier.")
-        id_token = self.make_id_token(sub=grant.sub, nonce=grant.nonce, azp=self.client_id)
-        answer = {
-            "access_token": "ya29." + secrets.token_urlsafe(32),
-            "expires_in": 3599,
-            "token_type": "Bearer",
-            "scope": "openid",
-            "id_token": id_token,
-        }
-        return _json(200, answer, **{"cache-control": "no-store"})
