@@ -13,13 +13,18 @@ from __future__ import annotations
 import os
 import uuid
 from collections.abc import AsyncIterator, Iterator
+from urllib.parse import urlsplit
 
 import psycopg
 import pytest
+import trio
 from psycopg import sql
+from psycopg.conninfo import conninfo_to_dict
 
 from store.migrations import apply_migrations, load_migrations
 from store.redis import RedisSettings, RedisStore, open_redis
+from tests.support.clock import FakeClock
+from tests.support.faultproxy import FaultProxy
 
 ADMIN_URL = os.environ.get(
     "SMARTPIP_TEST_PG_ADMIN_URL", "postgresql://postgres@127.0.0.1:5432/postgres"
@@ -81,3 +86,28 @@ async def redis_store(redis_prefix: str) -> AsyncIterator[RedisStore]:
     async with open_redis(RedisSettings(url=REDIS_URL, prefix=redis_prefix)) as store:
         yield store
         await store.delete_prefixed()
+
+
+@pytest.fixture
+def clock() -> FakeClock:
+    """A fake clock starting now, moved by the test (for code doing real I/O)."""
+    return FakeClock()
+
+
+@pytest.fixture
+async def redis_proxy(nursery: trio.Nursery, redis_store: RedisStore) -> FaultProxy:
+    """A fault proxy in front of the test Redis server (stopped with the test's nursery)."""
+    url = urlsplit(redis_store.settings.url)
+    proxy = FaultProxy(url.hostname or "127.0.0.1", url.port or 6379)
+    await nursery.start(proxy.run)
+    return proxy
+
+
+@pytest.fixture
+async def pg_proxy(nursery: trio.Nursery, pg_url: str) -> FaultProxy:
+    """A fault proxy in front of the test Postgres server (stopped with the test's nursery)."""
+    params = conninfo_to_dict(pg_url)
+    host = str(params.get("host") or "127.0.0.1")
+    proxy = FaultProxy(host, int(str(params.get("port") or 5432)))
+    await nursery.start(proxy.run)
+    return proxy

@@ -21,6 +21,7 @@ from smartpip.config import JwtKey
 from smartpip.nonces import Nonces
 from tests.app.conftest import AppFactory, RunningApp
 from tests.fakes.oidc_provider import FakeOidcProvider, foreign_key, s256
+from tests.support.faultproxy import FaultProxy
 
 KEY = "k1:" + "a" * 40
 OLD_KEY = "k0:" + "b" * 40
@@ -455,31 +456,20 @@ async def test_spoofed_forwarded_for_from_an_untrusted_peer_is_ignored(
 
 
 async def test_redis_down_falls_back_to_a_local_limit(
-    auth_app_factory: AuthAppFactory, provider: FakeOidcProvider
+    auth_app_factory: AuthAppFactory, provider: FakeOidcProvider, redis_proxy: FaultProxy
 ) -> None:
-    from tests.conftest import REDIS_URL
-    from tests.support.faultproxy import FaultProxy
-
-    proxy = FaultProxy("127.0.0.1", int(REDIS_URL.rsplit(":", 1)[1].split("/")[0]))
-    async with trio.open_nursery() as nursery:
-        port = await nursery.start(proxy.run)
-        async with auth_app_factory(
-            redis_url=f"redis://127.0.0.1:{port}/0", rate_limit_auth="12/1m"
-        ) as app:
-            proxy.mode = "down"
-            with trio.fail_after(5):
-                tokens = await sign_in(app, provider)  # sign-in works without Redis
-                codes = [
-                    (await app.client.post("/v1/auth/oidc/start")).status_code for _ in range(3)
-                ]
-            # the per-process fallback is a quarter of the limit (3); sign-in spent two of them
-            assert codes == [200, 429, 429]
-            assert (
-                await app.client.get("/v1/me", headers=bearer(tokens["accessToken"]))
-            ).status_code == 200
-            metrics = (await app.client.get("/metrics")).text
-            assert 'backend="local"' in metrics
-        nursery.cancel_scope.cancel()
+    async with auth_app_factory(
+        redis_url=f"redis://127.0.0.1:{redis_proxy.port}/0", rate_limit_auth="12/1m"
+    ) as app:
+        redis_proxy.mode = "down"
+        with trio.fail_after(5):
+            tokens = await sign_in(app, provider)  # sign-in works without Redis
+            codes = [(await app.client.post("/v1/auth/oidc/start")).status_code for _ in range(3)]
+        # the per-process fallback is a quarter of the limit (3); sign-in spent two of them
+        assert codes == [200, 429, 429]
+        me = await app.client.get("/v1/me", headers=bearer(tokens["accessToken"]))
+        assert me.status_code == 200
+        assert 'backend="local"' in (await app.client.get("/metrics")).text
 
 
 # --- no raw tokens at rest ----------------------------------------------------------------

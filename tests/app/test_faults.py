@@ -9,7 +9,6 @@ import httpx
 import trio
 
 from tests.app.conftest import make_config, running_app
-from tests.conftest import REDIS_URL
 from tests.support.faultproxy import FaultProxy
 from tests.support.polling import eventually
 
@@ -19,87 +18,81 @@ async def readiness(client: httpx.AsyncClient) -> tuple[int, dict[str, object]]:
     return response.status_code, response.json()
 
 
-async def test_redis_down_is_degraded_not_unready(pg_url: str, redis_prefix: str) -> None:
-    proxy = FaultProxy("127.0.0.1", int(REDIS_URL.rsplit(":", 1)[1].split("/")[0]))
-    async with trio.open_nursery() as nursery:
-        port = await nursery.start(proxy.run)
-        config = make_config(pg_url, redis_prefix, redis_url=f"redis://127.0.0.1:{port}/0")
-        async with running_app(config, probes=True) as app:
-            assert (await readiness(app.client))[1]["checks"] == {
-                "postgres": "ok",
-                "migrations": "ok",
-                "redis": "ok",
-            }
-            for mode in ("down", "hung"):
-                proxy.mode = mode
+async def test_redis_down_is_degraded_not_unready(
+    pg_url: str, redis_prefix: str, redis_proxy: FaultProxy
+) -> None:
+    config = make_config(pg_url, redis_prefix, redis_url=f"redis://127.0.0.1:{redis_proxy.port}/0")
+    async with running_app(config, probes=True) as app:
+        assert (await readiness(app.client))[1]["checks"] == {
+            "postgres": "ok",
+            "migrations": "ok",
+            "redis": "ok",
+        }
+        for mode in ("down", "hung"):
+            redis_proxy.mode = mode
 
-                async def degraded() -> bool:
-                    code, body = await readiness(app.client)
-                    return code == 200 and body["status"] == "degraded"
+            async def degraded() -> bool:
+                code, body = await readiness(app.client)
+                return code == 200 and body["status"] == "degraded"
 
-                await eventually(degraded)
-                assert "redis_up 0.0" in (await app.client.get("/metrics")).text
-                with trio.fail_after(1.5):  # command timeout 0.25 s (+ connect 0.5 s)
-                    response = await app.client.get("/test/redis")
-                assert response.status_code == 503
-                assert response.json()["code"] == "service_unavailable"
-                assert int(response.headers["retry-after"]) > 0
-                proxy.mode = "pass"
-
-                async def recovered() -> bool:
-                    return (await readiness(app.client))[1]["status"] == "ready"
-
-                await eventually(recovered)
-        nursery.cancel_scope.cancel()
-
-
-async def test_postgres_down_fails_fast_then_recovers(pg_url: str, redis_prefix: str) -> None:
-    proxy = FaultProxy("127.0.0.1", 5432)
-    async with trio.open_nursery() as nursery:
-        port = await nursery.start(proxy.run)
-        config = make_config(pg_url.replace(":5432/", f":{port}/"), redis_prefix)
-        async with running_app(config, probes=True) as app:
-            assert (await app.client.get("/test/db")).status_code == 200
-            proxy.mode = "down"
-            with trio.fail_after(2.5):  # "fails within about a second", with slack for CI
-                response = await app.client.get("/test/db")
+            await eventually(degraded)
+            assert "redis_up 0.0" in (await app.client.get("/metrics")).text
+            with trio.fail_after(1.5):  # command timeout 0.25 s (+ connect 0.5 s)
+                response = await app.client.get("/test/redis")
             assert response.status_code == 503
             assert response.json()["code"] == "service_unavailable"
             assert int(response.headers["retry-after"]) > 0
+            redis_proxy.mode = "pass"
 
-            async def unready() -> bool:
-                code, body = await readiness(app.client)
-                return code == 503 and body["checks"]["postgres"] == "down"  # type: ignore[index]
+            async def recovered() -> bool:
+                return (await readiness(app.client))[1]["status"] == "ready"
 
-            await eventually(unready)
-            assert (await app.client.get("/healthz")).status_code == 200
-            assert "postgres_up 0.0" in (await app.client.get("/metrics")).text
+            await eventually(recovered)
 
-            proxy.mode = "pass"
 
-            async def ready() -> bool:
-                return (await readiness(app.client))[0] == 200
+async def test_postgres_down_fails_fast_then_recovers(
+    pg_url: str, redis_prefix: str, pg_proxy: FaultProxy
+) -> None:
+    proxy = pg_proxy
+    config = make_config(pg_url.replace(":5432/", f":{proxy.port}/"), redis_prefix)
+    async with running_app(config, probes=True) as app:
+        assert (await app.client.get("/test/db")).status_code == 200
+        proxy.mode = "down"
+        with trio.fail_after(2.5):  # "fails within about a second", with slack for CI
+            response = await app.client.get("/test/db")
+        assert response.status_code == 503
+        assert response.json()["code"] == "service_unavailable"
+        assert int(response.headers["retry-after"]) > 0
 
-            await eventually(ready)
-            assert (await app.client.get("/test/db")).status_code == 200
-        nursery.cancel_scope.cancel()
+        async def unready() -> bool:
+            code, body = await readiness(app.client)
+            return code == 503 and body["checks"]["postgres"] == "down"  # type: ignore[index]
+
+        await eventually(unready)
+        assert (await app.client.get("/healthz")).status_code == 200
+        assert "postgres_up 0.0" in (await app.client.get("/metrics")).text
+
+        proxy.mode = "pass"
+
+        async def ready() -> bool:
+            return (await readiness(app.client))[0] == 200
+
+        await eventually(ready)
+        assert (await app.client.get("/test/db")).status_code == 200
 
 
 async def test_postgres_hung_answers_503_within_the_query_budget(
-    pg_url: str, redis_prefix: str
+    pg_url: str, redis_prefix: str, pg_proxy: FaultProxy
 ) -> None:
-    proxy = FaultProxy("127.0.0.1", 5432)
-    async with trio.open_nursery() as nursery:
-        port = await nursery.start(proxy.run)
-        config = make_config(
-            pg_url.replace(":5432/", f":{port}/"), redis_prefix, db_statement_timeout_ms="500"
-        )
-        async with running_app(config, probes=True) as app:
-            assert (await app.client.get("/test/db")).status_code == 200
-            proxy.mode = "hung"
-            with trio.fail_after(5):
-                response = await app.client.get("/test/db")
-            assert response.status_code == 503
-            assert (await app.client.get("/healthz")).status_code == 200
-            proxy.mode = "pass"
-        nursery.cancel_scope.cancel()
+    proxy = pg_proxy
+    config = make_config(
+        pg_url.replace(":5432/", f":{proxy.port}/"), redis_prefix, db_statement_timeout_ms="500"
+    )
+    async with running_app(config, probes=True) as app:
+        assert (await app.client.get("/test/db")).status_code == 200
+        proxy.mode = "hung"
+        with trio.fail_after(5):
+            response = await app.client.get("/test/db")
+        assert response.status_code == 503
+        assert (await app.client.get("/healthz")).status_code == 200
+        proxy.mode = "pass"

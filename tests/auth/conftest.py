@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import time
 from collections.abc import AsyncIterator
 
 import pytest
@@ -11,29 +10,10 @@ from smartpip.config import JwtKey
 from smartpip.sessions import SessionPolicy, Sessions
 from smartpip.tokens import AccessTokens
 from store.postgres import Database, PostgresSettings, open_database
+from tests.support.clock import FakeClock
 
 KEY = JwtKey("k1", b"k" * 32)
 OLD_KEY = JwtKey("k0", b"o" * 32)
-
-
-class FakeClock:
-    """Wall-clock seconds that move only when told (real I/O rules out trio's MockClock)."""
-
-    def __init__(self, start: float | None = None) -> None:
-        self.now = float(int(time.time())) if start is None else start
-
-    def __call__(self) -> float:
-        return self.now
-
-    def advance(self, seconds: float) -> None:
-        """Move the clock forward."""
-        self.now += seconds
-
-
-@pytest.fixture
-def clock() -> FakeClock:
-    """A clock starting at the current time, moved by the test."""
-    return FakeClock()
 
 
 @pytest.fixture

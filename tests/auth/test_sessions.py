@@ -18,7 +18,7 @@ from store.audit import AuditRow, select_audit_for_user
 from store.postgres import Database, DatabaseUnavailable, PostgresSettings, open_database
 from store.sessions import SessionRow, select_user_sessions
 from store.users import select_user
-from tests.auth.conftest import FakeClock
+from tests.support.clock import FakeClock
 
 ISS = "https://accounts.google.com"
 DAY = 86_400

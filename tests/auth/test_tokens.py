@@ -17,7 +17,8 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 
 from smartpip.config import JwtKey
 from smartpip.tokens import ACCESS_TOKEN_TTL, AccessClaims, AccessTokens, TokenInvalid
-from tests.auth.conftest import KEY, OLD_KEY, FakeClock
+from tests.auth.conftest import KEY, OLD_KEY
+from tests.support.clock import FakeClock
 
 USER = uuid.UUID("0f6b6a4e-5a9c-4c1e-9d59-2a7c3f1e8b10")
 

@@ -7,7 +7,6 @@ and monotonic) and the provider (minted ``iat``/``exp``, code expiry).
 
 from __future__ import annotations
 
-import time
 from collections.abc import AsyncIterator
 
 import httpx
@@ -16,33 +15,14 @@ import trio
 
 from smartpip.oidc import OidcClient, OidcSettings
 from tests.fakes.oidc_provider import FakeOidcProvider
+from tests.support.clock import FakeClock
 
-__all__ = ["HTTP_TIMEOUT", "REDIRECT_URI", "FakeClock"]
+__all__ = ["HTTP_TIMEOUT", "REDIRECT_URI"]
 
 REDIRECT_URI = "https://abcdefghijklmnopabcdefghijklmnop.chromiumapp.org/"
 # Why 0.5 s: long enough for loopback on a loaded CI machine, short enough that the "slow"
 # tests stay fast.
 HTTP_TIMEOUT = 0.5
-
-
-class FakeClock:
-    """A clock that only moves when the test says so; starts at the real time."""
-
-    def __init__(self) -> None:
-        self.now = time.time()
-
-    def __call__(self) -> float:
-        return self.now
-
-    def advance(self, seconds: float) -> None:
-        """Move time forward by ``seconds``."""
-        self.now += seconds
-
-
-@pytest.fixture
-def clock() -> FakeClock:
-    """The shared fake clock."""
-    return FakeClock()
 
 
 @pytest.fixture

@@ -10,7 +10,8 @@ import trio
 
 from smartpip.oidc import OidcClient, OidcRejected, OidcSettings, OidcUnavailable
 from tests.fakes.oidc_provider import CODE_LIFETIME, FakeOidcProvider, Mode, s256
-from tests.oidc.conftest import HTTP_TIMEOUT, REDIRECT_URI, FakeClock
+from tests.oidc.conftest import HTTP_TIMEOUT, REDIRECT_URI
+from tests.support.clock import FakeClock
 
 
 def consent(provider: FakeOidcProvider, verifier: str, *, nonce: str = "nonce-1") -> str:

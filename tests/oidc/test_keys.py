@@ -11,7 +11,7 @@ import trio
 
 from smartpip.oidc import OidcClient, OidcRejected, OidcSettings, OidcUnavailable
 from tests.fakes.oidc_provider import FakeOidcProvider, Mode, foreign_key
-from tests.oidc.conftest import FakeClock
+from tests.support.clock import FakeClock
 
 
 def good_token(provider: FakeOidcProvider, *, kid: str | None = None) -> str:

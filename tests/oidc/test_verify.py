@@ -12,7 +12,7 @@ import pytest
 
 from smartpip.oidc import GOOGLE_ISSUER, OidcClient, OidcRejected, OidcSettings, accepted_issuers
 from tests.fakes.oidc_provider import FakeOidcProvider, foreign_key
-from tests.oidc.conftest import FakeClock
+from tests.support.clock import FakeClock
 
 
 async def rejected(oidc: OidcClient, token: str) -> str:

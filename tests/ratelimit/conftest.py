@@ -6,38 +6,9 @@ from collections.abc import AsyncIterator
 from urllib.parse import urlsplit, urlunsplit
 
 import pytest
-import trio
 
 from store.redis import RedisSettings, RedisStore, open_redis
 from tests.support.faultproxy import FaultProxy
-
-
-class FakeClock:
-    """A monotonic clock that moves only when told to."""
-
-    def __init__(self, start: float = 1000.0) -> None:
-        self.now = start
-
-    def __call__(self) -> float:
-        return self.now
-
-    def advance(self, seconds: float) -> None:
-        self.now += seconds
-
-
-@pytest.fixture
-def clock() -> FakeClock:
-    """A fake monotonic clock."""
-    return FakeClock()
-
-
-@pytest.fixture
-async def redis_proxy(nursery: trio.Nursery, redis_store: RedisStore) -> FaultProxy:
-    """A fault proxy in front of the test Redis server (stopped with the test's nursery)."""
-    url = urlsplit(redis_store.settings.url)
-    proxy = FaultProxy(url.hostname or "127.0.0.1", url.port or 6379)
-    await nursery.start(proxy.run)
-    return proxy
 
 
 @pytest.fixture

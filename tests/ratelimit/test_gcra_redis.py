@@ -11,7 +11,7 @@ from coredis.commands import Script
 
 from store.ratelimit import GCRA_LUA, LocalGcra, _run_gcra, gcra_check
 from store.redis import RedisStore, RedisUnavailable
-from tests.ratelimit.conftest import FakeClock
+from tests.support.clock import FakeClock
 from tests.support.polling import eventually
 
 

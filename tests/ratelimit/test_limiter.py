@@ -9,7 +9,7 @@ from prometheus_client import CollectorRegistry
 
 from smartpip.ratelimit import Decision, Policy, RateLimiter
 from store.redis import RedisStore
-from tests.ratelimit.conftest import FakeClock
+from tests.support.clock import FakeClock
 from tests.support.faultproxy import FaultProxy
 from tests.support.polling import eventually
 

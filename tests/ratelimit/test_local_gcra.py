@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from store.ratelimit import LocalGcra
-from tests.ratelimit.conftest import FakeClock
+from tests.support.clock import FakeClock
 
 
 def test_burst_then_one_unit_per_interval(clock: FakeClock) -> None:

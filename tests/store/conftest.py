@@ -3,14 +3,9 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
-from urllib.parse import urlsplit
 
 import pytest
-import trio
-from psycopg.conninfo import conninfo_to_dict
 
-from store.redis import RedisStore
-from tests.support.faultproxy import FaultProxy
 from tests.support.pg import create_database, drop_database, unique_database_url
 
 
@@ -23,22 +18,3 @@ def scratch_db(pg_database: str) -> Iterator[str]:
         yield url
     finally:
         drop_database(url)
-
-
-@pytest.fixture
-async def pg_proxy(nursery: trio.Nursery, pg_url: str) -> FaultProxy:
-    """A fault proxy in front of the test Postgres server (stopped with the test's nursery)."""
-    params = conninfo_to_dict(pg_url)
-    host = str(params.get("host") or "127.0.0.1")
-    proxy = FaultProxy(host, int(str(params.get("port") or 5432)))
-    await nursery.start(proxy.run)
-    return proxy
-
-
-@pytest.fixture
-async def redis_proxy(nursery: trio.Nursery, redis_store: RedisStore) -> FaultProxy:
-    """A fault proxy in front of the test Redis server (stopped with the test's nursery)."""
-    url = urlsplit(redis_store.settings.url)
-    proxy = FaultProxy(url.hostname or "127.0.0.1", url.port or 6379)
-    await nursery.start(proxy.run)
-    return proxy
