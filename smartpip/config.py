@@ -40,6 +40,9 @@ WEAK_SECRETS = frozenset(
 DEFAULT_AUTH_LIMIT = "20/1m"
 # Per signed-in user, across all authenticated routes that attach it.
 DEFAULT_USER_LIMIT = "300/1m"
+# Per signed-in user, on routes that change data (history, settings): a video a second is
+# already far more than anyone watches.
+DEFAULT_WRITES_LIMIT = "60/1m"
 
 Network = ipaddress.IPv4Network | ipaddress.IPv6Network
 
@@ -96,6 +99,9 @@ class Config:
     refresh_grace_seconds: float = 10.0
     rate_limit_auth: Policy = attrs.field(factory=lambda: parse_policy("auth", DEFAULT_AUTH_LIMIT))
     rate_limit_user: Policy = attrs.field(factory=lambda: parse_policy("user", DEFAULT_USER_LIMIT))
+    rate_limit_writes: Policy = attrs.field(
+        factory=lambda: parse_policy("writes", DEFAULT_WRITES_LIMIT)
+    )
     drain_seconds: float = 5.0
     graceful_timeout: float = 10.0
     health_interval: float = 2.0
@@ -150,6 +156,7 @@ class Config:
             "refresh_grace_seconds": r.number("REFRESH_GRACE_SECONDS", 10.0, float, 0.0, 300.0),
             "rate_limit_auth": r.policy("RATE_LIMIT_AUTH", "auth", DEFAULT_AUTH_LIMIT),
             "rate_limit_user": r.policy("RATE_LIMIT_USER", "user", DEFAULT_USER_LIMIT),
+            "rate_limit_writes": r.policy("RATE_LIMIT_WRITES", "writes", DEFAULT_WRITES_LIMIT),
             "drain_seconds": r.number("DRAIN_SECONDS", 5.0, float, 0.0, 300.0),
             "graceful_timeout": r.number("GRACEFUL_TIMEOUT", 10.0, float, 0.0, 600.0),
             "health_interval": r.number("HEALTH_INTERVAL", 2.0, float, 0.1, 300.0),
