@@ -49,7 +49,11 @@ class Row:
             "p99_ratio": round(self.p99_ratio, 4),
             "budget": None
             if self.budget is None
-            else {"min_ratio": self.budget.min_ratio, "max_p99_ratio": self.budget.max_p99_ratio},
+            else {
+                "min_ratio": self.budget.min_ratio,
+                "max_p99_ratio": self.budget.max_p99_ratio,
+                "max_p99_ms": self.budget.max_p99_ms,
+            },
             "verdict": self.verdict,
             "reasons": list(self.reasons),
         }
@@ -109,6 +113,8 @@ def _reasons(result: WrkResult, ratio: float, p99_ratio: float, budget: Budget |
         reasons.append(f"req/s ratio {ratio:.2f} < {budget.min_ratio:.2f}")
     if budget is not None and budget.max_p99_ratio is not None and p99_ratio > budget.max_p99_ratio:
         reasons.append(f"p99 ratio {p99_ratio:.2f} > {budget.max_p99_ratio:.2f}")
+    if budget is not None and budget.max_p99_ms is not None and result.p99_ms >= budget.max_p99_ms:
+        reasons.append(f"p99 {result.p99_ms:.1f} ms >= {budget.max_p99_ms:g} ms")
     return reasons
 
 

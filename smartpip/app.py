@@ -16,6 +16,8 @@ from werkzeug.exceptions import HTTPException, MethodNotAllowed
 from smartpip.account import account_blueprint
 from smartpip.api_v1 import api_v1_blueprint
 from smartpip.auth_routes import auth_blueprint
+from smartpip.history import select_providers
+from smartpip.history_routes import history_blueprint
 from smartpip.lifecycle import Lifecycle
 from smartpip.logs import get_logger
 from smartpip.middleware import MAX_BODY_BYTES, SCOPE_REQUEST_ID, SCOPE_ROUTE, HygieneMiddleware
@@ -75,6 +77,8 @@ def create_app(
     app.register_blueprint(api_v1_blueprint(resources))
     app.register_blueprint(auth_blueprint(resources))
     app.register_blueprint(account_blueprint(resources))
+    providers = select_providers(resources.config.history_providers)
+    app.register_blueprint(history_blueprint(resources, providers=providers))
     for blueprint in extra or ():
         app.register_blueprint(blueprint)
 

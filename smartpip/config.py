@@ -20,6 +20,7 @@ from urllib.parse import urlsplit
 
 import attrs
 
+from smartpip.history import KNOWN_PROVIDERS, select_providers
 from smartpip.ratelimit import Policy, parse_policy
 
 __all__ = ["SECRET_NAMES", "Config", "ConfigError", "JwtKey"]
@@ -43,6 +44,8 @@ DEFAULT_USER_LIMIT = "300/1m"
 # Per signed-in user, on routes that change data (history, settings): a video a second is
 # already far more than anyone watches.
 DEFAULT_WRITES_LIMIT = "60/1m"
+
+HISTORY_PROVIDERS = tuple(KNOWN_PROVIDERS)
 
 Network = ipaddress.IPv4Network | ipaddress.IPv6Network
 
@@ -102,6 +105,7 @@ class Config:
     rate_limit_writes: Policy = attrs.field(
         factory=lambda: parse_policy("writes", DEFAULT_WRITES_LIMIT)
     )
+    history_providers: tuple[str, ...] = HISTORY_PROVIDERS
     drain_seconds: float = 5.0
     graceful_timeout: float = 10.0
     health_interval: float = 2.0
@@ -157,6 +161,7 @@ class Config:
             "rate_limit_auth": r.policy("RATE_LIMIT_AUTH", "auth", DEFAULT_AUTH_LIMIT),
             "rate_limit_user": r.policy("RATE_LIMIT_USER", "user", DEFAULT_USER_LIMIT),
             "rate_limit_writes": r.policy("RATE_LIMIT_WRITES", "writes", DEFAULT_WRITES_LIMIT),
+            "history_providers": r.providers("HISTORY_PROVIDERS"),
             "drain_seconds": r.number("DRAIN_SECONDS", 5.0, float, 0.0, 300.0),
             "graceful_timeout": r.number("GRACEFUL_TIMEOUT", 10.0, float, 0.0, 600.0),
             "health_interval": r.number("HEALTH_INTERVAL", 2.0, float, 0.1, 300.0),
@@ -278,6 +283,16 @@ class _Reader:
         except ValueError as error:
             self.problem(name, f"is not a rate like 30/1m: {error}")
             return parse_policy(policy_name, default)
+
+    def providers(self, name: str) -> tuple[str, ...]:
+        value = self.raw(name)
+        if value is None:
+            return HISTORY_PROVIDERS
+        try:
+            return tuple(select_providers(value.split(",")))
+        except ValueError as error:
+            self.problem(name, str(error))
+            return HISTORY_PROVIDERS
 
     def secret(self, name: str) -> str | None:
         direct = self.raw(name)

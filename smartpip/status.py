@@ -39,7 +39,7 @@ class Feature:
 
 # Later issues flip ``shipped`` as each feature's endpoints land.
 FEATURES: tuple[Feature, ...] = (
-    Feature("history", shipped=False, needs=("postgres",), degrades_without=("redis",)),
+    Feature("history", shipped=True, needs=("postgres",), degrades_without=("redis",)),
     Feature(
         "suggest",
         shipped=False,

@@ -162,6 +162,16 @@ def test_session_and_rate_limit_settings() -> None:
     assert any(p.startswith("SMARTPIP_RATE_LIMIT_USER is not a rate") for p in found)
 
 
+def test_history_providers() -> None:
+    assert Config.from_env({}).history_providers == ("youtube", "vimeo", "twitch", "dailymotion")
+    assert Config.from_env({"SMARTPIP_HISTORY_PROVIDERS": "YouTube, vimeo"}).history_providers == (
+        "youtube",
+        "vimeo",
+    )
+    found = problems({"SMARTPIP_HISTORY_PROVIDERS": "youtube,myspace"})
+    assert found[0].startswith("SMARTPIP_HISTORY_PROVIDERS unknown history providers ['myspace']")
+
+
 def test_invalid_config_exits_2_without_traceback() -> None:
     env = {"PATH": "/usr/bin:/bin", "SMARTPIP_BIND": "bad", "SMARTPIP_DB_POOL_SIZE": "0"}
     result = subprocess.run(

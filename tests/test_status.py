@@ -21,9 +21,12 @@ def test_every_feature_is_reported() -> None:
     assert set(feature_states(CONFIG, health(True, True))) == {"history", "suggest", "playlist"}
 
 
-def test_unshipped_features_are_disabled() -> None:
-    assert all(not f.shipped for f in FEATURES)
-    assert set(feature_states(CONFIG, health(True, True)).values()) == {"disabled"}
+def test_shipped_and_unshipped_features() -> None:
+    assert [f.name for f in FEATURES if f.shipped] == ["history"]
+    states = feature_states(CONFIG, health(True, True))
+    assert states == {"history": "up", "suggest": "disabled", "playlist": "disabled"}
+    assert feature_states(CONFIG, health(True, False))["history"] == "degraded"
+    assert feature_states(CONFIG, health(False, True))["history"] == "down"
 
 
 def test_states_follow_dependencies() -> None:

@@ -1,0 +1,105 @@
+"""Watch history endpoints: ``/v1/history`` (the last five videos of the signed-in user).
+
+Every route takes the user from the bearer token only; no user ID is ever read from the path,
+query or body. Reads are limited by ``SMARTPIP_RATE_LIMIT_USER``, writes (POST, DELETE) by
+``SMARTPIP_RATE_LIMIT_WRITES`` (default 60 a minute per user). Failures: 422
+``validation_failed`` with one entry per bad field, 401 when the account no longer exists,
+503 when Postgres is unavailable (handled app-wide).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from datetime import UTC, datetime
+
+from quart import Blueprint, Response, request
+
+from smartpip.bodies import structure
+from smartpip.etags import json_with_etag
+from smartpip.history import (
+    KNOWN_PROVIDERS,
+    HistoryBody,
+    InvalidEntry,
+    ProviderRule,
+    item_document,
+    validate_entry,
+)
+from smartpip.jsonbody import read_json
+from smartpip.problems import ApiError
+from smartpip.resources import Resources
+from smartpip.tokens import AccessClaims
+from store.history import (
+    HistoryOwnerMissing,
+    delete_history,
+    delete_history_entry,
+    record_watch,
+    select_history,
+)
+
+__all__ = ["history_blueprint"]
+
+
+def history_blueprint(
+    resources: Resources, *, providers: Mapping[str, ProviderRule] = KNOWN_PROVIDERS
+) -> Blueprint:
+    """``/v1/history``.
+
+    Args:
+        resources: The app's resources (database, guards, config).
+        providers: The allowed providers (``smartpip.history.select_providers`` of the
+            configured names); all known ones by default.
+
+    Returns:
+        The blueprint, named ``history``.
+    """
+    bp = Blueprint("history", __name__, url_prefix="/v1/history")
+    guards = resources.guards
+    db = resources.db
+    reads = resources.config.rate_limit_user
+    writes = resources.config.rate_limit_writes
+
+    @bp.get("")
+    @guards.user(limit=reads)
+    async def list_history(user: AccessClaims) -> Response:
+        rows = await db.run(select_history, user.user_id)
+        return json_with_etag({"items": [item_document(row) for row in rows]})
+
+    @bp.post("")
+    @guards.user(limit=writes)
+    async def add_to_history(user: AccessClaims) -> dict[str, object]:
+        body = structure(await read_json(request), HistoryBody, status=422)
+        try:
+            entry = validate_entry(body, now=datetime.now(UTC), providers=providers)
+        except InvalidEntry as invalid:
+            errors = [{"field": e.field, "message": e.message} for e in invalid.errors]
+            raise ApiError(422, f"invalid body: {invalid}", errors=errors) from None
+        try:
+            rows = await db.run(record_watch, user.user_id, entry)
+        except HistoryOwnerMissing:
+            raise ApiError(
+                401,
+                "the account no longer exists",
+                headers={"WWW-Authenticate": 'Bearer realm="smartpip", error="invalid_token"'},
+            ) from None
+        return {"items": [item_document(row) for row in rows]}
+
+    @bp.get("/last")
+    @guards.user(limit=reads)
+    async def last(user: AccessClaims) -> dict[str, object]:
+        rows = await db.run(select_history, user.user_id, 1)
+        return {"item": item_document(rows[0]) if rows else None}
+
+    @bp.delete("")
+    @guards.user(limit=writes)
+    async def clear(user: AccessClaims) -> tuple[str, int]:
+        await db.run(delete_history, user.user_id)
+        return "", 204
+
+    # The path variable is named as in the API's contract: /v1/history/{provider}/{videoId}.
+    @bp.delete("/<provider>/<videoId>")
+    @guards.user(limit=writes)
+    async def forget(user: AccessClaims, provider: str, videoId: str) -> tuple[str, int]:
+        await db.run(delete_history_entry, user.user_id, provider, videoId)
+        return "", 204
+
+    return bp
