@@ -2,7 +2,7 @@
 
 ::
 
-    guards = Guards(tokens, limiter, trusted_proxies)
+    guards = Guards(tokens, limiter, trusted_proxies, revocations)
 
     @bp.post("/v1/auth/refresh")
     @guards.limited(config.rate_limit_auth)          # per client address
@@ -15,6 +15,12 @@
 Failures are problem responses: 401 with ``WWW-Authenticate`` (the view never runs), 429 with
 ``Retry-After`` and the ``RateLimit`` headers. Allowed responses carry the ``RateLimit``
 headers too.
+
+Revocation: ``guards.user`` also refuses (401, ``invalid_token``) a valid token whose user was
+deleted, asking :class:`~smartpip.revocation.UserRevocations` on every request, after the
+signature check and before the rate limit, so a token remembered by
+:class:`VerifiedTokenCache` is refused too. The composition root builds the one checker
+that the account routes also use to revoke.
 """
 
 from __future__ import annotations
@@ -31,6 +37,7 @@ from smartpip.clientip import client_ip
 from smartpip.config import Network
 from smartpip.problems import ApiError
 from smartpip.ratelimit import Decision, Policy, RateLimiter
+from smartpip.revocation import UserRevocations
 from smartpip.tokens import AccessClaims, AccessTokens, TokenInvalid
 
 __all__ = ["Guards", "VerifiedTokenCache"]
@@ -90,17 +97,34 @@ def _unauthorized(detail: str, *, error: str | None) -> ApiError:
 
 
 class Guards:
-    """Builds the decorators; one instance per app, holding the verifier and the limiter."""
+    """Builds the decorators; one instance per app, holding the verifier and the limiter.
+
+    Args:
+        tokens: Verifies the access tokens.
+        limiter: Applies the rate limits.
+        trusted_proxies: Peers whose forwarded-client-IP headers are believed.
+        revocations: Which users' tokens are revoked (deleted accounts).
+    """
 
     def __init__(
         self,
         tokens: AccessTokens,
         limiter: RateLimiter,
         trusted_proxies: Sequence[Network],
+        revocations: UserRevocations,
     ) -> None:
         self.cache = VerifiedTokenCache(tokens)
         self.limiter = limiter
         self.trusted_proxies = tuple(trusted_proxies)
+        self.revocations = revocations
+
+    async def refuse_revoked(self, claims: AccessClaims) -> None:
+        """Raise the 401 problem if the token's user is revoked (deleted account).
+
+        Never fails because of Redis (see :mod:`smartpip.revocation`).
+        """
+        if await self.revocations.is_revoked(claims.user_id):
+            raise _unauthorized("access token revoked", error="invalid_token")
 
     def authenticate(self) -> AccessClaims:
         """The verified claims of the current request's bearer token.
@@ -152,13 +176,14 @@ class Guards:
         return decorate
 
     def user(self, *, limit: Policy | None = None) -> Callable[[View], View]:
-        """Require a valid bearer token (401 otherwise) and pass its claims as ``user``;
-        with ``limit``, also limit the view per user."""
+        """Require a valid, unrevoked bearer token (401 otherwise) and pass its claims as
+        ``user``; with ``limit``, also limit the view per user."""
 
         def decorate(view: View) -> View:
             @functools.wraps(view)
             async def guarded(*args: Any, **kwargs: Any) -> ResponseReturnValue:
                 claims = self.authenticate()
+                await self.refuse_revoked(claims)
                 if limit is None:
                     return await view(*args, user=claims, **kwargs)
                 decision = await self.check(limit, f"user:{claims.user_id}")

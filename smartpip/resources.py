@@ -19,6 +19,7 @@ from smartpip.metrics import Metrics
 from smartpip.nonces import Nonces
 from smartpip.oidc import OidcClient, OidcSettings
 from smartpip.ratelimit import RateLimiter
+from smartpip.revocation import UserRevocations
 from smartpip.sessions import SessionPolicy, Sessions
 from smartpip.tokens import AccessTokens
 from store.migrations import load_migrations
@@ -111,6 +112,11 @@ async def open_resources(config: Config) -> AsyncIterator[Resources]:
             tokens=tokens,
             sessions=Sessions(db, tokens, session_policy(config)),
             nonces=Nonces(config.jwt_keys, redis),
-            guards=Guards(tokens, RateLimiter(redis, metrics.registry), config.trusted_proxies),
+            guards=Guards(
+                tokens,
+                RateLimiter(redis, metrics.registry),
+                config.trusted_proxies,
+                UserRevocations(redis),
+            ),
             oidc=oidc_client(config, http),
         )
