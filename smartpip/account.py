@@ -134,7 +134,7 @@ def account_blueprint(resources: Resources) -> Blueprint:
     @bp.get("/me")
     @guards.user(limit=config.rate_limit_user)
     async def me(user: AccessClaims) -> dict[str, object]:
-        row = await resources.db.run(select_user, user.user_id)
+        row = await resources.db.read(select_user, user.user_id)
         if row is None:
             raise _account_gone()
         return {"id": str(row.id), "createdAt": row.created_at.isoformat()}

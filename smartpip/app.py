@@ -24,6 +24,7 @@ from smartpip.middleware import MAX_BODY_BYTES, SCOPE_REQUEST_ID, SCOPE_ROUTE, H
 from smartpip.ops import ops_blueprint
 from smartpip.problems import ApiError, problem_body, problem_headers
 from smartpip.resources import Resources
+from smartpip.settings_routes import settings_blueprint
 from store.postgres import DatabaseUnavailable
 from store.redis import RedisUnavailable
 
@@ -79,6 +80,7 @@ def create_app(
     app.register_blueprint(account_blueprint(resources))
     providers = select_providers(resources.config.history_providers)
     app.register_blueprint(history_blueprint(resources, providers=providers))
+    app.register_blueprint(settings_blueprint(resources))
     for blueprint in extra or ():
         app.register_blueprint(blueprint)
 

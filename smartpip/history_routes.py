@@ -61,7 +61,7 @@ def history_blueprint(
     @bp.get("")
     @guards.user(limit=reads)
     async def list_history(user: AccessClaims) -> Response:
-        rows = await db.run(select_history, user.user_id)
+        rows = await db.read(select_history, user.user_id)
         return json_with_etag({"items": [item_document(row) for row in rows]})
 
     @bp.post("")
@@ -86,7 +86,7 @@ def history_blueprint(
     @bp.get("/last")
     @guards.user(limit=reads)
     async def last(user: AccessClaims) -> dict[str, object]:
-        rows = await db.run(select_history, user.user_id, 1)
+        rows = await db.read(select_history, user.user_id, 1)
         return {"item": item_document(rows[0]) if rows else None}
 
     @bp.delete("")

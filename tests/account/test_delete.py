@@ -9,8 +9,10 @@ import httpx
 import psycopg
 import trio
 
+from smartpip.revocation import CLEAR_TTL
 from tests.account.conftest import ISSUER, KEY, bearer, seed_user, user_rows
 from tests.app.conftest import AppFactory, RunningApp
+from tests.support.polling import eventually
 
 TABLES_WITH_A_USER_COLUMN = """
 SELECT table_name FROM information_schema.columns
@@ -83,13 +85,21 @@ async def test_live_access_token_is_refused_at_once_on_every_instance(
             assert (await app.client.get("/v1/me", headers=headers)).status_code == 200
         await delete_me(first, alice.access_token)
         for app in (first, second):
-            for method, path in (
-                ("GET", "/v1/me"),
-                ("GET", "/v1/auth/session"),  # touches no database
-                ("GET", "/v1/me/export"),
-                ("DELETE", "/v1/me"),
-            ):
+            for method, path in (("GET", "/v1/me"), ("GET", "/v1/me/export")):
                 assert_revoked(await app.client.request(method, path, headers=headers))
+        # Routes that read no row of the user (and the idempotent DELETE): refused at once
+        # where the deletion happened, and on the other instance as soon as its remembered
+        # "not revoked" answer expires (CLEAR_TTL, 1 s).
+        assert_revoked(await first.client.get("/v1/auth/session", headers=headers))
+        assert_revoked(await first.client.delete("/v1/me", headers=headers))
+
+        async def refused_by_second() -> bool:
+            response = await second.client.get("/v1/auth/session", headers=headers)
+            return response.status_code == 401
+
+        await eventually(refused_by_second, within=CLEAR_TTL + 2)
+        assert_revoked(await second.client.get("/v1/auth/session", headers=headers))
+        assert_revoked(await second.client.delete("/v1/me", headers=headers))
 
 
 async def test_revocation_marker_lives_as_long_as_a_token(app: RunningApp) -> None:

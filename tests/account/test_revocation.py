@@ -9,7 +9,7 @@ from collections.abc import AsyncIterator
 import pytest
 import trio
 
-from smartpip.revocation import UserRevocations
+from smartpip.revocation import CLEAR_TTL, UserRevocations
 from store.redis import RedisSettings, RedisStore, open_redis
 from tests.account.conftest import KEY, bearer, seed_user
 from tests.app.conftest import AppFactory
@@ -103,11 +103,18 @@ async def test_local_table_is_bounded(down_store: RedisStore) -> None:
     assert [await revocations.is_revoked(u) for u in users] == [False, True, True, True]
 
 
-async def test_revoked_in_redis_is_remembered_locally(redis_store: RedisStore) -> None:
-    writer, reader = UserRevocations(redis_store), UserRevocations(redis_store)
+async def test_revoked_in_redis_is_remembered_locally(
+    redis_store: RedisStore, clock: FakeClock
+) -> None:
+    writer = UserRevocations(redis_store)
+    reader = UserRevocations(redis_store, monotonic=clock)
     user = uuid.uuid4()
     assert not await reader.is_revoked(user)
     assert await writer.revoke(user) is True
+    # "Not revoked" is trusted for CLEAR_TTL (no Redis round trip per request)...
+    assert not await reader.is_revoked(user)
+    clock.advance(CLEAR_TTL + 0.01)
+    # ...then Redis is asked again and the marker is seen.
     assert await reader.is_revoked(user)
     await redis_store.delete_prefixed()  # even if the marker vanished (Redis restarted)
     assert await reader.is_revoked(user)

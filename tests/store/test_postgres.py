@@ -17,6 +17,7 @@ from store.postgres import (
     PostgresSettings,
     ensure_database,
     open_database,
+    query_ping,
 )
 from tests.support.pg import drop_database, unique_database_url, url_with
 
@@ -246,3 +247,15 @@ async def test_check_constraints_reject_garbage(pg_url: str) -> None:
                     (user_id,),
                 )
             )
+
+
+def _status(conn: psycopg.Connection[Any]) -> str:
+    conn.execute("SELECT 1")
+    return conn.info.transaction_status.name
+
+
+async def test_read_runs_without_a_transaction(pg_url: str) -> None:
+    async with open_database(PostgresSettings(url=pg_url, max_size=2)) as db:
+        assert await db.run(_status) == "INTRANS"
+        assert await db.read(_status) == "IDLE"
+        await db.read(query_ping)  # a plain statement works too

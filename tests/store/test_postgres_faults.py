@@ -115,7 +115,8 @@ WHERE datname = current_database() AND application_name = 'smartpip' AND pid <> 
 
 
 async def test_all_pooled_connections_killed_like_a_restart(pg_url: str) -> None:
-    settings = PostgresSettings(url=pg_url, max_size=4, acquire_timeout=0.5)
+    # recheck_after=0: every checkout is checked, as happens to connections idle for longer.
+    settings = PostgresSettings(url=pg_url, max_size=4, acquire_timeout=0.5, recheck_after=0)
     async with open_database(settings) as db:
         async with trio.open_nursery() as nursery:
             for _ in range(8):
@@ -127,4 +128,19 @@ async def test_all_pooled_connections_killed_like_a_restart(pg_url: str) -> None
         # Every idle connection is dead; the very next call must not fail because of them.
         with trio.fail_after(DOWN_BOUND):
             await db.ping()
+            await db.ping()
+
+
+async def test_a_connection_used_a_moment_ago_is_not_rechecked(pg_url: str) -> None:
+    """The trade-off of ``recheck_after``: a connection returned less than that ago is handed
+    out unchecked, so after a restart its next call fails once (503); the pool replaces it."""
+    settings = PostgresSettings(url=pg_url, max_size=1, acquire_timeout=0.5, recheck_after=60)
+    async with open_database(settings) as db:
+        await db.ping()
+        with psycopg.connect(pg_url, autocommit=True) as admin:
+            row = admin.execute(TERMINATE_POOL_BACKENDS).fetchone()
+        assert row is not None and row[0] == 1
+        with trio.fail_after(DOWN_BOUND), pytest.raises(DatabaseUnavailable):
+            await db.ping()
+        with trio.fail_after(DOWN_BOUND):
             await db.ping()
