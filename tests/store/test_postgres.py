@@ -259,3 +259,19 @@ async def test_read_runs_without_a_transaction(pg_url: str) -> None:
         assert await db.run(_status) == "INTRANS"
         assert await db.read(_status) == "IDLE"
         await db.read(query_ping)  # a plain statement works too
+
+
+def _durability(conn: psycopg.Connection[Any]) -> dict[str, str]:
+    names = ("fsync", "synchronous_commit", "full_page_writes")
+    return {name: str(conn.execute(f"SHOW {name}").fetchone()[0]) for name in names}  # type: ignore[index]
+
+
+async def test_durability_settings_stay_on(pg_url: str) -> None:
+    """A write answered 2xx must survive a crash: the pooled connections never turn off
+    synchronous commit, and the server keeps fsync and full-page writes."""
+    async with open_database(PostgresSettings(url=pg_url, max_size=1)) as db:
+        assert await db.run(_durability) == {
+            "fsync": "on",
+            "synchronous_commit": "on",
+            "full_page_writes": "on",
+        }
