@@ -219,6 +219,7 @@ class Database:
                 answer within ``query_timeout``.
             Exception: Anything else ``fn`` raised (e.g. ``psycopg.IntegrityError``), unchanged.
         """
+
         def call(conn: psycopg.Connection[Any]) -> T:
             return fn(conn, *args, **kwargs)
 
@@ -238,6 +239,7 @@ class Database:
         Raises:
             DatabaseUnavailable: as for :meth:`run`.
         """
+
         def call(conn: psycopg.Connection[Any]) -> T:
             return fn(conn, *args, **kwargs)
 
