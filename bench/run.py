@@ -234,9 +234,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         "SMARTPIP_DRAIN_SECONDS": "0",
         # A fixed key per run, so the setup hooks can mint tokens the service accepts.
         "SMARTPIP_JWT_KEYS": "bench:" + secrets.token_urlsafe(32),
-        # One user drives every authenticated endpoint: lift the per-user limit to the
-        # largest allowed so wrk measures the work, not 429s (the limiter still runs).
+        # A few users drive thousands of requests: lift the per-user limits to the largest
+        # allowed so wrk measures the work, not 429s (the limiter still runs).
         "SMARTPIP_RATE_LIMIT_USER": "600000/1m",
+        "SMARTPIP_RATE_LIMIT_WRITES": "600000/1m",
         "PYTHONUNBUFFERED": "1",
     }
     ceiling = ServerProcess(
