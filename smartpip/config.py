@@ -14,21 +14,29 @@ from __future__ import annotations
 import ipaddress
 import os
 import secrets
-from collections.abc import Callable, Mapping
-from typing import Any, TypeVar
+from collections.abc import Mapping
+from typing import Any
 from urllib.parse import urlsplit
 
 import attrs
 
-from smartpip.history import KNOWN_PROVIDERS, select_providers
+from smartpip.envreader import (
+    HISTORY_PROVIDERS,
+    EnvReader,
+    Network,
+    check_bind,
+    check_origin,
+    check_pg_url,
+    check_prefix,
+    check_redis_url,
+    check_url,
+    checked,
+    parse_network,
+)
 from smartpip.ratelimit import Policy, parse_policy
 
-__all__ = ["SECRET_NAMES", "Config", "ConfigError", "JwtKey"]
+__all__ = ["Config", "ConfigError", "JwtKey"]
 
-T = TypeVar("T")
-
-PREFIX = "SMARTPIP_"
-SECRET_NAMES = frozenset({"JWT_KEYS", "OIDC_CLIENT_SECRET", "YOUTUBE_API_KEY", "OPS_TOKEN"})
 # Why 32: HS256 keys shorter than the hash output (32 bytes) weaken the MAC (RFC 7518 3.2).
 MIN_SECRET_BYTES = 32
 # Values people leave in example files; refused in production whatever their length.
@@ -44,10 +52,6 @@ DEFAULT_USER_LIMIT = "300/1m"
 # Per signed-in user, on routes that change data (history, settings): a video a second is
 # already far more than anyone watches.
 DEFAULT_WRITES_LIMIT = "60/1m"
-
-HISTORY_PROVIDERS = tuple(KNOWN_PROVIDERS)
-
-Network = ipaddress.IPv4Network | ipaddress.IPv6Network
 
 
 class ConfigError(Exception):
@@ -127,34 +131,34 @@ class Config:
         Raises:
             ConfigError: listing every problem found, each naming its variable.
         """
-        reader = _Reader(dict(os.environ if environ is None else environ))
+        reader = EnvReader(dict(os.environ if environ is None else environ))
         r = reader
         env = r.choice("ENV", "development", ("development", "production"))
-        bind = r.get("BIND", "127.0.0.1:8080", _check_bind)
+        bind = r.get("BIND", "127.0.0.1:8080", check_bind)
         values: dict[str, Any] = {
             "env": env,
             "bind": bind,
-            "database_url": r.get("DATABASE_URL", "postgresql://localhost/smartpip", _check_pg_url),
+            "database_url": r.get("DATABASE_URL", "postgresql://localhost/smartpip", check_pg_url),
             "db_pool_size": r.number("DB_POOL_SIZE", 10, int, 1, 200),
             "db_statement_timeout_ms": r.number("DB_STATEMENT_TIMEOUT_MS", 5000, int, 100, 600_000),
             "db_acquire_timeout": r.number("DB_ACQUIRE_TIMEOUT", 1.0, float, 0.05, 60.0),
-            "redis_url": r.get("REDIS_URL", "redis://localhost:6379/0", _check_redis_url),
-            "redis_prefix": r.get("REDIS_PREFIX", "smartpip:", _check_prefix),
+            "redis_url": r.get("REDIS_URL", "redis://localhost:6379/0", check_redis_url),
+            "redis_prefix": r.get("REDIS_PREFIX", "smartpip:", check_prefix),
             "redis_connect_timeout": r.number("REDIS_CONNECT_TIMEOUT", 0.5, float, 0.01, 30.0),
             "redis_command_timeout": r.number("REDIS_COMMAND_TIMEOUT", 0.25, float, 0.01, 30.0),
-            "oidc_issuer": r.get("OIDC_ISSUER", "https://accounts.google.com", _check_url),
+            "oidc_issuer": r.get("OIDC_ISSUER", "https://accounts.google.com", check_url),
             "oidc_client_id": r.optional("OIDC_CLIENT_ID"),
             "oidc_client_secret": r.secret("OIDC_CLIENT_SECRET"),
-            "oidc_redirect_uris": r.listing("OIDC_REDIRECT_URIS", _checked(_check_url)),
+            "oidc_redirect_uris": r.listing("OIDC_REDIRECT_URIS", checked(check_url)),
             "youtube_api_key": r.secret("YOUTUBE_API_KEY"),
             "youtube_api_url": r.get(
-                "YOUTUBE_API_URL", "https://www.googleapis.com/youtube/v3", _check_url
+                "YOUTUBE_API_URL", "https://www.googleapis.com/youtube/v3", check_url
             ),
             "ops_token": r.secret("OPS_TOKEN"),
             "trusted_proxies": r.listing(
-                "TRUSTED_PROXIES", _parse_network, default="127.0.0.1/32,::1/128"
+                "TRUSTED_PROXIES", parse_network, default="127.0.0.1/32,::1/128"
             ),
-            "cors_origins": r.listing("CORS_ORIGINS", _checked(_check_origin)),
+            "cors_origins": r.listing("CORS_ORIGINS", checked(check_origin)),
             "session_idle_days": r.number("SESSION_IDLE_DAYS", 30, int, 1, 365),
             "session_absolute_days": r.number("SESSION_ABSOLUTE_DAYS", 90, int, 1, 3650),
             "refresh_grace_seconds": r.number("REFRESH_GRACE_SECONDS", 10.0, float, 0.0, 300.0),
@@ -210,172 +214,7 @@ class Config:
         return out
 
 
-class _Reader:
-    """Reads variables and collects problems instead of raising at the first one."""
-
-    def __init__(self, environ: dict[str, str]) -> None:
-        self.environ = environ
-        self.problems: list[str] = []
-        self.known: set[str] = set()
-
-    def problem(self, name: str, message: str) -> None:
-        self.problems.append(f"{PREFIX}{name} {message}")
-
-    def raw(self, name: str) -> str | None:
-        self.known.add(PREFIX + name)
-        value = self.environ.get(PREFIX + name)
-        return None if value is None or value.strip() == "" else value.strip()
-
-    def get(self, name: str, default: str, check: Callable[[str], str | None]) -> str:
-        value = self.raw(name)
-        if value is None:
-            return default
-        error = check(value)
-        if error:
-            self.problem(name, error)
-        return value
-
-    def optional(self, name: str) -> str | None:
-        return self.raw(name)
-
-    def choice(self, name: str, default: str, allowed: tuple[str, ...]) -> str:
-        value = (self.raw(name) or default).lower()
-        if value not in allowed:
-            self.problem(name, f"must be one of {', '.join(allowed)} (got {value!r})")
-            return default
-        return value
-
-    def number(self, name: str, default: T, kind: Callable[[str], T], low: T, high: T) -> T:
-        value = self.raw(name)
-        if value is None:
-            return default
-        try:
-            parsed = kind(value)
-        except ValueError:
-            self.problem(name, f"must be a number (got {value!r})")
-            return default
-        if not low <= parsed <= high:  # type: ignore[operator]
-            self.problem(name, f"must be between {low} and {high} (got {value})")
-            return default
-        return parsed
-
-    def listing(
-        self, name: str, parse: Callable[[str], Any], *, default: str = ""
-    ) -> tuple[Any, ...]:
-        value = self.raw(name)
-        items = [item.strip() for item in (value if value is not None else default).split(",")]
-        out: list[Any] = []
-        for item in items:
-            if not item:
-                continue
-            try:
-                result = parse(item)
-            except ValueError as error:
-                self.problem(name, f"has an invalid entry {item!r}: {error}")
-                continue
-            out.append(result)
-        return tuple(out)
-
-    def policy(self, name: str, policy_name: str, default: str) -> Policy:
-        value = self.raw(name) or default
-        try:
-            return parse_policy(policy_name, value)
-        except ValueError as error:
-            self.problem(name, f"is not a rate like 30/1m: {error}")
-            return parse_policy(policy_name, default)
-
-    def providers(self, name: str) -> tuple[str, ...]:
-        value = self.raw(name)
-        if value is None:
-            return HISTORY_PROVIDERS
-        try:
-            return tuple(select_providers(value.split(",")))
-        except ValueError as error:
-            self.problem(name, str(error))
-            return HISTORY_PROVIDERS
-
-    def secret(self, name: str) -> str | None:
-        direct = self.raw(name)
-        path = self.raw(name + "_FILE")
-        if direct is not None and path is not None:
-            self.problem(name, f"and {PREFIX}{name}_FILE are both set; use one")
-            return None
-        if path is None:
-            return direct
-        try:
-            with open(path, encoding="utf-8") as handle:
-                value = handle.read().strip()
-        except OSError as error:
-            self.problem(name + "_FILE", f"cannot be read: {error.strerror}")
-            return None
-        return value or None
-
-    def unknown_variables(self) -> None:
-        for name in sorted(self.environ):
-            if (
-                name.startswith(PREFIX)
-                and name not in self.known
-                and not name.startswith(PREFIX + "TEST_")
-            ):
-                self.problems.append(f"{name} is not a known setting (misspelt?)")
-
-
-def _checked(check: Callable[[str], str | None]) -> Callable[[str], str]:
-    """Turn a ``check`` returning an error message into a parser raising ValueError."""
-
-    def parse(value: str) -> str:
-        error = check(value)
-        if error:
-            raise ValueError(error)
-        return value
-
-    return parse
-
-
-def _check_bind(value: str) -> str | None:
-    host, sep, port = value.rpartition(":")
-    if not sep or not host or not port.isdigit() or not 0 <= int(port) <= 65535:
-        return f"must be host:port (got {value!r})"
-    return None
-
-
-def _check_pg_url(value: str) -> str | None:
-    if urlsplit(value).scheme not in {"postgresql", "postgres"}:
-        return "must be a postgresql:// URL"
-    return None
-
-
-def _check_redis_url(value: str) -> str | None:
-    if urlsplit(value).scheme not in {"redis", "rediss", "unix"}:
-        return "must be a redis://, rediss:// or unix:// URL"
-    return None
-
-
-def _check_prefix(value: str) -> str | None:
-    if len(value) > 64 or any(c.isspace() for c in value):
-        return "must be at most 64 characters without spaces"
-    return None
-
-
-def _check_url(value: str) -> str | None:
-    parts = urlsplit(value)
-    if parts.scheme not in {"http", "https"} or not parts.netloc:
-        return "must be an absolute http(s) URL"
-    return None
-
-
-def _check_origin(value: str) -> str | None:
-    parts = urlsplit(value)
-    if value == "*" or not parts.scheme or not parts.netloc or parts.path not in {"", "/"}:
-        return "must be an exact origin such as chrome-extension://<id> (no wildcard)"
-    return None
-
-
-def _parse_network(value: str) -> Network:
-    return ipaddress.ip_network(value, strict=False)
-
-
-def _parse_jwt_keys(raw: str, r: _Reader) -> tuple[JwtKey, ...]:
+def _parse_jwt_keys(raw: str, r: EnvReader) -> tuple[JwtKey, ...]:
     keys: list[JwtKey] = []
     for item in (part.strip() for part in raw.split(",")):
         kid, sep, secret = item.partition(":")
@@ -397,7 +236,7 @@ def _weak(secret: str | bytes) -> bool:
     return len(raw) < MIN_SECRET_BYTES or raw.decode(errors="replace").lower() in WEAK_SECRETS
 
 
-def _production_checks(values: dict[str, Any], r: _Reader) -> None:
+def _production_checks(values: dict[str, Any], r: EnvReader) -> None:
     for key in values.get("jwt_keys", ()):
         if key.secret.decode(errors="replace").lower() in WEAK_SECRETS:
             r.problem("JWT_KEYS", f"key {key.kid!r} is a placeholder value")

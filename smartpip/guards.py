@@ -34,7 +34,7 @@ from typing import Any
 from quart import ResponseReturnValue, make_response, request
 
 from smartpip.clientip import client_ip
-from smartpip.config import Network
+from smartpip.envreader import Network
 from smartpip.problems import ApiError
 from smartpip.ratelimit import Decision, Policy, RateLimiter
 from smartpip.revocation import UserRevocations

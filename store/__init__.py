@@ -1,7 +1,8 @@
 """All persistence of the service: Postgres (query functions, pool, migrations) and Redis.
 
-Modules: ``store.postgres`` (settings, ``Database``, ``open_database``, ``ensure_database``),
-``store.migrations`` (numbered SQL files and their application), ``store.redis`` (settings,
+Modules: ``store.postgres`` (settings, ``Database``, ``open_database``), ``store.bootstrap``
+(``ensure_database``, ``migrate_database``), ``store.migrations`` (numbered SQL files and their
+application), ``store.redis`` (settings,
 ``RedisStore``, ``open_redis``), ``store.errors`` (the exception hierarchy). Query functions
 live in further modules as plain sync ``verb_noun(conn, ...)`` functions, SQL beside them.
 

@@ -10,12 +10,12 @@ import pytest
 import trio
 from psycopg import sql
 
+from store.bootstrap import ensure_database
 from store.migrations import load_migrations, migration_status
 from store.postgres import (
     DatabaseUnavailable,
     MigrationError,
     PostgresSettings,
-    ensure_database,
     open_database,
     query_ping,
 )
