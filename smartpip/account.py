@@ -16,8 +16,8 @@ from typing import Any
 import trio
 from quart import Blueprint, Response, jsonify
 
+from smartpip.guards import account_gone
 from smartpip.logs import get_logger
-from smartpip.problems import ApiError
 from smartpip.resources import Resources
 from smartpip.revocation import UserRevocations
 from smartpip.tokens import AccessClaims
@@ -30,14 +30,6 @@ __all__ = ["EXPORT_FILENAME", "account_blueprint", "delete_user", "export_body"]
 log = get_logger(__name__)
 
 EXPORT_FILENAME = "smartpip-export.json"
-
-
-def _account_gone() -> ApiError:
-    return ApiError(
-        401,
-        "this account no longer exists; sign in again",
-        headers={"WWW-Authenticate": 'Bearer realm="smartpip", error="invalid_token"'},
-    )
 
 
 def _iso(value: datetime | None) -> str | None:
@@ -136,7 +128,7 @@ def account_blueprint(resources: Resources) -> Blueprint:
     async def me(user: AccessClaims) -> dict[str, object]:
         row = await resources.db.read(select_user, user.user_id)
         if row is None:
-            raise _account_gone()
+            raise account_gone()
         return {"id": str(row.id), "createdAt": row.created_at.isoformat()}
 
     @bp.get("/me/export")
@@ -144,7 +136,7 @@ def account_blueprint(resources: Resources) -> Blueprint:
     async def export(user: AccessClaims) -> Response:
         data = await resources.db.run(select_user_export, user.user_id)
         if data is None:
-            raise _account_gone()
+            raise account_gone()
         response = jsonify(export_body(data))
         response.headers["Content-Disposition"] = f'attachment; filename="{EXPORT_FILENAME}"'
         response.headers["Cache-Control"] = "no-store"

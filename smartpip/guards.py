@@ -40,7 +40,7 @@ from smartpip.ratelimit import Decision, Policy, RateLimiter
 from smartpip.revocation import UserRevocations
 from smartpip.tokens import AccessClaims, AccessTokens, TokenInvalid
 
-__all__ = ["Guards", "VerifiedTokenCache"]
+__all__ = ["Guards", "VerifiedTokenCache", "account_gone"]
 
 View = Callable[..., Awaitable[ResponseReturnValue]]
 
@@ -94,6 +94,11 @@ def _unauthorized(detail: str, *, error: str | None) -> ApiError:
     if error is not None:
         challenge += f', error="{error}"'
     return ApiError(401, detail, headers={"WWW-Authenticate": challenge})
+
+
+def account_gone() -> ApiError:
+    """The 401 for a valid token whose user no longer exists (the account was deleted)."""
+    return _unauthorized("this account no longer exists; sign in again", error="invalid_token")
 
 
 class Guards:

@@ -16,6 +16,7 @@ from quart import Blueprint, Response, request
 
 from smartpip.bodies import structure
 from smartpip.etags import json_with_etag
+from smartpip.guards import account_gone
 from smartpip.history import (
     KNOWN_PROVIDERS,
     HistoryBody,
@@ -76,11 +77,7 @@ def history_blueprint(
         try:
             rows = await db.run(record_watch, user.user_id, entry)
         except HistoryOwnerMissing:
-            raise ApiError(
-                401,
-                "the account no longer exists",
-                headers={"WWW-Authenticate": 'Bearer realm="smartpip", error="invalid_token"'},
-            ) from None
+            raise account_gone() from None
         return {"items": [item_document(row) for row in rows]}
 
     @bp.get("/last")

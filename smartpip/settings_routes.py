@@ -23,6 +23,7 @@ from quart import Blueprint, Response, request
 
 from smartpip.bodies import structure
 from smartpip.etags import etag_for, json_with_etag
+from smartpip.guards import account_gone
 from smartpip.jsonbody import read_json
 from smartpip.problems import ApiError
 from smartpip.resources import Resources
@@ -259,14 +260,6 @@ def _with_etag(settings: SettingsRow) -> Response:
     return Response(body, content_type="application/json", headers={"ETag": etag_for(body)})
 
 
-def _gone() -> ApiError:
-    return ApiError(
-        401,
-        "the account no longer exists",
-        headers={"WWW-Authenticate": 'Bearer realm="smartpip", error="invalid_token"'},
-    )
-
-
 def settings_blueprint(resources: Resources) -> Blueprint:
     """``/v1/settings``: read, replace and merge the signed-in user's settings.
 
@@ -296,7 +289,7 @@ def settings_blueprint(resources: Resources) -> Blueprint:
         try:
             settings = await db.read(select_settings, user.user_id)
         except UserGone:
-            raise _gone() from None
+            raise account_gone() from None
         return json_with_etag(canonical_document(settings))
 
     @bp.put("/settings")
@@ -318,7 +311,7 @@ def settings_blueprint(resources: Resources) -> Blueprint:
         try:
             settings = await db.run(write_settings, user_id, if_match, change)
         except UserGone:
-            raise _gone() from None
+            raise account_gone() from None
         return _with_etag(settings)
 
     return bp

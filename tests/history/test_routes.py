@@ -176,7 +176,7 @@ async def test_deleted_account_gets_401_not_500(app: RunningApp, alice: User) ->
         conn.execute("DELETE FROM users WHERE id = %s", (alice.id,))
     response = await app.client.post("/v1/history", json=video(1), headers=alice.headers)
     assert response.status_code == 401, response.text
-    assert response.json()["detail"] == "the account no longer exists"
+    assert response.json()["detail"] == "this account no longer exists; sign in again"
 
 
 async def test_writes_are_rate_limited(app_factory: AppFactory) -> None:

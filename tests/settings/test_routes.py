@@ -351,7 +351,7 @@ async def test_deleted_account_gets_401_not_500(app: RunningApp) -> None:
     for method, body in [("GET", None), ("PUT", DOC), ("PATCH", {"autoPip": True})]:
         response = await app.client.request(method, "/v1/settings", json=body, headers=auth)
         assert response.status_code == 401, (method, response.text)
-        assert response.json()["detail"] == "the account no longer exists"
+        assert response.json()["detail"] == "this account no longer exists; sign in again"
     assert await app.resources.db.run(stored_row, user_id) is None
 
 
