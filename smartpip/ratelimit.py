@@ -24,6 +24,7 @@ import attrs
 from prometheus_client import CollectorRegistry, Counter
 
 from smartpip.logs import get_logger
+from smartpip.redisbackoff import RedisBackoff
 from store.ratelimit import MIN_INTERVAL, GcraResult, LocalGcra, gcra_check
 from store.redis import RedisStore, RedisUnavailable
 
@@ -198,11 +199,11 @@ class RateLimiter:
     One limiter per process (its metric is registered on ``registry``; a second limiter on the
     same registry is refused by prometheus-client).
 
-    Concurrency: the Redis state (``_down_until``, ``_probing``) is changed only between awaits,
-    by the trio task running ``check``, so no lock is needed. While Redis is believed down,
-    every check uses the local buckets; once the back-off has passed, exactly one check at a
-    time (the probe) tries Redis again, and the others keep using the local buckets until the
-    probe succeeds.
+    Concurrency: the Redis state (:class:`~smartpip.redisbackoff.RedisBackoff`) changes only
+    between awaits, by the trio task running ``check``, so no lock is needed. While Redis is
+    believed down, every check uses the local buckets; once the back-off has passed, exactly one
+    check at a time (the probe) tries Redis again, and the others keep using the local buckets
+    until the probe succeeds.
 
     Args:
         store: The Redis store.
@@ -221,10 +222,13 @@ class RateLimiter:
     ) -> None:
         self._store = store
         self._clock = clock
-        self._backoff = backoff
         self._local = LocalGcra(clock=clock)
-        self._down_until: float | None = None
-        self._probing = False
+        self._redis = RedisBackoff(
+            went_down="rate limiting falls back to per-process limits",
+            came_back="rate limiting uses the shared limits in Redis again",
+            backoff=backoff,
+            clock=clock,
+        )
         self._decisions = Counter(
             "rate_limit_decisions",
             "Rate-limit decisions by policy, outcome (allowed, limited) and backend (redis, local)",
@@ -237,7 +241,7 @@ class RateLimiter:
     @property
     def degraded(self) -> bool:
         """Whether the last attempt to reach Redis failed (for status reporting)."""
-        return self._down_until is not None
+        return self._redis.down
 
     async def check(self, policy: Policy, key: str) -> Decision:
         """Charge one request by ``key`` (a client address, a user ID) against ``policy``.
@@ -254,41 +258,22 @@ class RateLimiter:
             The decision; ``decision.headers()`` belong on the response either way.
         """
         bucket = bucket_key(policy, key)
-        use_redis, probe = self._route()
+        use_redis, probe = self._redis.route()
         if use_redis:
             try:
                 result = await gcra_check(
                     self._store, bucket, limit=policy.limit, period=policy.period
                 )
             except RedisUnavailable as exc:
-                self._mark_down(exc)
+                self._redis.failed(exc)
             else:
-                self._mark_up()
+                self._redis.succeeded()
                 return self._count(_decision(policy, result, degraded=False))
             finally:
                 if probe:
-                    self._probing = False
+                    self._redis.end_probe()
         result = self._local.check(bucket, limit=policy.local_limit, period=policy.period)
         return self._count(_decision(policy, result, degraded=True))
-
-    def _route(self) -> tuple[bool, bool]:
-        """(ask Redis?, is this the probe?); claims the probe when it is."""
-        if self._down_until is None:
-            return True, False
-        if self._probing or self._clock() < self._down_until:
-            return False, False
-        self._probing = True
-        return True, True
-
-    def _mark_down(self, exc: RedisUnavailable) -> None:
-        if self._down_until is None:
-            log.warning("rate limiting falls back to per-process limits", error=str(exc))
-        self._down_until = self._clock() + self._backoff
-
-    def _mark_up(self) -> None:
-        if self._down_until is not None:
-            log.info("rate limiting uses the shared limits in Redis again")
-            self._down_until = None
 
     def _count(self, decision: Decision) -> Decision:
         label = (decision.policy.name, decision.allowed, decision.degraded)

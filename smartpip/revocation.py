@@ -33,6 +33,7 @@ from collections import OrderedDict
 from collections.abc import Callable
 
 from smartpip.logs import get_logger
+from smartpip.redisbackoff import RedisBackoff
 from smartpip.tokens import ACCESS_TOKEN_TTL
 from store.redis import RedisStore, RedisUnavailable
 from store.revocations import is_user_revoked, mark_user_revoked
@@ -92,13 +93,16 @@ class UserRevocations:
         self._clock = clock
         self._monotonic = monotonic
         self._max_local = max_local
-        self._backoff = backoff
         # user -> monotonic expiry; insertion order is expiry order (one TTL for all).
         self._local: OrderedDict[uuid.UUID, float] = OrderedDict()
         # user -> monotonic time until which "not revoked" (from Redis) is trusted.
         self._clear: OrderedDict[uuid.UUID, float] = OrderedDict()
-        self._down_until: float | None = None
-        self._probing = False
+        self._redis = RedisBackoff(
+            went_down="token revocation check falls back to this process's knowledge",
+            came_back="token revocation check uses Redis again",
+            backoff=backoff,
+            clock=monotonic,
+        )
 
     async def revoke(self, user_id: uuid.UUID) -> bool:
         """Revoke every access token of ``user_id``: locally at once, then in Redis.
@@ -121,9 +125,9 @@ class UserRevocations:
                 "access tokens until they expire",
                 error=str(exc),
             )
-            self._mark_down(exc)
+            self._redis.failed(exc)
             return False
-        self._mark_up()
+        self._redis.succeeded()
         return True
 
     async def is_revoked(self, user_id: uuid.UUID) -> bool:
@@ -136,18 +140,18 @@ class UserRevocations:
             return True
         if self._clear.get(user_id, 0.0) > self._monotonic():
             return False
-        use_redis, probe = self._route()
+        use_redis, probe = self._redis.route()
         if not use_redis:
             return False
         try:
             revoked = await is_user_revoked(self._store, user_id)
         except RedisUnavailable as exc:
-            self._mark_down(exc)
+            self._redis.failed(exc)
             return False
         finally:
             if probe:
-                self._probing = False
-        self._mark_up()
+                self._redis.end_probe()
+        self._redis.succeeded()
         if not revoked:
             self._remember_clear(user_id)
         else:
@@ -176,24 +180,3 @@ class UserRevocations:
         self._local[user_id] = self._monotonic() + self._ttl
         while len(self._local) > self._max_local:
             self._local.popitem(last=False)
-
-    def _route(self) -> tuple[bool, bool]:
-        """(ask Redis?, is this the probe?); claims the probe when it is."""
-        if self._down_until is None:
-            return True, False
-        if self._probing or self._monotonic() < self._down_until:
-            return False, False
-        self._probing = True
-        return True, True
-
-    def _mark_down(self, exc: RedisUnavailable) -> None:
-        if self._down_until is None:
-            log.warning(
-                "token revocation check falls back to this process's knowledge", error=str(exc)
-            )
-        self._down_until = self._monotonic() + self._backoff
-
-    def _mark_up(self) -> None:
-        if self._down_until is not None:
-            log.info("token revocation check uses Redis again")
-            self._down_until = None
