@@ -1,0 +1,36 @@
+"""The YouTube Data API v3 client behind Suggest: search with statistics, typed errors.
+
+Build one :class:`YouTubeClient` at the composition root with the shared ``httpx.AsyncClient``
+and call :meth:`YouTubeClient.search`. Errors are :class:`YouTubeError` subclasses (hierarchy in
+:mod:`smartpip.youtube._errors`); ``on_call`` feeds an upstream-calls counter by method and
+outcome. Caching, single-flight and the quota breaker belong to the caller.
+"""
+
+from smartpip.youtube._client import SEARCH_FIELDS, VIDEOS_FIELDS, CallHook, YouTubeClient
+from smartpip.youtube._errors import (
+    BadRequest,
+    Forbidden,
+    KeyInvalid,
+    QuotaExceeded,
+    RateLimited,
+    UpstreamFailure,
+    YouTubeError,
+)
+from smartpip.youtube._models import Video
+from smartpip.youtube._settings import YouTubeSettings
+
+__all__ = [
+    "SEARCH_FIELDS",
+    "VIDEOS_FIELDS",
+    "BadRequest",
+    "CallHook",
+    "Forbidden",
+    "KeyInvalid",
+    "QuotaExceeded",
+    "RateLimited",
+    "UpstreamFailure",
+    "Video",
+    "YouTubeClient",
+    "YouTubeError",
+    "YouTubeSettings",
+]

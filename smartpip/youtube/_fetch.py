@@ -1,0 +1,91 @@
+"""One bounded GET to the YouTube API: connect/read timeouts, overall deadline, size cap.
+
+Like :func:`smartpip.oidc._fetch.request`, whose limits are fixed for Google's small sign-in
+documents; here they come from :class:`~._settings.YouTubeSettings`, and a failure says whether
+a retry could help. No redirect is followed. Messages name the method, never the URL.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+import httpx
+import trio
+
+from smartpip.oidc._fetch import json_object
+from smartpip.youtube._errors import UpstreamFailure, error_from_answer
+from smartpip.youtube._settings import YouTubeSettings
+
+__all__ = ["get_json"]
+
+
+async def _get(
+    http: httpx.AsyncClient, settings: YouTubeSettings, method: str, params: Mapping[str, str]
+) -> tuple[int, bytes]:
+    url = f"{settings.api_url}/{method}"
+    cap = settings.max_body_bytes
+    timeout = httpx.Timeout(settings.timeout)
+    try:
+        with trio.fail_after(settings.timeout):
+            async with http.stream(
+                "GET", url, params=params, timeout=timeout, follow_redirects=False
+            ) as response:
+                declared = response.headers.get("content-length", "")
+                if declared.isdigit() and int(declared) > cap:
+                    raise UpstreamFailure(
+                        f"{method}: answer over {cap} bytes", method=method, retryable=False
+                    )
+                body = bytearray()
+                with trio.CancelScope() as reading:
+                    async for chunk in response.aiter_bytes():
+                        body += chunk
+                        if len(body) > cap:
+                            # Not `break`: an abandoned httpx generator is left to the GC (a
+                            # ResourceWarning under trio); a cancelled read unwinds it.
+                            reading.cancel()
+                if len(body) > cap:
+                    raise UpstreamFailure(
+                        f"{method}: answer over {cap} bytes", method=method, retryable=False
+                    )
+                return response.status_code, bytes(body)
+    except trio.TooSlowError:
+        raise UpstreamFailure(
+            f"{method}: no answer within {settings.timeout:g} s", method=method, retryable=True
+        ) from None
+    except (httpx.TransportError, httpx.StreamError) as error:
+        # The type only: httpx messages can hold the URL, and with it the key.
+        raise UpstreamFailure(
+            f"{method}: {type(error).__name__}", method=method, retryable=True
+        ) from None
+
+
+async def get_json(
+    http: httpx.AsyncClient, settings: YouTubeSettings, method: str, params: Mapping[str, str]
+) -> dict[str, Any]:
+    """The JSON object ``GET {api_url}/{method}?{params}&key=...`` answers with HTTP 200.
+
+    Args:
+        http: The shared outbound client.
+        settings: Base URL, key and limits.
+        method: ``"search"`` or ``"videos"``; the path and the error label.
+        params: Query parameters, without the key.
+
+    Raises:
+        YouTubeError: A subclass from :func:`~._errors.error_from_answer` for an error
+            status; :class:`UpstreamFailure` for a timeout, a transport error, a redirect, an
+            oversized body or a 200 that is not a JSON object.
+    """
+    status, body = await _get(http, settings, method, {**params, "key": settings.api_key})
+    if 300 <= status < 400:
+        raise UpstreamFailure(
+            f"{method}: redirected (HTTP {status})", method=method, status=status, retryable=False
+        )
+    document = json_object(body)
+    if status != 200:
+        raise error_from_answer(method, status, document, settings.api_key)
+    if not document:
+        raise UpstreamFailure(
+            f"{method}: answer is not a JSON object", method=method, status=200, retryable=False
+        )
+    return document
