@@ -1,0 +1,1 @@
+"""Tests of smartpip.suggest: query normalization and result ranking (pure, no I/O)."""
