@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import math
 
-import coredis.exceptions
 from coredis.commands import Script
 
 from store.redis import RedisStore, RedisUnavailable
@@ -91,17 +90,6 @@ def _bucket_key(store: RedisStore, bucket: int) -> str:
     return store.key("pop", "{w}", str(bucket))
 
 
-async def _run(
-    script: Script[bytes], store: RedisStore, keys: list[str], args: list[str]
-) -> object:
-    try:
-        with store.fail_fast():
-            reply: object = await script(keys=keys, args=args, client=store.client)
-    except coredis.exceptions.RedisError as exc:
-        raise RedisUnavailable(f"Redis refused a popularity script: {exc}") from exc
-    return reply
-
-
 async def record_query(
     store: RedisStore,
     normalized: str,
@@ -132,11 +120,11 @@ async def record_query(
     bucket = math.floor(now / BUCKET_SECONDS)
     bucket_end = (bucket + 1) * BUCKET_SECONDS
     ttl = max(1, math.ceil(bucket_end + window_seconds - now))
-    await _run(
+    await store.run_script(
         _RECORD_SCRIPT,
-        store,
         [_bucket_key(store, bucket)],
         [normalized, str(ttl), str(max_entries)],
+        what="popularity",
     )
 
 
@@ -181,11 +169,11 @@ async def top_queries(
         for b in buckets
     ]
     scratch = store.key("pop", "{w}", "top")
-    reply = await _run(
+    reply = await store.run_script(
         _TOP_SCRIPT,
-        store,
         [scratch, *(_bucket_key(store, b) for b in buckets)],
         [str(limit), *(repr(w) for w in weights)],
+        what="popularity",
     )
     if not (isinstance(reply, list) and len(reply) % 2 == 0):
         raise RedisUnavailable(f"unexpected reply from the popularity script: {reply!r}")

@@ -22,7 +22,6 @@ Every function raises ``RedisUnavailable`` when Redis is down, too slow, or refu
 from __future__ import annotations
 
 import attrs
-import coredis.exceptions
 from coredis.commands import Script
 from coredis.tokens import PureToken
 
@@ -150,19 +149,6 @@ def _day_key(store: RedisStore, day: str) -> str:
     return store.key("quota", day)
 
 
-async def _run(
-    script: Script[bytes], store: RedisStore, keys: list[str], args: list[str]
-) -> object:
-    try:
-        with store.fail_fast():
-            reply: object = await script(keys=keys, args=args, client=store.client)
-    except coredis.exceptions.RedisError as exc:
-        # Availability errors were mapped by fail_fast; what is left is Redis refusing the
-        # script (READONLY, OOM, BUSY). For the quota that is the same as Redis being away.
-        raise RedisUnavailable(f"Redis refused a quota script: {exc}") from exc
-    return reply
-
-
 def _ints(reply: object, n: int, what: str) -> list[int]:
     if not (isinstance(reply, list) and len(reply) == n and all(isinstance(v, int) for v in reply)):
         raise RedisUnavailable(f"unexpected reply from the {what} script: {reply!r}")
@@ -199,11 +185,11 @@ async def reserve_search(
     """
     if budget < 0 or units < 0 or ttl_seconds < 1:
         raise ValueError(f"bad budget/units/ttl: {budget}, {units}, {ttl_seconds}")
-    reply = await _run(
+    reply = await store.run_script(
         _RESERVE_SCRIPT,
-        store,
         [_day_key(store, day)],
         [str(budget), str(units), str(ttl_seconds)],
+        what="quota",
     )
     allowed, searches, used_units = _ints(reply, 3, "quota reservation")
     return QuotaReservation(
@@ -230,8 +216,8 @@ async def add_units(
     """
     if units < 0 or ttl_seconds < 1:
         raise ValueError(f"bad units/ttl: {units}, {ttl_seconds}")
-    reply = await _run(
-        _ADD_UNITS_SCRIPT, store, [_day_key(store, day)], [str(units), str(ttl_seconds)]
+    reply = await store.run_script(
+        _ADD_UNITS_SCRIPT, [_day_key(store, day)], [str(units), str(ttl_seconds)], what="quota"
     )
     if not isinstance(reply, int):
         raise RedisUnavailable(f"unexpected reply from the add-units script: {reply!r}")
@@ -291,7 +277,7 @@ async def breaker_state(store: RedisStore) -> BreakerState | None:
     Raises:
         RedisUnavailable: Redis is down, too slow, or refused the script.
     """
-    reply = await _run(_STATE_SCRIPT, store, [_breaker_key(store)], [])
+    reply = await store.run_script(_STATE_SCRIPT, [_breaker_key(store)], [], what="quota")
     if reply is None:
         return None
     if not (
@@ -319,7 +305,9 @@ async def close_breaker(store: RedisStore, reason: str | None = None) -> bool:
     Raises:
         RedisUnavailable: Redis is down, too slow, or refused the script.
     """
-    reply = await _run(_CLOSE_SCRIPT, store, [_breaker_key(store)], [reason or ""])
+    reply = await store.run_script(
+        _CLOSE_SCRIPT, [_breaker_key(store)], [reason or ""], what="quota"
+    )
     return reply == 1
 
 

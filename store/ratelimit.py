@@ -27,7 +27,6 @@ from collections import OrderedDict
 from collections.abc import Callable
 
 import attrs
-import coredis.exceptions
 from coredis.commands import Script
 
 from store.redis import RedisStore, RedisUnavailable
@@ -131,15 +130,7 @@ async def _run_gcra(
     script: Script[bytes], store: RedisStore, key: str, *, limit: int, period: float, cost: int
 ) -> GcraResult:
     args = [repr(period * 1e6 / limit), repr(period * 1e6), str(cost)]
-    try:
-        with store.fail_fast():
-            reply: object = await script(
-                keys=[store.key("rl", key)], args=args, client=store.client
-            )
-    except coredis.exceptions.RedisError as exc:
-        # Availability errors were mapped by fail_fast; what is left is Redis refusing the
-        # script. For a rate limiter that is the same as Redis being away: use the fallback.
-        raise RedisUnavailable(f"Redis refused the rate-limit script: {exc}") from exc
+    reply = await store.run_script(script, [store.key("rl", key)], args, what="rate-limit")
     if not (isinstance(reply, list) and len(reply) == 4 and all(isinstance(v, int) for v in reply)):
         raise RedisUnavailable(f"unexpected reply from the rate-limit script: {reply!r}")
     allowed, remaining, retry_us, reset_us = reply

@@ -24,6 +24,7 @@ import attrs
 import coredis
 import coredis.exceptions
 import trio
+from coredis.commands import Script
 from coredis.retry import NoRetryPolicy
 
 from store._redis_pool import SlotSafeConnectionPool
@@ -124,6 +125,31 @@ class RedisStore:
         """
         with self.fail_fast():
             return await fn(*args, **kwargs)
+
+    async def run_script(
+        self, script: Script[bytes], keys: list[str], args: list[str], *, what: str
+    ) -> object:
+        """Run a Lua ``script`` (EVALSHA, loading it on NOSCRIPT) inside ``fail_fast()``.
+
+        Besides unavailability, Redis refusing a script (READONLY after a failover, OOM, BUSY)
+        also raises ``RedisUnavailable``: for every caller here (rate limits, quota,
+        popularity) that is the same as Redis being away, and they fall back alike.
+
+        Args:
+            script: The registered script.
+            keys: Its KEYS (already prefixed).
+            args: Its ARGV.
+            what: Names the script in the error message.
+
+        Raises:
+            RedisUnavailable: Redis is down, too slow, or refused the script.
+        """
+        try:
+            with self.fail_fast():
+                reply: object = await script(keys=keys, args=args, client=self.client)
+        except coredis.exceptions.RedisError as exc:
+            raise RedisUnavailable(f"Redis refused the {what} script: {exc}") from exc
+        return reply
 
     async def ping(self) -> None:
         """Check that Redis answers.

@@ -43,6 +43,7 @@ from hypercorn.config import Config as HypercornConfig
 from hypercorn.trio import serve
 from hypercorn.typing import ASGIReceiveCallable, ASGISendCallable, Scope
 
+from tests.fakes.asgi import serve_lifespan
 from tests.fakes.youtube_corpus import CORPUS, CorpusVideo
 
 __all__ = ["FakeYouTube", "Faults"]
@@ -122,13 +123,8 @@ class FakeYouTube:
         self, scope: Scope, receive: ASGIReceiveCallable, send: ASGISendCallable
     ) -> None:
         if scope["type"] == "lifespan":
-            while True:
-                event = await receive()
-                if event["type"] == "lifespan.startup":
-                    await send({"type": "lifespan.startup.complete"})
-                elif event["type"] == "lifespan.shutdown":
-                    await send({"type": "lifespan.shutdown.complete"})
-                    return
+            await serve_lifespan(receive, send)
+            return
         if scope["type"] != "http":
             return
         params = dict(parse_qsl(scope["query_string"].decode("latin-1"), keep_blank_values=True))
