@@ -7,14 +7,13 @@ Also the JSON shape of answers: :func:`get_json` wants a non-empty JSON object a
 
 from __future__ import annotations
 
-import json
 import re
 from collections.abc import Mapping
 from typing import Any
 
 import httpx
-import trio
 
+from smartpip.boundedhttp import BoundedFetchError, bounded_request, json_object
 from smartpip.oidc._errors import FetchFailed
 
 __all__ = ["MAX_BODY", "REQUEST_DEADLINE", "get_json", "json_object", "request"]
@@ -43,29 +42,11 @@ async def request(
     """
     where = url.partition("?")[0]
     try:
-        with trio.fail_after(REQUEST_DEADLINE):
-            async with http.stream(
-                method, url, data=data, auth=auth, follow_redirects=False
-            ) as response:
-                declared = response.headers.get("content-length", "")
-                if declared.isdigit() and int(declared) > MAX_BODY:
-                    raise FetchFailed(f"{where} answered more than {MAX_BODY} bytes")
-                body = bytearray()
-                with trio.CancelScope() as reading:
-                    async for chunk in response.aiter_bytes():
-                        body += chunk
-                        if len(body) > MAX_BODY:
-                            # Not `break`: httpx's nested async generators, abandoned,
-                            # are left to the GC (a ResourceWarning under trio); a
-                            # cancelled read unwinds them from the inside.
-                            reading.cancel()
-                if len(body) > MAX_BODY:
-                    raise FetchFailed(f"{where} answered more than {MAX_BODY} bytes")
-                return response.status_code, response.headers, bytes(body)
-    except trio.TooSlowError:
-        raise FetchFailed(f"{where} did not answer within {REQUEST_DEADLINE:g} s") from None
-    except (httpx.HTTPError, httpx.StreamError, httpx.InvalidURL) as error:
-        raise FetchFailed(f"{where} failed: {type(error).__name__}") from None
+        return await bounded_request(
+            http, method, url, max_body=MAX_BODY, deadline=REQUEST_DEADLINE, data=data, auth=auth
+        )
+    except BoundedFetchError as error:
+        raise FetchFailed(f"{where}: {error}") from None
 
 
 async def get_json(http: httpx.AsyncClient, url: str) -> tuple[dict[str, Any], float | None]:
@@ -83,12 +64,3 @@ async def get_json(http: httpx.AsyncClient, url: str) -> tuple[dict[str, Any], f
         raise FetchFailed(f"{url} answered something else than a JSON object")
     match = _MAX_AGE.search(", ".join(headers.get_list("cache-control")))
     return document, float(match.group(1)) if match else None
-
-
-def json_object(body: bytes) -> dict[str, Any]:
-    """``body`` parsed as a JSON object, or ``{}`` when it is anything else."""
-    try:
-        value = json.loads(body)
-    except (ValueError, RecursionError):
-        return {}
-    return value if isinstance(value, dict) else {}

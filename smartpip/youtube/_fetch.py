@@ -11,9 +11,8 @@ from collections.abc import Mapping
 from typing import Any
 
 import httpx
-import trio
 
-from smartpip.oidc._fetch import json_object
+from smartpip.boundedhttp import BoundedFetchError, TooLarge, bounded_request, json_object
 from smartpip.youtube._errors import UpstreamFailure, error_from_answer
 from smartpip.youtube._settings import YouTubeSettings
 
@@ -23,41 +22,21 @@ __all__ = ["get_json"]
 async def _get(
     http: httpx.AsyncClient, settings: YouTubeSettings, method: str, params: Mapping[str, str]
 ) -> tuple[int, bytes]:
-    url = f"{settings.api_url}/{method}"
-    cap = settings.max_body_bytes
-    timeout = httpx.Timeout(settings.timeout)
     try:
-        with trio.fail_after(settings.timeout):
-            async with http.stream(
-                "GET", url, params=params, timeout=timeout, follow_redirects=False
-            ) as response:
-                declared = response.headers.get("content-length", "")
-                if declared.isdigit() and int(declared) > cap:
-                    raise UpstreamFailure(
-                        f"{method}: answer over {cap} bytes", method=method, retryable=False
-                    )
-                body = bytearray()
-                with trio.CancelScope() as reading:
-                    async for chunk in response.aiter_bytes():
-                        body += chunk
-                        if len(body) > cap:
-                            # Not `break`: an abandoned httpx generator is left to the GC (a
-                            # ResourceWarning under trio); a cancelled read unwinds it.
-                            reading.cancel()
-                if len(body) > cap:
-                    raise UpstreamFailure(
-                        f"{method}: answer over {cap} bytes", method=method, retryable=False
-                    )
-                return response.status_code, bytes(body)
-    except trio.TooSlowError:
-        raise UpstreamFailure(
-            f"{method}: no answer within {settings.timeout:g} s", method=method, retryable=True
-        ) from None
-    except (httpx.TransportError, httpx.StreamError) as error:
-        # The type only: httpx messages can hold the URL, and with it the key.
-        raise UpstreamFailure(
-            f"{method}: {type(error).__name__}", method=method, retryable=True
-        ) from None
+        status, _headers, body = await bounded_request(
+            http,
+            "GET",
+            f"{settings.api_url}/{method}",
+            params=params,
+            max_body=settings.max_body_bytes,
+            deadline=settings.timeout,
+            io_timeouts=httpx.Timeout(settings.timeout),
+        )
+    except TooLarge as error:
+        raise UpstreamFailure(f"{method}: {error}", method=method, retryable=False) from None
+    except BoundedFetchError as error:  # timed out or unreachable: worth another try
+        raise UpstreamFailure(f"{method}: {error}", method=method, retryable=True) from None
+    return status, body
 
 
 async def get_json(
