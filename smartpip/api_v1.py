@@ -28,9 +28,10 @@ def api_v1_blueprint(resources: Resources) -> Blueprint:
 
     @bp.get("/status")
     async def status() -> dict[str, object]:
+        live = {"suggest": resources.suggest.state()} if resources.suggest else None
         return {
             "version": version,
-            "features": feature_states(resources.config, resources.health.state),
+            "features": feature_states(resources.config, resources.health.state, live=live),
         }
 
     @bp.get("/openapi.json")

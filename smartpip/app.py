@@ -25,6 +25,7 @@ from smartpip.ops import ops_blueprint
 from smartpip.problems import ApiError, problem_body, problem_headers
 from smartpip.resources import Resources
 from smartpip.settings_routes import settings_blueprint
+from smartpip.suggest_routes import suggest_blueprint
 from store.postgres import DatabaseUnavailable
 from store.redis import RedisUnavailable
 
@@ -81,6 +82,7 @@ def create_app(
     providers = select_providers(resources.config.history_providers)
     app.register_blueprint(history_blueprint(resources, providers=providers))
     app.register_blueprint(settings_blueprint(resources))
+    app.register_blueprint(suggest_blueprint(resources))
     for blueprint in extra or ():
         app.register_blueprint(blueprint)
 

@@ -34,6 +34,8 @@ from smartpip.envreader import (
     parse_network,
 )
 from smartpip.ratelimit import Policy, parse_policy
+from smartpip.suggest.normalize import parse_stopwords
+from smartpip.suggest.ranking import RankingWeights
 
 __all__ = ["Config", "ConfigError", "JwtKey"]
 
@@ -52,6 +54,11 @@ DEFAULT_USER_LIMIT = "300/1m"
 # Per signed-in user, on routes that change data (history, settings): a video a second is
 # already far more than anyone watches.
 DEFAULT_WRITES_LIMIT = "60/1m"
+# Per signed-in user on /v1/suggest: the extension asks once per page or video change; 30 a
+# minute is far above that and keeps one account from walking the cache's misses.
+DEFAULT_SUGGEST_LIMIT = "30/1m"
+# YouTube's policy: data fetched with the server key may be kept at most 30 days.
+MAX_SUGGEST_STALE_SECONDS = 30 * 86_400
 
 
 class ConfigError(Exception):
@@ -109,7 +116,18 @@ class Config:
     rate_limit_writes: Policy = attrs.field(
         factory=lambda: parse_policy("writes", DEFAULT_WRITES_LIMIT)
     )
+    rate_limit_suggest: Policy = attrs.field(
+        factory=lambda: parse_policy("suggest", DEFAULT_SUGGEST_LIMIT)
+    )
     history_providers: tuple[str, ...] = HISTORY_PROVIDERS
+    suggest_ttl_seconds: int = 1200
+    suggest_stale_seconds: int = 86_400
+    suggest_daily_budget: int = 100
+    suggest_max_results: int = 10
+    suggest_wait_seconds: float = 5.0
+    suggest_concurrency: int = 4
+    suggest_stopwords: tuple[str, ...] = ()
+    suggest_weights: RankingWeights = attrs.field(factory=RankingWeights)
     drain_seconds: float = 5.0
     graceful_timeout: float = 10.0
     health_interval: float = 2.0
@@ -165,7 +183,18 @@ class Config:
             "rate_limit_auth": r.policy("RATE_LIMIT_AUTH", "auth", DEFAULT_AUTH_LIMIT),
             "rate_limit_user": r.policy("RATE_LIMIT_USER", "user", DEFAULT_USER_LIMIT),
             "rate_limit_writes": r.policy("RATE_LIMIT_WRITES", "writes", DEFAULT_WRITES_LIMIT),
+            "rate_limit_suggest": r.policy("RATE_LIMIT_SUGGEST", "suggest", DEFAULT_SUGGEST_LIMIT),
             "history_providers": r.providers("HISTORY_PROVIDERS"),
+            "suggest_ttl_seconds": r.number("SUGGEST_TTL_SECONDS", 1200, int, 600, 1800),
+            "suggest_stale_seconds": r.number(
+                "SUGGEST_STALE_SECONDS", 86_400, int, 600, MAX_SUGGEST_STALE_SECONDS
+            ),
+            "suggest_daily_budget": r.number("SUGGEST_DAILY_BUDGET", 100, int, 0, 100_000),
+            "suggest_max_results": r.number("SUGGEST_MAX_RESULTS", 10, int, 1, 50),
+            "suggest_wait_seconds": r.number("SUGGEST_WAIT_SECONDS", 5.0, float, 0.5, 30.0),
+            "suggest_concurrency": r.number("SUGGEST_CONCURRENCY", 4, int, 1, 64),
+            "suggest_stopwords": _stopwords(r),
+            "suggest_weights": _weights(r),
             "drain_seconds": r.number("DRAIN_SECONDS", 5.0, float, 0.0, 300.0),
             "graceful_timeout": r.number("GRACEFUL_TIMEOUT", 10.0, float, 0.0, 600.0),
             "health_interval": r.number("HEALTH_INTERVAL", 2.0, float, 0.1, 300.0),
@@ -187,6 +216,10 @@ class Config:
         if values["session_absolute_days"] < values["session_idle_days"]:
             r.problem(
                 "SESSION_ABSOLUTE_DAYS", "must not be shorter than SMARTPIP_SESSION_IDLE_DAYS"
+            )
+        if values["suggest_stale_seconds"] < values["suggest_ttl_seconds"]:
+            r.problem(
+                "SUGGEST_STALE_SECONDS", "must not be shorter than SMARTPIP_SUGGEST_TTL_SECONDS"
             )
         if (values["oidc_client_id"] is None) != (values["oidc_client_secret"] is None):
             r.problem("OIDC_CLIENT_ID", "and SMARTPIP_OIDC_CLIENT_SECRET must be set together")
@@ -210,6 +243,8 @@ class Config:
                 value = [str(v) for v in value]
             elif isinstance(value, Policy):
                 value = f"{value.limit}/{value.period:g}s"
+            elif isinstance(value, RankingWeights):
+                value = attrs.asdict(value)
             out[field.name] = value
         return out
 
@@ -229,6 +264,43 @@ def _parse_jwt_keys(raw: str, r: EnvReader) -> tuple[JwtKey, ...]:
             continue
         keys.append(JwtKey(kid, secret.encode()))
     return tuple(keys)
+
+
+def _stopwords(r: EnvReader) -> tuple[str, ...]:
+    raw = r.optional("SUGGEST_STOPWORDS")
+    if raw is None:
+        return ()
+    try:
+        return tuple(sorted(parse_stopwords(raw)))
+    except ValueError as error:
+        r.problem("SUGGEST_STOPWORDS", str(error))
+        return ()
+
+
+def _weights(r: EnvReader) -> RankingWeights:
+    """``SMARTPIP_SUGGEST_WEIGHTS``: ``name=number`` pairs overriding the ranking defaults."""
+    raw = r.optional("SUGGEST_WEIGHTS")
+    if raw is None:
+        return RankingWeights()
+    names = {field.name for field in attrs.fields(RankingWeights)}
+    values: dict[str, float] = {}
+    for item in (part.strip() for part in raw.split(",") if part.strip()):
+        name, sep, number = item.partition("=")
+        name = name.strip()
+        if not sep or name not in names:
+            r.problem(
+                "SUGGEST_WEIGHTS", f"entries must be name=number with a name among {sorted(names)}"
+            )
+            continue
+        try:
+            values[name] = float(number)
+        except ValueError:
+            r.problem("SUGGEST_WEIGHTS", f"{name} is not a number")
+    try:
+        return RankingWeights(**values)
+    except ValueError as error:
+        r.problem("SUGGEST_WEIGHTS", str(error))
+        return RankingWeights()
 
 
 def _weak(secret: str | bytes) -> bool:

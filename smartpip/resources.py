@@ -6,7 +6,8 @@ receives what it needs from :class:`Resources`, which :func:`open_resources` bui
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+import time
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from datetime import timedelta
 
@@ -21,7 +22,11 @@ from smartpip.oidc import OidcClient, OidcSettings
 from smartpip.ratelimit import RateLimiter
 from smartpip.revocation import UserRevocations
 from smartpip.sessions import SessionPolicy, Sessions
+from smartpip.suggest.metrics import SuggestMetrics
+from smartpip.suggest.service import Suggester, SuggestSettings
+from smartpip.suggest_quota import QuotaGate
 from smartpip.tokens import AccessTokens
+from smartpip.youtube import YouTubeClient, YouTubeSettings
 from store.migrations import load_migrations
 from store.postgres import Database, PostgresSettings, open_database
 from store.redis import RedisSettings, RedisStore, open_redis
@@ -47,6 +52,7 @@ class Resources:
     nonces: Nonces
     guards: Guards
     oidc: OidcClient | None
+    suggest: Suggester | None
 
 
 def postgres_settings(config: Config) -> PostgresSettings:
@@ -82,9 +88,49 @@ def oidc_client(config: Config, http: httpx.AsyncClient) -> OidcClient | None:
     return OidcClient(settings, http)
 
 
+def suggester(
+    config: Config,
+    http: httpx.AsyncClient,
+    redis: RedisStore,
+    metrics: Metrics,
+    clock: Callable[[], float],
+) -> Suggester | None:
+    """The suggest service, or None when no YouTube key is configured (suggest disabled)."""
+    if config.youtube_api_key is None:
+        return None
+    suggest_metrics = SuggestMetrics(metrics.registry)
+    client = YouTubeClient(
+        YouTubeSettings(
+            api_url=config.youtube_api_url,
+            api_key=config.youtube_api_key,
+            max_results=config.suggest_max_results,
+        ),
+        http,
+        on_call=suggest_metrics.upstream_call,
+    )
+    gate = QuotaGate(redis, daily_budget=config.suggest_daily_budget, clock=clock)
+    settings = SuggestSettings(
+        ttl_seconds=config.suggest_ttl_seconds,
+        stale_seconds=config.suggest_stale_seconds,
+        max_results=config.suggest_max_results,
+        wait_seconds=config.suggest_wait_seconds,
+        concurrency=config.suggest_concurrency,
+        daily_budget=config.suggest_daily_budget,
+        weights=config.suggest_weights,
+    )
+    return Suggester(client, redis, gate, suggest_metrics, settings, clock=clock)
+
+
 @asynccontextmanager
-async def open_resources(config: Config) -> AsyncIterator[Resources]:
-    """Open the Postgres pool, the Redis client, the outbound HTTP client and the metrics."""
+async def open_resources(
+    config: Config, *, clock: Callable[[], float] = time.time
+) -> AsyncIterator[Resources]:
+    """Open the Postgres pool, the Redis client, the outbound HTTP client and the metrics.
+
+    Args:
+        config: The configuration.
+        clock: Wall-clock seconds for suggest's cache freshness and quota day (tests move it).
+    """
     metrics = Metrics()
     redis_settings = RedisSettings(
         url=config.redis_url,
@@ -119,4 +165,5 @@ async def open_resources(config: Config) -> AsyncIterator[Resources]:
                 UserRevocations(redis),
             ),
             oidc=oidc_client(config, http),
+            suggest=suggester(config, http, redis, metrics, clock),
         )

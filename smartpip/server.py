@@ -145,6 +145,8 @@ async def run_service(
     """
     app = create_app(resources, lifecycle, extra=list(extra))
     children = [resources.health.child(resources.supervision, resources.config.health_interval)]
+    if resources.suggest is not None:
+        children += resources.suggest.children(resources.supervision)
     async with trio.open_nursery() as nursery:
         await nursery.start(
             partial(

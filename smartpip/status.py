@@ -8,7 +8,7 @@ reads this document to switch features off cleanly instead of discovering failur
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 
 import attrs
 
@@ -40,11 +40,12 @@ class Feature:
 # Later issues flip ``shipped`` as each feature's endpoints land.
 FEATURES: tuple[Feature, ...] = (
     Feature("history", shipped=True, needs=("postgres",), degrades_without=("redis",)),
+    # Without Redis suggest still answers (no shared cache, a small local search allowance).
     Feature(
         "suggest",
-        shipped=False,
+        shipped=True,
         configured=lambda config: config.youtube_api_key is not None,
-        needs=("redis",),
+        degrades_without=("redis",),
     ),
     Feature(
         "playlist",
@@ -55,10 +56,25 @@ FEATURES: tuple[Feature, ...] = (
 )
 
 
+_SEVERITY = {"up": 0, "degraded": 1, "down": 2}
+
+
 def feature_states(
-    config: Config, health: HealthState, features: Sequence[Feature] = FEATURES
+    config: Config,
+    health: HealthState,
+    features: Sequence[Feature] = FEATURES,
+    *,
+    live: Mapping[str, str] | None = None,
 ) -> dict[str, str]:
-    """The availability of every feature given the configuration and the last health probe."""
+    """The availability of every feature given the configuration and the last health probe.
+
+    Args:
+        config: The configuration.
+        health: The last dependency probe.
+        features: The features to report.
+        live: A feature's own view of itself (``up``, ``degraded``, ``down``), e.g. suggest's
+            breaker; the worse of it and the dependency-based state is reported.
+    """
     up = {"postgres": health.ready, "redis": health.redis}
     states: dict[str, str] = {}
     for feature in features:
@@ -70,4 +86,7 @@ def feature_states(
             states[feature.name] = "degraded"
         else:
             states[feature.name] = "up"
+        own = (live or {}).get(feature.name)
+        if own is not None and states[feature.name] != "disabled":
+            states[feature.name] = max(states[feature.name], own, key=_SEVERITY.__getitem__)
     return states

@@ -139,6 +139,13 @@ def seconds_until_pacific_midnight(now: datetime) -> int:
     return max(1, math.ceil(delta.total_seconds()))
 
 
+def _today(state: BreakerState | None, day: str) -> BreakerState | None:
+    """``state``, unless it is yesterday's quota breaker (this clock is past midnight already)."""
+    if state is not None and state.reason == "quota" and state.day not in (None, day):
+        return None
+    return state
+
+
 @attrs.frozen
 class Reservation:
     """A search may be made; report its outcome to the gate.
@@ -278,10 +285,7 @@ class QuotaGate:
         return self._reserve_local(now, day)
 
     async def _reserve_shared(self, now: datetime, day: str) -> Reservation | Refusal:
-        state = await breaker_state(self._store)
-        if state is not None and state.reason == "quota" and state.day not in (None, day):
-            # Yesterday's quota breaker (this replica's clock is past midnight already).
-            state = None
+        state = _today(await breaker_state(self._store), day)
         self._last_reason = state.reason if state else None
         probe = False
         if state is not None:
@@ -370,6 +374,23 @@ class QuotaGate:
         finally:
             if probing:
                 self._redis.end_probe()
+
+    async def observe(self) -> QuotaUsage | None:
+        """Refresh :attr:`breaker_reason` and return today's shared usage.
+
+        For the periodic gauges and ``/v1/status``: a replica that makes no searches still
+        learns that another one opened the breaker. While Redis is unavailable the reason
+        comes from the breakers this process opened, and the usage is None.
+        """
+        now = self._now()
+        state = await self._best_effort(breaker_state(self._store))
+        if self._redis.down:
+            local = self._local_breaker
+            self._last_reason = local[0] if local and now.timestamp() < local[1] else None
+            return None
+        state = _today(state, pacific_day(now))
+        self._last_reason = state.reason if state else None
+        return await self._best_effort(quota_usage(self._store, pacific_day(now)))
 
     async def add_units(self, units: int = 1) -> None:
         """Count units of calls other than searches (``videos.list``: 1); best effort."""

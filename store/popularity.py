@@ -1,7 +1,7 @@
 """How often each normalized suggest query was asked lately, for the cache-warming job.
 
-Design: windowed hourly buckets. Each request does ``ZINCRBY 1`` on the sorted set of the hour
-it falls in (``pop:{w}:<hour number>``); a bucket expires once its last second has left the
+Design: windowed hourly buckets. Requests are counted with ``ZINCRBY`` on the sorted set of the hour
+they fall in (``pop:{w}:<hour number>``); a bucket expires once its last second has left the
 longest window we read, and is trimmed to ``max_entries`` members (the lowest scores go first),
 so memory is bounded by ``max_entries * buckets in the window``. ``top_queries`` sums the
 buckets of the window (optionally weighting older hours less, a decay) in one script and
@@ -23,6 +23,7 @@ concurrent replicas never see a half-updated bucket.
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
 
 from coredis.commands import Script
 
@@ -34,6 +35,7 @@ __all__ = [
     "DEFAULT_WINDOW_SECONDS",
     "MAX_QUERY_CHARS",
     "MAX_WINDOW_SECONDS",
+    "record_queries",
     "record_query",
     "top_queries",
 ]
@@ -54,11 +56,13 @@ MAX_QUERY_CHARS = 512
 # most); longer windows belong in a different design.
 MAX_WINDOW_SECONDS = 31 * 24 * 3600
 
-# KEYS[1] bucket; ARGV[1] member, ARGV[2] TTL (s), ARGV[3] max entries.
+# KEYS[1] bucket; ARGV[1] TTL (s), ARGV[2] max entries, then (count, member) pairs.
 _RECORD_LUA = """
-redis.call('ZINCRBY', KEYS[1], 1, ARGV[1])
-redis.call('EXPIRE', KEYS[1], tonumber(ARGV[2]))
-local max = tonumber(ARGV[3])
+for i = 3, #ARGV, 2 do
+  redis.call('ZINCRBY', KEYS[1], tonumber(ARGV[i]), ARGV[i + 1])
+end
+redis.call('EXPIRE', KEYS[1], tonumber(ARGV[1]))
+local max = tonumber(ARGV[2])
 if redis.call('ZCARD', KEYS[1]) > max then
   redis.call('ZREMRANGEBYRANK', KEYS[1], 0, -(max + 1))
 end
@@ -98,11 +102,28 @@ async def record_query(
     window_seconds: int = DEFAULT_WINDOW_SECONDS,
     max_entries: int = DEFAULT_MAX_ENTRIES,
 ) -> None:
-    """Count one request for ``normalized`` in the bucket of the hour ``now`` falls in.
+    """Count one request for ``normalized``; see :func:`record_queries`."""
+    await record_queries(
+        store, {normalized: 1}, now=now, window_seconds=window_seconds, max_entries=max_entries
+    )
+
+
+async def record_queries(
+    store: RedisStore,
+    counts: Mapping[str, int],
+    *,
+    now: float,
+    window_seconds: int = DEFAULT_WINDOW_SECONDS,
+    max_entries: int = DEFAULT_MAX_ENTRIES,
+) -> None:
+    """Add ``counts`` (requests per normalized query) to the bucket of the hour ``now`` is in.
+
+    One script call for the whole batch, so a process can count requests locally and flush
+    them every few seconds instead of writing to Redis on every request.
 
     Args:
         store: The Redis store.
-        normalized: The normalized query (the suggest cache key's text), nothing else.
+        counts: ``{normalized query: requests}``; only the normalized text, nothing else.
         now: Wall-clock seconds since the epoch.
         window_seconds: The longest window ``top_queries`` will be asked for; the bucket
             lives until its last second is older than that.
@@ -110,20 +131,27 @@ async def record_query(
             equal scores are dropped in reverse lexicographic order, as Redis ranks them).
 
     Raises:
-        ValueError: An empty or oversized query, or a window or bound under 1.
+        ValueError: An empty or oversized query, a count under 1, or a window or bound under 1.
         RedisUnavailable: Redis is down, too slow, or refused the script.
     """
-    if not normalized or len(normalized) > MAX_QUERY_CHARS:
-        raise ValueError(f"normalized query must have 1 to {MAX_QUERY_CHARS} characters")
     if not 1 <= window_seconds <= MAX_WINDOW_SECONDS or max_entries < 1:
         raise ValueError(f"bad window/max_entries: {window_seconds}, {max_entries}")
+    pairs: list[str] = []
+    for normalized, count in counts.items():
+        if not normalized or len(normalized) > MAX_QUERY_CHARS:
+            raise ValueError(f"normalized query must have 1 to {MAX_QUERY_CHARS} characters")
+        if count < 1:
+            raise ValueError(f"count must be at least 1, not {count}")
+        pairs += [str(count), normalized]
+    if not pairs:
+        return
     bucket = math.floor(now / BUCKET_SECONDS)
     bucket_end = (bucket + 1) * BUCKET_SECONDS
     ttl = max(1, math.ceil(bucket_end + window_seconds - now))
     await store.run_script(
         _RECORD_SCRIPT,
         [_bucket_key(store, bucket)],
-        [normalized, str(ttl), str(max_entries)],
+        [str(ttl), str(max_entries), *pairs],
         what="popularity",
     )
 

@@ -22,11 +22,27 @@ def test_every_feature_is_reported() -> None:
 
 
 def test_shipped_and_unshipped_features() -> None:
-    assert [f.name for f in FEATURES if f.shipped] == ["history"]
+    assert [f.name for f in FEATURES if f.shipped] == ["history", "suggest"]
     states = feature_states(CONFIG, health(True, True))
-    assert states == {"history": "up", "suggest": "disabled", "playlist": "disabled"}
+    assert states == {"history": "up", "suggest": "up", "playlist": "disabled"}
     assert feature_states(CONFIG, health(True, False))["history"] == "degraded"
     assert feature_states(CONFIG, health(False, True))["history"] == "down"
+
+
+def test_suggest_degrades_without_redis_and_needs_no_postgres() -> None:
+    assert feature_states(CONFIG, health(True, False))["suggest"] == "degraded"
+    assert feature_states(CONFIG, health(False, True))["suggest"] == "up"
+    assert feature_states(Config.from_env({}), health(True, True))["suggest"] == "disabled"
+
+
+def test_a_features_own_state_can_only_make_it_worse() -> None:
+    up = health(True, True)
+    assert feature_states(CONFIG, up, live={"suggest": "down"})["suggest"] == "down"
+    assert feature_states(CONFIG, up, live={"suggest": "degraded"})["suggest"] == "degraded"
+    no_redis = health(True, False)
+    assert feature_states(CONFIG, no_redis, live={"suggest": "up"})["suggest"] == "degraded"
+    unconfigured = Config.from_env({})
+    assert feature_states(unconfigured, up, live={"suggest": "down"})["suggest"] == "disabled"
 
 
 def test_states_follow_dependencies() -> None:

@@ -68,11 +68,13 @@ class YouTubeClient:
         self._rng = rng or random.Random()
         self._on_call = on_call
 
-    async def search(self, query: str) -> list[Video]:
+    async def search(self, query: str, *, on_call: CallHook | None = None) -> list[Video]:
         """Videos matching ``query``, in YouTube's order, with view counts joined.
 
         Args:
             query: Sent as ``q`` as given (normalization is the caller's job).
+            on_call: Also told of each attempt of this search (a caller metering the quota
+                units of one search), besides the client's own hook.
 
         Returns:
             Up to ``max_results`` videos; an empty list makes no ``videos.list`` call.
@@ -89,7 +91,7 @@ class YouTubeClient:
             "q": query,
             "fields": SEARCH_FIELDS,
         }
-        videos = await self._call("search", params, parse_search)
+        videos = await self._call("search", params, parse_search, on_call)
         if not videos:
             return []
         params = {
@@ -97,7 +99,7 @@ class YouTubeClient:
             "id": ",".join(dict.fromkeys(video.video_id for video in videos)),
             "fields": VIDEOS_FIELDS,
         }
-        statistics = await self._call("videos", params, parse_statistics)
+        statistics = await self._call("videos", params, parse_statistics, on_call)
         joined = []
         for video in videos:
             view_count, description = statistics.get(video.video_id, (None, None))
@@ -109,7 +111,11 @@ class YouTubeClient:
         return joined
 
     async def _call(
-        self, method: str, params: dict[str, str], parse: Callable[[dict[str, Any]], _T]
+        self,
+        method: str,
+        params: dict[str, str],
+        parse: Callable[[dict[str, Any]], _T],
+        on_call: CallHook | None,
     ) -> _T:
         """One API method with bounded retries; reports each attempt to ``on_call``."""
         attempt = 0
@@ -123,7 +129,7 @@ class YouTubeClient:
                         f"{method}: unexpected answer: {error}", method=method, retryable=False
                     ) from None
             except YouTubeError as error:
-                self._report(method, error.outcome)
+                self._report(method, error.outcome, on_call)
                 if not (isinstance(error, UpstreamFailure) and error.retryable):
                     raise
                 if attempt >= self.settings.retries:
@@ -136,7 +142,7 @@ class YouTubeClient:
                 )
                 await self._sleep(delay)
                 continue
-            self._report(method, "ok")
+            self._report(method, "ok", on_call)
             return result
 
     def _backoff(self, attempt: int) -> float:
@@ -144,6 +150,7 @@ class YouTubeClient:
         ceiling = self.settings.retry_base * float(2**attempt)
         return ceiling / 2 + self._rng.uniform(0, ceiling / 2)
 
-    def _report(self, method: str, outcome: str) -> None:
-        if self._on_call is not None:
-            self._on_call(method, outcome)
+    def _report(self, method: str, outcome: str, on_call: CallHook | None) -> None:
+        for hook in (self._on_call, on_call):
+            if hook is not None:
+                hook(method, outcome)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import AsyncIterator, Callable
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 
@@ -46,14 +47,17 @@ def make_config(pg_url: str, redis_prefix: str, **overrides: str) -> Config:
 
 
 @asynccontextmanager
-async def running_app(config: Config, *, probes: bool = False) -> AsyncIterator[RunningApp]:
+async def running_app(
+    config: Config, *, probes: bool = False, clock: Callable[[], float] = time.time
+) -> AsyncIterator[RunningApp]:
     """Serve the app built from ``config`` until the block ends, then shut it down.
 
-    With ``probes`` the test-only routes of :mod:`tests.app.probes` are mounted too.
+    With ``probes`` the test-only routes of :mod:`tests.app.probes` are mounted too;
+    ``clock`` is the resources' wall clock (suggest's cache and quota day).
     """
     lifecycle = Lifecycle()
     release = trio.Event()
-    async with open_resources(config) as resources:
+    async with open_resources(config, clock=clock) as resources:
         await resources.health.probe()
         extra = (probe_blueprint(resources, release),) if probes else ()
         async with trio.open_nursery() as nursery:
@@ -82,9 +86,10 @@ def app_factory(pg_url: str, redis_prefix: str, redis_store: RedisStore) -> AppF
     del redis_store
 
     def factory(
-        *, probes: bool = False, **overrides: str
+        *, probes: bool = False, clock: Callable[[], float] = time.time, **overrides: str
     ) -> AbstractAsyncContextManager[RunningApp]:
-        return running_app(make_config(pg_url, redis_prefix, **overrides), probes=probes)
+        config = make_config(pg_url, redis_prefix, **overrides)
+        return running_app(config, probes=probes, clock=clock)
 
     return factory
 

@@ -1,0 +1,77 @@
+"""Suggest's Prometheus metrics: cache results, upstream calls, quota and breaker gauges.
+
+Labels take values from closed sets only: ``result`` (hit, miss, stale), ``method`` (search,
+videos), ``outcome`` (the client's :data:`~smartpip.youtube.CallHook` outcomes), ``reason``
+(the breaker reasons). Never a query text.
+"""
+
+from __future__ import annotations
+
+from prometheus_client import CollectorRegistry, Counter, Gauge
+
+from store.quota import QuotaUsage
+
+__all__ = ["BREAKER_REASONS", "SuggestMetrics"]
+
+BREAKER_REASONS = ("quota", "upstream", "key_invalid")
+
+
+class SuggestMetrics:
+    """The suggest metrics, registered on the service's registry."""
+
+    def __init__(self, registry: CollectorRegistry) -> None:
+        self.cache = Counter(
+            "suggest_cache_total",
+            "Suggest answers by cache result (hit, miss, stale)",
+            ["result"],
+            registry=registry,
+        )
+        self._cache = {result: self.cache.labels(result) for result in ("hit", "miss", "stale")}
+        self.upstream_calls = Counter(
+            "suggest_upstream_calls_total",
+            "YouTube Data API calls (each attempt) by method and outcome",
+            ["method", "outcome"],
+            registry=registry,
+        )
+        self.quota_used = Gauge(
+            "suggest_quota_searches_used",
+            "Searches counted for the current Pacific-time day (all replicas)",
+            registry=registry,
+        )
+        self.quota_remaining = Gauge(
+            "suggest_quota_searches_remaining",
+            "Searches left in the current Pacific-time day's budget",
+            registry=registry,
+        )
+        self.quota_units = Gauge(
+            "suggest_quota_units_used",
+            "YouTube quota units counted for the current Pacific-time day",
+            registry=registry,
+        )
+        self.breaker = Gauge(
+            "suggest_breaker_open",
+            "1 while the suggest breaker is open for this reason (key_invalid: suggest is down)",
+            ["reason"],
+            registry=registry,
+        )
+        for reason in BREAKER_REASONS:
+            self.breaker.labels(reason).set(0)
+
+    def cache_result(self, result: str) -> None:
+        """Count one answer: ``"hit"``, ``"miss"`` or ``"stale"``."""
+        self._cache[result].inc()
+
+    def upstream_call(self, method: str, outcome: str) -> None:
+        """The YouTube client's ``on_call`` hook."""
+        self.upstream_calls.labels(method, outcome).inc()
+
+    def set_breaker(self, reason: str | None) -> None:
+        """Show the breaker open for ``reason`` (None: closed)."""
+        for known in BREAKER_REASONS:
+            self.breaker.labels(known).set(1 if known == reason else 0)
+
+    def set_quota(self, usage: QuotaUsage, budget: int) -> None:
+        """Show the day's shared usage."""
+        self.quota_used.set(usage.searches)
+        self.quota_remaining.set(max(0, budget - usage.searches))
+        self.quota_units.set(usage.units)
