@@ -11,6 +11,7 @@ import pytest
 
 from smartpip.cli import main as cli_main
 from smartpip.config import Config, ConfigError
+from smartpip.suggest.ranking import RankingWeights
 
 STRONG = "k1:" + "s" * 40
 
@@ -196,3 +197,59 @@ def test_cli_help(command: list[str], capsys: pytest.CaptureFixture[str]) -> Non
         cli_main(command)
     assert exited.value.code == 0
     assert "usage: smartpip" in capsys.readouterr().out
+
+
+def test_suggest_settings_defaults_and_overrides() -> None:
+    config = Config.from_env({})
+    assert (config.suggest_ttl_seconds, config.suggest_stale_seconds) == (1200, 86_400)
+    assert (config.suggest_daily_budget, config.suggest_max_results) == (100, 10)
+    assert (config.suggest_wait_seconds, config.suggest_concurrency) == (5.0, 4)
+    assert config.suggest_stopwords == ()
+    assert config.suggest_weights == RankingWeights()
+    assert (config.rate_limit_suggest.limit, config.rate_limit_suggest.period) == (30, 60.0)
+    config = Config.from_env(
+        {
+            "SMARTPIP_SUGGEST_TTL_SECONDS": "600",
+            "SMARTPIP_SUGGEST_STALE_SECONDS": "2592000",
+            "SMARTPIP_SUGGEST_STOPWORDS": "Official, HD,,",
+            "SMARTPIP_SUGGEST_WEIGHTS": "views=2, half_life_days=7",
+            "SMARTPIP_RATE_LIMIT_SUGGEST": "5/1s",
+        }
+    )
+    assert (config.suggest_ttl_seconds, config.suggest_stale_seconds) == (600, 2_592_000)
+    assert config.suggest_stopwords == ("hd", "official")
+    assert config.suggest_weights == RankingWeights(views=2.0, half_life_days=7.0)
+    assert config.rate_limit_suggest.limit == 5
+    assert config.redacted()["suggest_weights"] == {
+        "views": 2.0,
+        "freshness": 3.0,
+        "half_life_days": 7.0,
+        "title_match": 2.0,
+        "description_match": 0.5,
+    }
+
+
+def test_suggest_settings_out_of_range_are_refused() -> None:
+    found = problems(
+        {
+            "SMARTPIP_SUGGEST_TTL_SECONDS": "599",
+            "SMARTPIP_SUGGEST_STALE_SECONDS": "2592001",
+            "SMARTPIP_SUGGEST_MAX_RESULTS": "51",
+            "SMARTPIP_SUGGEST_STOPWORDS": "lo-fi",
+            "SMARTPIP_SUGGEST_WEIGHTS": "views=0,nonsense=1,title_match=x,freshness=inf",
+        }
+    )
+    text = "\n".join(found)
+    for name in ("TTL_SECONDS", "STALE_SECONDS", "MAX_RESULTS", "STOPWORDS"):
+        assert f"SMARTPIP_SUGGEST_{name}" in text
+    assert sum("SMARTPIP_SUGGEST_WEIGHTS" in p for p in found) == 3  # name, number, value
+    assert any("30 days" in p or "2592000" in p for p in found)
+
+
+def test_the_stale_horizon_cannot_be_shorter_than_the_ttl() -> None:
+    found = problems(
+        {"SMARTPIP_SUGGEST_TTL_SECONDS": "1800", "SMARTPIP_SUGGEST_STALE_SECONDS": "1000"}
+    )
+    assert found == [
+        "SMARTPIP_SUGGEST_STALE_SECONDS must not be shorter than SMARTPIP_SUGGEST_TTL_SECONDS"
+    ]

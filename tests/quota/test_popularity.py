@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from store.popularity import BUCKET_SECONDS, record_query, top_queries
+from store.popularity import BUCKET_SECONDS, record_queries, record_query, top_queries
 from store.redis import RedisStore
 
 # An hour boundary plus ten minutes, so "now" sits inside a bucket.
@@ -101,3 +101,21 @@ async def test_bad_arguments(redis_store: RedisStore) -> None:
     with pytest.raises(ValueError, match="half_life"):
         await top_queries(redis_store, limit=1, now=T0, half_life_seconds=0)
     assert await top_queries(redis_store, limit=3, now=T0) == []
+
+
+async def test_a_batch_adds_each_count_in_one_call(redis_store: RedisStore) -> None:
+    await record_queries(redis_store, {"jazz": 4, "lofi mix": 2}, now=T0)
+    await record_queries(redis_store, {"lofi mix": 3}, now=T0 + 60)
+    await record_queries(redis_store, {}, now=T0)  # nothing to write
+    assert await top_queries(redis_store, limit=5, now=T0 + 60) == [
+        ("lofi mix", 5.0),
+        ("jazz", 4.0),
+    ]
+
+
+async def test_a_batch_is_checked_before_anything_is_written(redis_store: RedisStore) -> None:
+    with pytest.raises(ValueError, match="count"):
+        await record_queries(redis_store, {"ok": 1, "bad": 0}, now=T0)
+    with pytest.raises(ValueError, match="characters"):
+        await record_queries(redis_store, {"ok": 1, "x" * 513: 1}, now=T0)
+    assert await top_queries(redis_store, limit=5, now=T0) == []

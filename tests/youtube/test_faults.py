@@ -112,6 +112,19 @@ async def test_5xx_twice_then_success(
         assert ceiling / 2 <= delay <= ceiling
 
 
+async def test_a_per_search_hook_sees_only_that_searchs_attempts(
+    client: YouTubeClient, fake: FakeYouTube, calls: Calls
+) -> None:
+    fake.fail_next(1, method="search")
+    mine = Calls()
+
+    await client.search("jazz", on_call=mine)
+    await client.search("jazz")
+
+    assert mine == [("search", "error"), ("search", "ok"), ("videos", "ok")]
+    assert len(calls) == 5  # the client's own hook saw both searches
+
+
 async def test_5xx_on_videos_is_retried_too(client: YouTubeClient, fake: FakeYouTube) -> None:
     fake.fail_next(1, status=500, method="videos")
 
