@@ -26,7 +26,7 @@ from prometheus_client import CollectorRegistry, Counter
 from smartpip.logs import get_logger
 from smartpip.redisbackoff import RedisBackoff
 from store.ratelimit import MIN_INTERVAL, GcraResult, LocalGcra, gcra_check
-from store.redis import RedisStore, RedisUnavailable
+from store.redis import RedisStore
 
 __all__ = [
     "MAX_WINDOW",
@@ -258,20 +258,11 @@ class RateLimiter:
             The decision; ``decision.headers()`` belong on the response either way.
         """
         bucket = bucket_key(policy, key)
-        use_redis, probe = self._redis.route()
-        if use_redis:
-            try:
-                result = await gcra_check(
-                    self._store, bucket, limit=policy.limit, period=policy.period
-                )
-            except RedisUnavailable as exc:
-                self._redis.failed(exc)
-            else:
-                self._redis.succeeded()
-                return self._count(_decision(policy, result, degraded=False))
-            finally:
-                if probe:
-                    self._redis.end_probe()
+        shared = await self._redis.attempt(
+            gcra_check(self._store, bucket, limit=policy.limit, period=policy.period)
+        )
+        if shared is not None:
+            return self._count(_decision(policy, shared, degraded=False))
         result = self._local.check(bucket, limit=policy.local_limit, period=policy.period)
         return self._count(_decision(policy, result, degraded=True))
 

@@ -12,7 +12,8 @@ lock is needed.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Coroutine
+from typing import Any, TypeVar
 
 from smartpip.logs import get_logger
 from store.redis import RedisUnavailable
@@ -20,6 +21,7 @@ from store.redis import RedisUnavailable
 __all__ = ["RedisBackoff"]
 
 log = get_logger(__name__)
+T = TypeVar("T")
 
 
 class RedisBackoff:
@@ -76,3 +78,25 @@ class RedisBackoff:
         if self._down_until is not None:
             log.info(self._came_back)
             self._down_until = None
+
+    async def attempt(self, op: Coroutine[Any, Any, T]) -> T | None:
+        """Await ``op`` (a store coroutine) unless Redis is backed off; None when it is away.
+
+        ``RedisUnavailable`` is swallowed (and starts the back-off); a skipped ``op`` is closed
+        without running.
+        """
+        ask, probing = self.route()
+        if not ask:
+            op.close()
+            return None
+        try:
+            result = await op
+        except RedisUnavailable as exc:
+            self.failed(exc)
+            return None
+        else:
+            self.succeeded()
+            return result
+        finally:
+            if probing:
+                self.end_probe()

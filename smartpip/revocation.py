@@ -140,18 +140,9 @@ class UserRevocations:
             return True
         if self._clear.get(user_id, 0.0) > self._monotonic():
             return False
-        use_redis, probe = self._redis.route()
-        if not use_redis:
+        revoked = await self._redis.attempt(is_user_revoked(self._store, user_id))
+        if revoked is None:
             return False
-        try:
-            revoked = await is_user_revoked(self._store, user_id)
-        except RedisUnavailable as exc:
-            self._redis.failed(exc)
-            return False
-        finally:
-            if probe:
-                self._redis.end_probe()
-        self._redis.succeeded()
         if not revoked:
             self._remember_clear(user_id)
         else:

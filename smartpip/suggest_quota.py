@@ -358,22 +358,8 @@ class QuotaGate:
         await self._best_effort(open_breaker(self._store, reason, seconds, day=day))
 
     async def _best_effort(self, op: Coroutine[Any, Any, T]) -> T | None:
-        """Await a store coroutine unless Redis is backed off; swallow RedisUnavailable."""
-        ask, probing = self._redis.route()
-        if not ask:
-            op.close()
-            return None
-        try:
-            result = await op
-        except RedisUnavailable as exc:
-            self._redis.failed(exc)
-            return None
-        else:
-            self._redis.succeeded()
-            return result
-        finally:
-            if probing:
-                self._redis.end_probe()
+        """Await a store coroutine unless Redis is backed off; None when Redis is away."""
+        return await self._redis.attempt(op)
 
     async def observe(self) -> QuotaUsage | None:
         """Refresh :attr:`breaker_reason` and return today's shared usage.
