@@ -3,8 +3,12 @@
 One :class:`Suggester` per process, built by the composition root when a YouTube key is
 configured. :meth:`Suggester.suggest` answers a normalized query:
 
-1. **Cache.** One Redis ``GET``. A fresh entry is a ``HIT``. A Redis failure turns the cache
-   off (a miss) for a few seconds (``RedisBackoff``), never fails the request.
+1. **Cache.** A fresh entry is a ``HIT``. Fresh entries seen by this process are kept in a
+   small in-process LRU (:data:`LOCAL_ENTRIES`) until their freshness ends, so a hot query
+   costs no Redis round trip; otherwise one Redis ``GET``. Entries never change while fresh
+   (a search only replaces a stale or missing one), so the local copy is never outdated. A
+   Redis failure turns the shared cache off (a miss) for a few seconds (``RedisBackoff``),
+   never fails the request.
 2. **Single-flight in the process.** Misses for the same key share one *flight*, a task in
    the service's own nursery (not the request's), so a request that stops waiting (client
    gone, or answered stale) does not cancel the search the others wait for, and the search
@@ -31,6 +35,7 @@ from __future__ import annotations
 
 import json
 import time
+from collections import OrderedDict
 from collections.abc import Callable, Coroutine
 from datetime import UTC, datetime
 from typing import Any, Literal, TypeVar
@@ -89,6 +94,9 @@ VIDEOS_UNITS = 1
 # Why 10,000: distinct queries counted between two flushes; at ~100 bytes each about 1 MB.
 # Past it, new queries wait for the next flush window (the counted ones keep counting).
 MAX_PENDING_QUERIES = 10_000
+# Why 1,024: answers are ~2-5 KB, so at most a few MB; a Zipf-shaped demand puts most requests
+# on far fewer queries than that.
+LOCAL_ENTRIES = 1024
 # Retry-After when a flight could not answer for a transient reason (another replica's search
 # failed, the service is stopping): the next attempt usually finds the cache filled.
 _SHORT_RETRY = 2
@@ -253,6 +261,7 @@ class Suggester:
         self._flights: dict[str, _Flight] = {}
         self._nursery: trio.Nursery | None = None
         self._pending: dict[str, int] = {}
+        self._local: OrderedDict[str, CacheEntry] = OrderedDict()
 
     # -- the request path ------------------------------------------------------------------
 
@@ -266,9 +275,12 @@ class Suggester:
         """
         self._note(query.text)
         keys = cache_keys(self._store, query.text, self.settings.max_results)
-        entry = await self._best_effort(read_entry(self._store, keys))
+        entry = self._local_entry(keys)
+        if entry is None:
+            entry = await self._best_effort(read_entry(self._store, keys))
         now = self._clock()
         if entry is not None and entry.fresh(now):
+            self._keep(keys, entry)
             return self._answer(entry, "HIT", now)
         stale = entry if entry is not None and entry.usable(now) else None
         flight = self._join(query, keys, min_fresh=0.0)
@@ -277,6 +289,7 @@ class Suggester:
             await flight.done.wait()
         now = self._clock()
         if flight.entry is not None:
+            self._keep(keys, flight.entry)
             return self._answer(flight.entry, "MISS", now)
         if stale is not None:
             return self._answer(stale, "STALE", now)
@@ -329,6 +342,24 @@ class Suggester:
         if reason is not None or self._redis.down or self._gate.redis_down:
             return "degraded"
         return "up"
+
+    def _local_entry(self, keys: CacheKeys) -> CacheEntry | None:
+        """The in-process copy of a fresh entry, or None (a stale copy is dropped)."""
+        entry = self._local.get(keys.entry)
+        if entry is None:
+            return None
+        if not entry.fresh(self._clock()):
+            del self._local[keys.entry]
+            return None
+        self._local.move_to_end(keys.entry)
+        return entry
+
+    def _keep(self, keys: CacheKeys, entry: CacheEntry) -> None:
+        """Remember a fresh entry in the process, evicting the least recently used."""
+        self._local[keys.entry] = entry
+        self._local.move_to_end(keys.entry)
+        while len(self._local) > LOCAL_ENTRIES:
+            self._local.popitem(last=False)
 
     def _answer(self, entry: CacheEntry, result: CacheResult, now: float) -> Answer:
         self._metrics.cache_result(result.lower())
@@ -473,21 +504,7 @@ class Suggester:
 
     async def _best_effort(self, op: Coroutine[Any, Any, T]) -> T | None:
         """Await a store coroutine unless Redis is backed off; None when Redis is away."""
-        ask, probing = self._redis.route()
-        if not ask:
-            op.close()
-            return None
-        try:
-            result = await op
-        except RedisUnavailable as error:
-            self._redis.failed(error)
-            return None
-        else:
-            self._redis.succeeded()
-            return result
-        finally:
-            if probing:
-                self._redis.end_probe()
+        return await self._redis.attempt(op)
 
     def _note(self, text: str) -> None:
         if text in self._pending:

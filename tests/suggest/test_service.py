@@ -1,0 +1,126 @@
+"""The Suggester itself, against real Redis and the YouTube fake (no HTTP app in between).
+
+The end-to-end behaviour is in ``tests/suggest_api``; this covers what a request cannot show
+directly: the in-process copy of fresh entries, the batched popularity flush, a Suggester
+that is not running.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+
+import httpx
+import pytest
+import trio
+from prometheus_client import CollectorRegistry
+
+from smartpip.suggest import normalize_query
+from smartpip.suggest import service as service_module
+from smartpip.suggest.metrics import SuggestMetrics
+from smartpip.suggest.service import Suggester, SuggestSettings, SuggestUnavailable
+from smartpip.suggest_quota import QuotaGate
+from smartpip.youtube import YouTubeClient, YouTubeSettings
+from store.redis import RedisStore
+from tests.fakes.youtube import FakeYouTube
+from tests.quota.conftest import proxied_store as proxied_store  # the fixture, shared
+from tests.support.faultproxy import FaultProxy
+
+KEY = "AIzaSy-service-test-key-0123456789"
+
+
+@pytest.fixture
+async def youtube(nursery: trio.Nursery) -> FakeYouTube:
+    fake = FakeYouTube(api_key=KEY)
+    await nursery.start(fake.run)
+    return fake
+
+
+@pytest.fixture
+async def http() -> AsyncIterator[httpx.AsyncClient]:
+    async with httpx.AsyncClient(timeout=2.0, follow_redirects=False) as client:
+        yield client
+
+
+def build(store: RedisStore, youtube: FakeYouTube, http: httpx.AsyncClient) -> Suggester:
+    client = YouTubeClient(YouTubeSettings(api_url=youtube.base_url, api_key=KEY), http)
+    metrics = SuggestMetrics(CollectorRegistry())
+    return Suggester(client, store, QuotaGate(store), metrics, SuggestSettings())
+
+
+@pytest.fixture
+async def suggester(
+    nursery: trio.Nursery,
+    proxied_store: RedisStore,
+    youtube: FakeYouTube,
+    http: httpx.AsyncClient,
+) -> Suggester:
+    """A running Suggester whose Redis connection goes through ``redis_proxy``."""
+    suggester = build(proxied_store, youtube, http)
+    await nursery.start(suggester.run)
+    return suggester
+
+
+async def test_fresh_entries_are_answered_from_the_process_without_redis(
+    suggester: Suggester, youtube: FakeYouTube, redis_proxy: FaultProxy
+) -> None:
+    lofi = normalize_query("lofi beats")
+    assert (await suggester.suggest(lofi)).cache == "MISS"
+    redis_proxy.mode = "down"
+    answer = await suggester.suggest(lofi)
+    assert answer.cache == "HIT" and b"lofi0000001" in answer.items_json
+    assert youtube.calls["search"] == 1
+
+
+async def test_the_process_copy_is_bounded(
+    suggester: Suggester, youtube: FakeYouTube, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(service_module, "LOCAL_ENTRIES", 2)
+    for text in ("lofi", "jazz", "cats"):
+        await suggester.suggest(normalize_query(text))
+    assert len(suggester._local) == 2
+    assert youtube.calls["search"] == 3
+
+
+async def test_popularity_counts_survive_a_failed_flush(
+    suggester: Suggester, redis_proxy: FaultProxy, caplog: pytest.LogCaptureFixture
+) -> None:
+    for text in ("jazz", "jazz", "lofi"):
+        await suggester.suggest(normalize_query(text))
+    redis_proxy.mode = "down"
+    await suggester.bookkeeping()  # fails: the counts stay pending
+    assert suggester.state() == "degraded"
+    for text in ("lofi", "lofi"):
+        await suggester.suggest(normalize_query(text))  # answered from the process copy
+    redis_proxy.mode = "pass"
+    caplog.clear()  # coredis logs the refused connections at ERROR
+    await suggester.bookkeeping()
+    assert await suggester.popular(5) == ["lofi", "jazz"]  # 3 against 2: nothing was lost
+
+
+async def test_the_pending_counts_are_flushed_once_redis_answers(
+    suggester: Suggester, redis_store: RedisStore
+) -> None:
+    for text in ("lofi", "lofi", "jazz"):
+        await suggester.suggest(normalize_query(text))
+    await suggester.bookkeeping()
+    await suggester.bookkeeping()  # nothing new: nothing added twice
+    assert await suggester.popular(5) == ["lofi", "jazz"]
+
+
+async def test_pending_queries_are_bounded(
+    suggester: Suggester, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(service_module, "MAX_PENDING_QUERIES", 2)
+    for text in ("a1", "b2", "c3", "a1"):
+        suggester._note(text)
+    assert suggester._pending == {"a1": 2, "b2": 1}
+
+
+async def test_a_suggester_that_is_not_running_answers_503(
+    redis_store: RedisStore, youtube: FakeYouTube, http: httpx.AsyncClient
+) -> None:
+    stopped = build(redis_store, youtube, http)
+    with pytest.raises(SuggestUnavailable) as caught:
+        await stopped.suggest(normalize_query("lofi"))
+    assert caught.value.reason == "busy" and caught.value.retry_after >= 1
+    assert youtube.calls["search"] == 0
