@@ -191,7 +191,8 @@ class Config:
             ),
             "suggest_daily_budget": r.number("SUGGEST_DAILY_BUDGET", 100, int, 0, 100_000),
             "suggest_max_results": r.number("SUGGEST_MAX_RESULTS", 10, int, 1, 50),
-            "suggest_wait_seconds": r.number("SUGGEST_WAIT_SECONDS", 5.0, float, 0.5, 30.0),
+            # At most 20 s: a flight gives up after 25 s (SuggestSettings.flight_seconds).
+            "suggest_wait_seconds": r.number("SUGGEST_WAIT_SECONDS", 5.0, float, 0.5, 20.0),
             "suggest_concurrency": r.number("SUGGEST_CONCURRENCY", 4, int, 1, 64),
             "suggest_stopwords": _stopwords(r),
             "suggest_weights": _weights(r),

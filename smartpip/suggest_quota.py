@@ -96,8 +96,9 @@ DEFAULT_HALF_OPEN_SECONDS = 300
 # Why 30 s: longer than a search plus videos.list with two retries each; a probe that dies
 # without reporting lets another replica probe after this.
 DEFAULT_PROBE_SECONDS = 30
-# Why an hour: a call with a bad key costs at most one unit, so retrying hourly wastes ~24
-# units a day, and a fixed key takes effect within the hour without touching Redis.
+# Why an hour: each retry with a bad key goes through reserve() and so counts as a search
+# (Google charges it at least one unit); hourly, a broken key uses at most 24 of the day's
+# searches, and a fixed key takes effect within the hour without touching Redis.
 DEFAULT_KEY_INVALID_SECONDS = 3600
 # Why 10 a process: a tenth of the daily budget; with a few replicas an hour-long Redis outage
 # still leaves most of the day's quota, and users keep getting some answers.
@@ -412,7 +413,9 @@ class QuotaGate:
             return
         self._failures = 0
         seconds = self._cooldown + self._half_open
-        state = await self._best_effort(breaker_state(self._store))
+        state = _today(
+            await self._best_effort(breaker_state(self._store)), pacific_day(self._now())
+        )
         if state is not None and state.reason != "upstream" and state.seconds_remaining >= seconds:
             # A quota or key breaker is already open: do not replace it with a shorter one.
             return

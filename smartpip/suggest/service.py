@@ -5,8 +5,9 @@ configured. :meth:`Suggester.suggest` answers a normalized query:
 
 1. **Cache.** A fresh entry is a ``HIT``. Fresh entries seen by this process are kept in a
    small in-process LRU (:data:`LOCAL_ENTRIES`) until their freshness ends, so a hot query
-   costs no Redis round trip; otherwise one Redis ``GET``. Entries never change while fresh
-   (a search only replaces a stale or missing one), so the local copy is never outdated. A
+   costs no Redis round trip; otherwise one Redis ``GET``. A search replaces only a stale or
+   missing entry (or, for the warming job, one about to expire), so a local copy is always
+   data that is still within its freshness. A
    Redis failure turns the shared cache off (a miss) for a few seconds (``RedisBackoff``),
    never fails the request.
 2. **Single-flight in the process.** Misses for the same key share one *flight*, a task in
@@ -58,7 +59,7 @@ from smartpip.youtube import (
     Video,
     YouTubeClient,
 )
-from store.popularity import record_queries, top_queries
+from store.popularity import DEFAULT_WINDOW_SECONDS, record_queries, top_queries
 from store.redis import RedisStore, RedisUnavailable
 from store.suggest_cache import (
     CacheEntry,
@@ -322,12 +323,17 @@ class Suggester:
             raise flight.error
         return True
 
-    async def popular(self, limit: int, *, window_seconds: int = 86_400) -> list[str]:
+    async def popular(
+        self, limit: int, *, window_seconds: int = DEFAULT_WINDOW_SECONDS
+    ) -> list[str]:
         """The most asked normalized queries of the last ``window_seconds`` (the warming job).
 
         Raises:
+            ValueError: A window longer than the counts are kept (a day).
             RedisUnavailable: Redis is down or too slow.
         """
+        if window_seconds > DEFAULT_WINDOW_SECONDS:
+            raise ValueError(f"popularity is kept for {DEFAULT_WINDOW_SECONDS} s at most")
         pairs = await top_queries(
             self._store, limit=limit, now=self._clock(), window_seconds=window_seconds
         )
@@ -443,17 +449,21 @@ class Suggester:
 
     async def _search(self, flight: _Flight) -> CacheEntry:
         """Reserve quota, search, rank and store: the one upstream call of a miss."""
-        reservation = await self._gate.reserve()
-        if isinstance(reservation, Refusal):
-            raise SuggestUnavailable(
-                _REFUSALS[reservation.reason],
-                retry_after=reservation.retry_after,
-                reason=reservation.reason,
-            )
+        # The cap first: a flight that times out waiting for it has not spent a search.
+        async with self._limiter:
+            reservation = await self._gate.reserve()
+            if isinstance(reservation, Refusal):
+                raise SuggestUnavailable(
+                    _REFUSALS[reservation.reason],
+                    retry_after=reservation.retry_after,
+                    reason=reservation.reason,
+                )
+            return await self._search_reserved(flight, reservation.probe)
+
+    async def _search_reserved(self, flight: _Flight, probe: bool) -> CacheEntry:
         meter = _UnitMeter()
         try:
-            async with self._limiter:
-                videos = await self._client.search(flight.query.text, on_call=meter)
+            videos = await self._client.search(flight.query.text, on_call=meter)
         except QuotaExceeded:
             await self._gate.quota_exceeded()
             midnight = seconds_until_pacific_midnight(datetime.fromtimestamp(self._clock(), UTC))
@@ -469,18 +479,18 @@ class Suggester:
             # Forbidden (accessNotConfigured and the like) is the project's setup, not the
             # query: it fails every search, so it counts towards the breaker like a 5xx.
             log.warning("YouTube search failed", error=str(error), outcome=error.outcome)
-            await self._gate.upstream_failed(probe=reservation.probe)
+            await self._gate.upstream_failed(probe=probe)
             raise UpstreamError("YouTube did not answer usably") from None
         except BadRequest as error:
             log.warning("YouTube refused the search", error=str(error))
-            await self._gate.upstream_succeeded(probe=reservation.probe)
+            await self._gate.upstream_succeeded(probe=probe)
             raise UpstreamError("YouTube refused the search") from None
         finally:
             extra_units = meter.units - SEARCH_UNITS  # reserve() counted the first search
             if extra_units > 0:
                 with trio.CancelScope(shield=True):
                     await self._gate.add_units(extra_units)
-        await self._gate.upstream_succeeded(probe=reservation.probe)
+        await self._gate.upstream_succeeded(probe=probe)
         now = self._clock()
         ranked = rank(
             videos,
@@ -525,6 +535,9 @@ class Suggester:
                 for text, count in pending.items():
                     if text in self._pending or len(self._pending) < MAX_PENDING_QUERIES:
                         self._pending[text] = self._pending.get(text, 0) + count
+        if self._redis.down:
+            # Without suggest traffic nothing else would notice Redis is back (/v1/status).
+            await self._best_effort(self._store.ping())
         usage = await self._gate.observe()
         self._metrics.set_breaker(self._gate.breaker_reason)
         if usage is not None:

@@ -108,6 +108,18 @@ async def test_failures_do_not_shorten_a_quota_breaker(redis_store: RedisStore) 
     assert state is not None and state.reason == "quota"
 
 
+async def test_yesterdays_quota_breaker_does_not_stop_todays_upstream_breaker(
+    redis_store: RedisStore,
+) -> None:
+    clock = FakeClock(EVENING)
+    g = gate(redis_store, clock, failure_threshold=1)
+    await g.quota_exceeded()
+    clock.advance(TO_MIDNIGHT + 1)  # this clock is past midnight; the Redis key still lives
+    await g.upstream_failed()
+    state = await breaker_state(redis_store)
+    assert state is not None and state.reason == "upstream"
+
+
 async def test_key_invalid_is_down_and_visible(
     redis_store: RedisStore, caplog: pytest.LogCaptureFixture
 ) -> None:

@@ -23,6 +23,7 @@ from smartpip.youtube import YouTubeClient, YouTubeSettings
 from store.redis import RedisStore
 from tests.fakes.youtube import FakeYouTube
 from tests.quota.conftest import proxied_store as proxied_store  # the fixture, shared
+from tests.support.clock import FakeClock
 from tests.support.faultproxy import FaultProxy
 
 KEY = "AIzaSy-service-test-key-0123456789"
@@ -41,10 +42,24 @@ async def http() -> AsyncIterator[httpx.AsyncClient]:
         yield client
 
 
-def build(store: RedisStore, youtube: FakeYouTube, http: httpx.AsyncClient) -> Suggester:
+def build(
+    store: RedisStore,
+    youtube: FakeYouTube,
+    http: httpx.AsyncClient,
+    monotonic: FakeClock | None = None,
+) -> Suggester:
+    """A Suggester; ``monotonic`` drives its and its gate's Redis back-off."""
     client = YouTubeClient(YouTubeSettings(api_url=youtube.base_url, api_key=KEY), http)
     metrics = SuggestMetrics(CollectorRegistry())
-    return Suggester(client, store, QuotaGate(store), metrics, SuggestSettings())
+    ticks = monotonic or FakeClock()
+    gate = QuotaGate(store, monotonic=ticks)
+    return Suggester(client, store, gate, metrics, SuggestSettings(), monotonic=ticks)
+
+
+@pytest.fixture
+def ticks() -> FakeClock:
+    """The monotonic clock of the Redis back-offs."""
+    return FakeClock()
 
 
 @pytest.fixture
@@ -53,9 +68,10 @@ async def suggester(
     proxied_store: RedisStore,
     youtube: FakeYouTube,
     http: httpx.AsyncClient,
+    ticks: FakeClock,
 ) -> Suggester:
     """A running Suggester whose Redis connection goes through ``redis_proxy``."""
-    suggester = build(proxied_store, youtube, http)
+    suggester = build(proxied_store, youtube, http, ticks)
     await nursery.start(suggester.run)
     return suggester
 
@@ -124,3 +140,24 @@ async def test_a_suggester_that_is_not_running_answers_503(
         await stopped.suggest(normalize_query("lofi"))
     assert caught.value.reason == "busy" and caught.value.retry_after >= 1
     assert youtube.calls["search"] == 0
+
+
+async def test_bookkeeping_notices_redis_is_back_without_traffic(
+    suggester: Suggester,
+    redis_proxy: FaultProxy,
+    ticks: FakeClock,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    redis_proxy.mode = "down"
+    await suggester.suggest(normalize_query("lofi"))  # cache read fails: the cache is off
+    assert suggester.state() == "degraded"
+    redis_proxy.mode = "pass"
+    caplog.clear()  # coredis logs the refused connections at ERROR
+    ticks.advance(60)  # the back-offs are over
+    await suggester.bookkeeping()
+    assert suggester.state() == "up"
+
+
+async def test_popularity_windows_longer_than_kept_are_refused(suggester: Suggester) -> None:
+    with pytest.raises(ValueError, match="at most"):
+        await suggester.popular(5, window_seconds=2 * 86_400)

@@ -13,6 +13,7 @@ from contextlib import AbstractAsyncContextManager
 
 import pytest
 import trio
+from prometheus_client.parser import text_string_to_metric_families
 
 from tests.app.conftest import AppFactory, RunningApp
 from tests.app.conftest import app_factory as app_factory  # the fixture, shared
@@ -64,3 +65,13 @@ async def app(suggest_app: SuggestApp) -> AsyncIterator[RunningApp]:
 async def alice(app: RunningApp) -> User:
     """A signed-in user of ``app``."""
     return await sign_in(app, "alice")
+
+
+async def metric(app: RunningApp, name: str, **labels: str) -> float | None:
+    """The value of the sample ``name{labels}`` (labels exactly) on ``/metrics``; None if absent."""
+    text = (await app.client.get("/metrics")).text
+    for family in text_string_to_metric_families(text):
+        for sample in family.samples:
+            if sample.name == name and sample.labels == labels:
+                return sample.value
+    return None
