@@ -25,6 +25,23 @@ _SHARED: list[Any] = [
 ]
 
 
+# coredis logs a connection attempt that fails mid-handshake (Redis hung, or our deadline
+# cancelling the attempt) at ERROR with a traceback. For us that is Redis being unavailable,
+# which every caller already reports once per outage at WARNING (smartpip.redisbackoff), and
+# it is not a bug; an ERROR line per attempt would page for an outage the readiness probe and
+# the redis_up gauge already show.
+COREDIS_HANDSHAKE = "Connection attempt failed unexpectedly!"
+
+
+class _CoredisHandshakeFilter(logging.Filter):
+    """Lowers coredis's failed-handshake record from ERROR to WARNING (kept, not dropped)."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.levelno >= logging.ERROR and record.msg == COREDIS_HANDSHAKE:
+            record.levelno, record.levelname = logging.WARNING, "WARNING"
+        return True
+
+
 def configure_logging(level: str = "info") -> None:
     """Send every log record, ours and the libraries', to stderr as one JSON object a line."""
     handler = logging.StreamHandler(sys.stderr)
@@ -49,6 +66,10 @@ def configure_logging(level: str = "info") -> None:
     # travels there (`key=`), so only its warnings may reach the log.
     for name in ("httpx", "httpcore"):
         logging.getLogger(name).setLevel(max(logging.WARNING, root.level))
+    coredis = logging.getLogger("coredis")
+    for old_filter in [f for f in coredis.filters if isinstance(f, _CoredisHandshakeFilter)]:
+        coredis.removeFilter(old_filter)
+    coredis.addFilter(_CoredisHandshakeFilter())
     structlog.configure(
         processors=[*_SHARED, structlog.stdlib.ProcessorFormatter.wrap_for_formatter],
         logger_factory=structlog.stdlib.LoggerFactory(),
