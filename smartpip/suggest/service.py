@@ -399,6 +399,12 @@ class Suggester:
                 )
         except SuggestError as error:
             flight.error = error
+        except Exception:
+            # A bug must fail this query only, not cancel every flight in the nursery.
+            log.exception("suggest flight failed", query_terms=len(flight.query.terms))
+            flight.error = SuggestUnavailable(
+                "suggest failed unexpectedly", retry_after=_SHORT_RETRY, reason="busy"
+            )
         finally:
             if flight.entry is None and flight.error is None:  # cancelled: shutting down
                 flight.error = SuggestUnavailable(

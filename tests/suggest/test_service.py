@@ -14,12 +14,13 @@ import pytest
 import trio
 from prometheus_client import CollectorRegistry
 
-from smartpip.suggest import normalize_query
+from smartpip.suggest import NormalizedQuery, normalize_query
 from smartpip.suggest import service as service_module
 from smartpip.suggest.metrics import SuggestMetrics
+from smartpip.suggest.ranking import rank as real_rank
 from smartpip.suggest.service import Suggester, SuggestSettings, SuggestUnavailable
 from smartpip.suggest_quota import QuotaGate
-from smartpip.youtube import YouTubeClient, YouTubeSettings
+from smartpip.youtube import Video, YouTubeClient, YouTubeSettings
 from store.redis import RedisStore
 from tests.fakes.youtube import FakeYouTube
 from tests.quota.conftest import proxied_store as proxied_store  # the fixture, shared
@@ -161,3 +162,33 @@ async def test_bookkeeping_notices_redis_is_back_without_traffic(
 async def test_popularity_windows_longer_than_kept_are_refused(suggester: Suggester) -> None:
     with pytest.raises(ValueError, match="at most"):
         await suggester.popular(5, window_seconds=2 * 86_400)
+
+
+async def test_a_bug_in_one_flight_fails_that_query_only(
+    suggester: Suggester,
+    youtube: FakeYouTube,
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    def rank(items: list[Video], query: NormalizedQuery, **kwargs: object) -> list[Video]:
+        if query.text == "jazz":
+            raise RuntimeError("a bug")
+        return real_rank(items, query, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(service_module, "rank", rank)
+    youtube.inject("search", latency=0.2)
+    outcomes: dict[str, str] = {}
+
+    async def ask(text: str) -> None:
+        try:
+            outcomes[text] = (await suggester.suggest(normalize_query(text))).cache
+        except SuggestUnavailable as error:
+            outcomes[text] = error.reason
+
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(ask, "lofi")
+        nursery.start_soon(ask, "jazz")
+    assert outcomes == {"lofi": "MISS", "jazz": "busy"}
+    errors = [r.getMessage() for r in caplog.records if r.levelname == "ERROR"]
+    assert len(errors) == 1 and "suggest flight failed" in errors[0]
+    caplog.clear()
