@@ -13,6 +13,7 @@ import subprocess
 import sys
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from urllib.parse import quote_plus
 
 import httpx
 
@@ -153,6 +154,98 @@ WATCH_VIDEOS_LUA = ROTATE_USERS_LUA.replace(
 )
 
 
+# The warm-cache suggest run: ten normalized queries, each asked in two raw spellings that
+# differ only by casing, punctuation, spaces and stopwords (so both hit one cache entry).
+SUGGEST_QUERIES: tuple[str, ...] = (
+    "lofi hip hop",
+    "The LOFI  hip-hop!!",
+    "jazz piano for studying",
+    "Jazz Piano, studying",
+    "rain sounds sleep",
+    "rain sounds for SLEEP...",
+    "python trio tutorial",
+    "Python: Trio tutorial?",
+    "morning cafe music",
+    "  morning  cafe music  ",
+    "synthwave night drive",
+    "Synthwave - Night Drive",
+    "quick pasta recipe",
+    "a quick... pasta recipe",
+    "tokyo walking tour 4k",
+    "Tokyo walking tour (4K)",
+    "piano cover anime",
+    "PIANO cover of an anime",
+    "deep focus ambient",
+    "deep-focus AMBIENT",
+)
+# Setup sends each query this many times after the first pass; every answer must be a HIT.
+SUGGEST_HIT_CHECKS = 2
+
+
+def warm_suggest(ctx: SetupContext) -> Mapping[str, str]:
+    """A token pool, and the cache warmed for `SUGGEST_QUERIES` (checked: all HITs after).
+
+    The first pass fills the cache through the fake YouTube (MISS, or HIT for the second
+    spelling of a query); then every query must answer ``X-Cache: HIT``, or the hook fails
+    (the row then reports why instead of measuring misses).
+
+    Returns:
+        ``X-Bench-Tokens`` and ``X-Bench-Queries`` (URL-encoded, space-separated), both
+        consumed and removed by `SUGGEST_LUA`.
+    """
+    pool = token_pool(ctx)
+    first = pool["X-Bench-Tokens"].split()[0]
+    headers = {"Authorization": f"Bearer {first}"}
+    url = ctx.base_url + "/v1/suggest"
+    for query in SUGGEST_QUERIES:
+        answer = ctx.client.get(url, params={"q": query}, headers=headers)
+        if answer.status_code != 200:
+            raise RuntimeError(
+                f"warming {query!r}: HTTP {answer.status_code} {answer.text[:200]} "
+                "(is suggest configured with the bench's fake YouTube?)"
+            )
+    misses = []
+    for _ in range(SUGGEST_HIT_CHECKS):
+        for query in SUGGEST_QUERIES:
+            answer = ctx.client.get(url, params={"q": query}, headers=headers)
+            cache = answer.headers.get("X-Cache")
+            if answer.status_code != 200 or cache != "HIT":
+                misses.append(f"{query!r}: HTTP {answer.status_code} X-Cache {cache}")
+    if misses:
+        raise RuntimeError("not HITs after warming: " + "; ".join(misses))
+    return {**pool, "X-Bench-Queries": " ".join(quote_plus(q) for q in SUGGEST_QUERIES)}
+
+
+# Round robin over the users and, independently, over the queries. A 2xx answer that is not a
+# cache HIT is rejected (counted as a failed request, `bench.wrk`): this row measures the warm
+# cache, so a MISS or STALE during the run fails it rather than blending in.
+SUGGEST_LUA = """
+local tokens, queries = {}, {}
+local turn, pick = 0, 0
+init = function(args)
+  for token in string.gmatch(wrk.headers["X-Bench-Tokens"], "%S+") do
+    table.insert(tokens, token)
+  end
+  for query in string.gmatch(wrk.headers["X-Bench-Queries"], "%S+") do
+    table.insert(queries, query)
+  end
+  wrk.headers["X-Bench-Tokens"] = nil
+  wrk.headers["X-Bench-Queries"] = nil
+end
+request = function()
+  turn = turn % #tokens + 1
+  pick = pick % #queries + 1
+  wrk.headers["Authorization"] = "Bearer " .. tokens[turn]
+  return wrk.format(nil, "/v1/suggest?q=" .. queries[pick])
+end
+response = function(status, headers, body)
+  local cache = headers["X-Cache"] or headers["x-cache"]
+  if status >= 200 and status <= 299 and cache ~= "HIT" then
+    bench_rejected = bench_rejected + 1
+  end
+end
+"""
+
 CEILING = Endpoint(path="/healthz", name="ceiling (bare ASGI)")
 """The reference request, sent to the ceiling app; it answers every path the same way."""
 
@@ -181,5 +274,14 @@ ENDPOINTS: tuple[Endpoint, ...] = (
         setup=token_pool,
         lua=WATCH_VIDEOS_LUA,
         budget=Budget(min_ratio=0.4, max_p99_ms=50),
+    ),
+    # Suggest on a warm cache (issue item 10: at least 0.7 of the ceiling): bearer, the
+    # per-user suggest limit (Redis), normalization, and a cached answer (in-process copy).
+    Endpoint(
+        path="/v1/suggest",
+        name="GET /v1/suggest (warm)",
+        setup=warm_suggest,
+        lua=SUGGEST_LUA,
+        budget=Budget(min_ratio=0.7),
     ),
 )

@@ -103,7 +103,8 @@ def _reasons(result: WrkResult, ratio: float, p99_ratio: float, budget: Budget |
     reasons: list[str] = []
     if result.errors:
         reasons.append(
-            f"{result.errors} failed requests (non-2xx {result.non2xx}, connect "
+            f"{result.errors} failed requests (non-2xx {result.non2xx}, rejected "
+            f"{result.rejected}, connect "
             f"{result.connect_errors}, read {result.read_errors}, write {result.write_errors}, "
             f"timeout {result.timeout_errors})"
         )

@@ -7,6 +7,10 @@ at a fixed connection count. Prints a table (req/s, p50/p95/p99, errors, ratio t
 budget, verdict), writes the figures to ``bench/results/<UTC stamp>.json`` and ``latest.json``,
 and exits 1 when a budget is missed or any request failed, 2 when the run could not be made.
 
+The service's suggest talks to a fake YouTube the run starts first (`bench.fake_youtube`), and
+the service keeps its Redis keys under a prefix of the run's own, deleted at the end. After the
+table, a full run (no ``--only``) also makes the quota-economy run (`bench.economy`).
+
 Usage: ``python -m bench.run [--duration 10] [--connections 32] [--only /healthz]``.
 """
 
@@ -19,7 +23,6 @@ import os
 import platform
 import secrets
 import shlex
-import shutil
 import signal
 import subprocess
 import sys
@@ -31,9 +34,13 @@ from typing import Any
 
 import httpx
 
+from bench import economy
 from bench.endpoints import CEILING, ENDPOINTS, Endpoint, SetupContext
+from bench.fake_youtube import api_url, fake_youtube_process
 from bench.report import Row, format_table, judge, write_results
+from bench.scratch import delete_prefix, fresh_prefix
 from bench.servers import Pinning, ServerProcess, StartError, free_port, plan_pinning
+from bench.service import smartpip_command, smartpip_env
 from bench.wrk import WRK_TIMEOUT, WrkError, WrkResult, ensure_wrk, lua_script, run_wrk, wrk_version
 
 __all__ = ["main"]
@@ -88,6 +95,12 @@ def _parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("--ready-timeout", type=float, default=DEFAULT_READY_TIMEOUT_S)
     parser.add_argument("--no-pin", action="store_true", help="do not pin to cores (taskset)")
     parser.add_argument("--results-dir", type=Path, default=RESULTS_DIR)
+    parser.add_argument(
+        "--economy",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="also make the quota-economy run after the table (default: only without --only)",
+    )
     args = parser.parse_args(argv)
     if args.duration < 1 or args.warmup < 0:
         parser.error("--duration must be >= 1 and --warmup >= 0")
@@ -108,11 +121,7 @@ def _service_command(template: str | None, bind: str, port: int) -> list[str]:
     if template is not None:
         fields = {"python": sys.executable, "bind": bind, "port": str(port)}
         return [part.format(**fields) for part in shlex.split(template)]
-    beside = Path(sys.executable).parent / "smartpip"
-    script = str(beside) if beside.exists() else shutil.which("smartpip")
-    if script is None:
-        raise StartError("`smartpip` is not installed in this environment (pip install -e .)")
-    return [script, "serve"]
+    return smartpip_command()
 
 
 def _on_sigterm(signum: int, frame: FrameType | None) -> None:
@@ -219,27 +228,33 @@ def main(argv: Sequence[str] | None = None) -> int:
     _progress(f"pinning: {pinning.note}")
 
     ceiling_port, service_port = free_port(HOST), free_port(HOST)
+    youtube_port = free_port(HOST)
     ceiling_bind, service_bind = f"{HOST}:{ceiling_port}", f"{HOST}:{service_port}"
     try:
         service_cmd = _service_command(args.service_cmd, service_bind, service_port)
     except StartError as exc:
         _progress(str(exc))
         return EXIT_BROKEN
-    service_env = {
-        **os.environ,
-        "SMARTPIP_BIND": service_bind,
-        "SMARTPIP_DATABASE_URL": args.database_url,
-        "SMARTPIP_REDIS_URL": args.redis_url,
-        "SMARTPIP_ENV": "development",
-        "SMARTPIP_DRAIN_SECONDS": "0",
-        # A fixed key per run, so the setup hooks can mint tokens the service accepts.
-        "SMARTPIP_JWT_KEYS": "bench:" + secrets.token_urlsafe(32),
-        # A few users drive thousands of requests: lift the per-user limits to the largest
-        # allowed so wrk measures the work, not 429s (the limiter still runs).
-        "SMARTPIP_RATE_LIMIT_USER": "600000/1m",
-        "SMARTPIP_RATE_LIMIT_WRITES": "600000/1m",
-        "PYTHONUNBUFFERED": "1",
-    }
+    youtube_key = "bench-" + secrets.token_urlsafe(16)
+    redis_prefix = fresh_prefix("wrk")
+    youtube = fake_youtube_process(
+        "youtube",
+        host=HOST,
+        port=youtube_port,
+        api_key=youtube_key,
+        log_path=results_dir / f"{stamp}-youtube.log",
+        cwd=REPO_ROOT,
+        env={**os.environ, "PYTHONUNBUFFERED": "1"},
+    )
+    service_env = smartpip_env(
+        bind=service_bind,
+        database_url=args.database_url,
+        redis_url=args.redis_url,
+        redis_prefix=redis_prefix,
+        jwt_keys="bench:" + secrets.token_urlsafe(32),
+        youtube_api_url=api_url(youtube),
+        youtube_api_key=youtube_key,
+    )
     ceiling = ServerProcess(
         "ceiling",
         [*pinning.server_prefix, sys.executable, "-m", "bench.ceiling", "--bind", ceiling_bind],
@@ -263,13 +278,18 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         with contextlib.ExitStack() as stack:
             tmp = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="bench-")))
+            # Exit callbacks run last first: the prefix goes once the service has stopped.
+            stack.callback(lambda: _progress(delete_prefix(args.redis_url, redis_prefix)))
             stack.enter_context(ceiling)
+            # The fake YouTube answers before the service starts (suggest's upstream).
+            stack.enter_context(youtube)
+            _start(youtube, args.ready_timeout)
             stack.enter_context(service)
             _start(ceiling, args.ready_timeout)
             _start(service, args.ready_timeout)
             bench = _Bench(args, wrk, pinning, tmp)
             total = (len(endpoints) + 1) * (args.duration + args.warmup)
-            _progress(f"both servers ready; about {total} s of load follows")
+            _progress(f"servers ready; about {total} s of load follows")
 
             _progress(f"{CEILING.label}: {ceiling.base_url}{CEILING.path}")
             reference = bench.drive(ceiling, CEILING, dict(CEILING.headers))
@@ -332,13 +352,24 @@ def main(argv: Sequence[str] | None = None) -> int:
                 "exit_code": server.returncode,
                 "log": str(server.log_path),
             }
-            for server in (ceiling, service)
+            for server in (ceiling, youtube, service)
         },
+        "redis_prefix": redis_prefix,
         "results": [row.to_json() for row in rows],
     }
     for path in write_results(document, results_dir, stamp):
         _progress(f"wrote {path}")
-    return EXIT_OK if passed else EXIT_FAILED
+    code = EXIT_OK if passed else EXIT_FAILED
+    if args.economy or (args.economy is None and not args.only):
+        settings = economy.EconomySettings(
+            database_url=args.database_url,
+            redis_url=args.redis_url,
+            results_dir=results_dir,
+            ready_timeout_s=args.ready_timeout,
+        )
+        # The worse of the two: broken (2) over failed (1) over passed (0); 130 if interrupted.
+        code = max(code, economy.run_economy(settings, stamp))
+    return code
 
 
 if __name__ == "__main__":

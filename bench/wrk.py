@@ -2,9 +2,11 @@
 
 The Lua script ends with a ``done()`` hook that prints one machine-parsable line,
 ``BENCH_RESULT {json}``, with the request count, duration, latency percentiles (p50/p95/p99,
-microseconds), socket error counts and the number of non-2xx answers (counted in ``response()``
-per thread, summed in ``done()``). If that line is missing, the ``--latency`` text report is
-parsed instead (it has no p95 and counts only 4xx/5xx answers as errors).
+microseconds), socket error counts, the number of non-2xx answers (counted in ``response()``
+per thread, summed in ``done()``) and the number of 2xx answers the endpoint's own Lua
+rejected (its ``response()`` adds 1 to the thread global ``bench_rejected``; a warm-cache run
+rejects answers that are not cache hits, say). If that line is missing, the ``--latency`` text
+report is parsed instead (it has no p95 and counts only 4xx/5xx answers as errors).
 """
 
 from __future__ import annotations
@@ -42,6 +44,7 @@ end
 
 function init(args)
   bench_non2xx = 0
+  bench_rejected = 0
   if bench_user_init then bench_user_init(args) end
 end
 
@@ -51,18 +54,20 @@ function response(status, headers, body)
 end
 
 function done(summary, latency, requests)
-  local non2xx = 0
+  local non2xx, rejected = 0, 0
   for _, thread in ipairs(bench_threads) do
     non2xx = non2xx + (thread:get("bench_non2xx") or 0)
+    rejected = rejected + (thread:get("bench_rejected") or 0)
   end
   local e = summary.errors
   io.write(string.format(
     'BENCH_RESULT {"requests":%d,"duration_us":%d,"p50_us":%.1f,"p95_us":%.1f,' ..
     '"p99_us":%.1f,"max_us":%.1f,"connect_errors":%d,"read_errors":%d,' ..
-    '"write_errors":%d,"timeout_errors":%d,"status_errors":%d,"non2xx":%d}\\n',
+    '"write_errors":%d,"timeout_errors":%d,"status_errors":%d,"non2xx":%d,' ..
+    '"rejected":%d}\\n',
     summary.requests, summary.duration, latency:percentile(50), latency:percentile(95),
     latency:percentile(99), latency.max, e.connect, e.read, e.write, e.timeout, e.status,
-    non2xx))
+    non2xx, rejected))
   if bench_user_done then bench_user_done(summary, latency, requests) end
 end
 """
@@ -89,16 +94,18 @@ class WrkResult:
     timeout_errors: int
     non2xx: int
     source: str  # "lua" or "text"
+    rejected: int = 0  # 2xx answers the endpoint's Lua counted as failed
 
     @property
     def errors(self) -> int:
-        """Every failed request: socket errors, timeouts and non-2xx answers."""
+        """Every failed request: socket errors, timeouts, non-2xx and rejected answers."""
         return (
             self.connect_errors
             + self.read_errors
             + self.write_errors
             + self.timeout_errors
             + self.non2xx
+            + self.rejected
         )
 
     def to_json(self) -> dict[str, Any]:
@@ -228,6 +235,7 @@ def _from_lua(raw: dict[str, Any]) -> WrkResult:
         timeout_errors=raw["timeout_errors"],
         non2xx=raw["non2xx"],
         source="lua",
+        rejected=raw.get("rejected", 0),
     )
 
 
