@@ -10,7 +10,9 @@ from __future__ import annotations
 import time
 from collections.abc import AsyncIterator, Callable
 from contextlib import AbstractAsyncContextManager
+from typing import Any
 
+import httpx
 import pytest
 import trio
 from prometheus_client.parser import text_string_to_metric_families
@@ -20,7 +22,18 @@ from tests.app.conftest import app_factory as app_factory  # the fixture, shared
 from tests.fakes.youtube import FakeYouTube
 from tests.history.conftest import KEY, User, sign_in
 
-__all__ = ["API_KEY", "SuggestApp", "User", "sign_in"]
+__all__ = [
+    "API_KEY",
+    "SuggestApp",
+    "User",
+    "ask",
+    "breaker_gauges",
+    "cache_result",
+    "check_problem",
+    "metric",
+    "sign_in",
+    "suggest_state",
+]
 
 # Distinctive, so a leak into a log line or an answer is easy to spot.
 API_KEY = "AIzaSy-suggest-test-key-0123456789"
@@ -75,3 +88,41 @@ async def metric(app: RunningApp, name: str, **labels: str) -> float | None:
             if sample.name == name and sample.labels == labels:
                 return sample.value
     return None
+
+
+async def ask(app: RunningApp, user: User, q: str) -> httpx.Response:
+    """``GET /v1/suggest?q=<q>`` as ``user``."""
+    return await app.client.get("/v1/suggest", params={"q": q}, headers=user.headers)
+
+
+def cache_result(response: httpx.Response) -> str:
+    """``X-Cache`` of a 200 answer."""
+    assert response.status_code == 200, response.text
+    return response.headers["x-cache"]
+
+
+def check_problem(response: httpx.Response, status: int, code: str) -> dict[str, Any]:
+    """Assert a problem+json answer with ``status`` and ``code``; its document."""
+    assert response.status_code == status, response.text
+    assert response.headers["content-type"] == "application/problem+json"
+    body: dict[str, Any] = response.json()
+    assert body["status"] == status
+    assert body["code"] == code
+    return body
+
+
+async def suggest_state(app: RunningApp) -> str:
+    """Suggest's state in ``/v1/status``."""
+    state: str = (await app.client.get("/v1/status")).json()["features"]["suggest"]
+    return state
+
+
+async def breaker_gauges(app: RunningApp) -> dict[str, float | None]:
+    """``suggest_breaker_open`` per reason, after a bookkeeping pass refreshed the gauges."""
+    suggest = app.resources.suggest
+    assert suggest is not None
+    await suggest.bookkeeping()
+    return {
+        reason: await metric(app, "suggest_breaker_open", reason=reason)
+        for reason in ("quota", "upstream", "key_invalid")
+    }

@@ -10,7 +10,7 @@ import httpx
 from smartpip.suggest import normalize_query
 from tests.app.conftest import RunningApp
 from tests.fakes.youtube import FakeYouTube
-from tests.suggest_api.conftest import SuggestApp, User, sign_in
+from tests.suggest_api.conftest import SuggestApp, User, ask, sign_in
 from tests.support.clock import FakeClock
 
 ITEM_FIELDS = {
@@ -23,11 +23,6 @@ ITEM_FIELDS = {
     "url",
     "viewCount",
 }
-
-
-async def ask(app: RunningApp, user: User, q: str) -> httpx.Response:
-    """``GET /v1/suggest?q=<q>`` as ``user``."""
-    return await app.client.get("/v1/suggest", params={"q": q}, headers=user.headers)
 
 
 def cache_of(response: httpx.Response) -> tuple[str, str]:

@@ -16,20 +16,22 @@ from zoneinfo import ZoneInfo
 import httpx
 
 from store.quota import QuotaUsage, quota_usage
-from tests.app.conftest import RunningApp
 from tests.fakes.youtube import FakeYouTube
-from tests.suggest_api.conftest import SuggestApp, User, metric, sign_in
+from tests.suggest_api.conftest import (
+    SuggestApp,
+    ask,
+    breaker_gauges,
+    cache_result,
+    metric,
+    sign_in,
+    suggest_state,
+)
 from tests.support.clock import FakeClock
 
 PACIFIC = ZoneInfo("America/Los_Angeles")
 # 2026-03-10 15:00 PDT (DST began on March 8): 9 hours to midnight Pacific.
 AFTERNOON = datetime(2026, 3, 10, 15, 0, tzinfo=PACIFIC).timestamp()
 TTL = 1200  # SMARTPIP_SUGGEST_TTL_SECONDS default
-
-
-async def ask(app: RunningApp, user: User, q: str) -> httpx.Response:
-    """``GET /v1/suggest?q=<q>`` as ``user``."""
-    return await app.client.get("/v1/suggest", params={"q": q}, headers=user.headers)
 
 
 def to_midnight(clock: FakeClock) -> int:
@@ -43,31 +45,10 @@ def pacific_day(clock: FakeClock) -> str:
     return datetime.fromtimestamp(clock(), PACIFIC).date().isoformat()
 
 
-def cache_result(response: httpx.Response) -> str:
-    assert response.status_code == 200, response.text
-    return response.headers["x-cache"]
-
-
 def assert_unavailable(response: httpx.Response, retry_after: int) -> None:
     assert response.status_code == 503, response.text
     assert response.json()["code"] == "suggest_unavailable"
     assert response.headers["retry-after"] == str(retry_after)
-
-
-async def suggest_state(app: RunningApp) -> str:
-    state: str = (await app.client.get("/v1/status")).json()["features"]["suggest"]
-    return state
-
-
-async def breakers(app: RunningApp) -> dict[str, float | None]:
-    """``suggest_breaker_open`` per reason, after a bookkeeping pass refreshed the gauges."""
-    suggest = app.resources.suggest
-    assert suggest is not None
-    await suggest.bookkeeping()
-    return {
-        reason: await metric(app, "suggest_breaker_open", reason=reason)
-        for reason in ("quota", "upstream", "key_invalid")
-    }
 
 
 async def test_quota_exceeded_serves_the_cache_only_until_midnight_pacific(
@@ -100,7 +81,7 @@ async def test_quota_exceeded_serves_the_cache_only_until_midnight_pacific(
         assert to_midnight(clock) == 9 * 3600 - 600 - TTL
         assert youtube.calls == {"search": 2, "videos": 1}
 
-        assert await breakers(app) == {"quota": 1.0, "upstream": 0.0, "key_invalid": 0.0}
+        assert await breaker_gauges(app) == {"quota": 1.0, "upstream": 0.0, "key_invalid": 0.0}
         assert await metric(app, "suggest_cache_total", result="stale") == 1.0
         quota_calls = {"method": "search", "outcome": "quota"}
         assert await metric(app, "suggest_upstream_calls_total", **quota_calls) == 1.0
@@ -112,7 +93,7 @@ async def test_quota_exceeded_serves_the_cache_only_until_midnight_pacific(
         youtube.inject("search", quota_exceeded=False)
         assert cache_result(await ask(app, alice, "smooth jazz")) == "MISS"
         assert youtube.calls == {"search": 3, "videos": 2}
-        assert await breakers(app) == {"quota": 0.0, "upstream": 0.0, "key_invalid": 0.0}
+        assert await breaker_gauges(app) == {"quota": 0.0, "upstream": 0.0, "key_invalid": 0.0}
         assert await suggest_state(app) == "up"
 
 
@@ -154,7 +135,7 @@ async def test_daily_budget_spent_refuses_until_midnight_without_calling(
         assert cache_result(await ask(app, alice, "smooth jazz")) == "HIT"
         assert youtube.calls["search"] == 2
 
-        assert (await breakers(app))["quota"] == 1.0
+        assert (await breaker_gauges(app))["quota"] == 1.0
         assert await metric(app, "suggest_quota_searches_used") == 2.0
         assert await metric(app, "suggest_quota_searches_remaining") == 0.0
         assert await suggest_state(app) == "degraded"
@@ -162,7 +143,7 @@ async def test_daily_budget_spent_refuses_until_midnight_without_calling(
         clock.advance(to_midnight(clock))
         assert cache_result(await ask(app, alice, "pasta")) == "MISS"
         assert youtube.calls["search"] == 3
-        await breakers(app)
+        await breaker_gauges(app)
         assert await metric(app, "suggest_quota_searches_used") == 1.0
         assert await metric(app, "suggest_quota_searches_remaining") == 1.0
 

@@ -7,7 +7,6 @@ queries that normalize alike share one search.
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
-from typing import Any
 
 import httpx
 import pytest
@@ -17,7 +16,7 @@ from tests.app.conftest import AppFactory, RunningApp
 from tests.fakes.youtube import FakeYouTube
 from tests.fakes.youtube_corpus import CorpusVideo
 from tests.history.conftest import KEY
-from tests.suggest_api.conftest import API_KEY, SuggestApp, User, sign_in
+from tests.suggest_api.conftest import API_KEY, SuggestApp, User, ask, check_problem, sign_in
 from tests.support.clock import FakeClock
 
 # The worked example of docs/suggest-ranking.md: "now" and the four videos, sent by the fake
@@ -54,25 +53,10 @@ RANKING_CORPUS: tuple[CorpusVideo, ...] = (
 )
 
 
-async def ask(app: RunningApp, user: User, q: str) -> httpx.Response:
-    """``GET /v1/suggest?q=<q>`` as ``user``."""
-    return await app.client.get("/v1/suggest", params={"q": q}, headers=user.headers)
-
-
 def video_ids(response: httpx.Response) -> list[str]:
     """The ``videoId`` of each item of a 200 answer, in order."""
     assert response.status_code == 200, response.text
     return [item["videoId"] for item in response.json()["items"]]
-
-
-def check_problem(response: httpx.Response, status: int, code: str) -> dict[str, Any]:
-    """Assert a problem+json answer with ``status`` and ``code``; its document."""
-    assert response.status_code == status, response.text
-    assert response.headers["content-type"] == "application/problem+json"
-    body: dict[str, Any] = response.json()
-    assert body["status"] == status
-    assert body["code"] == code
-    return body
 
 
 # -- normalization and validation ----------------------------------------------------------------

@@ -11,17 +11,12 @@ import trio
 
 from tests.app.conftest import RunningApp
 from tests.fakes.youtube import FakeYouTube
-from tests.suggest_api.conftest import SuggestApp, User, sign_in
+from tests.suggest_api.conftest import SuggestApp, User, ask, sign_in, suggest_state
 from tests.support.clock import FakeClock
 from tests.support.faultproxy import FaultProxy
 from tests.support.polling import eventually
 
 CONCURRENT = 20
-
-
-async def ask(app: RunningApp, user: User, q: str) -> httpx.Response:
-    """``GET /v1/suggest?q=<q>`` as ``user``."""
-    return await app.client.get("/v1/suggest", params={"q": q}, headers=user.headers)
 
 
 async def ask_all(apps: list[RunningApp], user: User, q: str) -> list[httpx.Response]:
@@ -127,13 +122,7 @@ async def test_without_redis_suggest_still_answers_with_one_search_per_query(
     ) as app:
         alice = await sign_in(app, "alice")
 
-        async def suggest_state() -> str:
-            response = await app.client.get("/v1/status")
-            assert response.status_code == 200
-            state: str = response.json()["features"]["suggest"]
-            return state
-
-        assert await suggest_state() == "up"
+        assert await suggest_state(app) == "up"
         redis_proxy.mode = "down"
 
         # No shared cache, no lease, no shared quota counter: the gate's local allowance lets
@@ -150,7 +139,7 @@ async def test_without_redis_suggest_still_answers_with_one_search_per_query(
         assert youtube.calls == {"search": 2, "videos": 2}
 
         async def degraded() -> bool:
-            return await suggest_state() == "degraded"
+            return await suggest_state(app) == "degraded"
 
         await eventually(degraded)
 

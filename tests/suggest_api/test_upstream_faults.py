@@ -16,22 +16,22 @@ import trio
 
 from tests.app.conftest import RunningApp
 from tests.fakes.youtube import FakeYouTube
-from tests.suggest_api.conftest import API_KEY, SuggestApp, User, metric, sign_in
+from tests.suggest_api.conftest import (
+    API_KEY,
+    SuggestApp,
+    User,
+    ask,
+    breaker_gauges,
+    cache_result,
+    metric,
+    sign_in,
+    suggest_state,
+)
 from tests.support.clock import FakeClock
 from tests.support.polling import eventually
 
 TTL = 1200  # SMARTPIP_SUGGEST_TTL_SECONDS default
 COOLDOWN = 60  # the upstream breaker's cool-down (smartpip.suggest_quota)
-
-
-async def ask(app: RunningApp, user: User, q: str) -> httpx.Response:
-    """``GET /v1/suggest?q=<q>`` as ``user``."""
-    return await app.client.get("/v1/suggest", params={"q": q}, headers=user.headers)
-
-
-def cache_result(response: httpx.Response) -> str:
-    assert response.status_code == 200, response.text
-    return response.headers["x-cache"]
 
 
 def assert_upstream_error(response: httpx.Response) -> None:
@@ -44,22 +44,6 @@ def retry_after_of_unavailable(response: httpx.Response) -> int:
     assert response.status_code == 503, response.text
     assert response.json()["code"] == "suggest_unavailable"
     return int(response.headers["retry-after"])
-
-
-async def suggest_state(app: RunningApp) -> str:
-    state: str = (await app.client.get("/v1/status")).json()["features"]["suggest"]
-    return state
-
-
-async def breaker_gauges(app: RunningApp) -> dict[str, float | None]:
-    """``suggest_breaker_open`` per reason, after a bookkeeping pass refreshed the gauges."""
-    suggest = app.resources.suggest
-    assert suggest is not None
-    await suggest.bookkeeping()
-    return {
-        reason: await metric(app, "suggest_breaker_open", reason=reason)
-        for reason in ("quota", "upstream", "key_invalid")
-    }
 
 
 async def test_5xx_is_retried_twice_then_502_and_not_cached(
