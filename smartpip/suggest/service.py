@@ -253,7 +253,7 @@ class Suggester:
         self._metrics = metrics
         self._clock = clock
         self._redis = RedisBackoff(
-            went_down="suggest cache: Redis unavailable; every request is a miss",
+            went_down="suggest cache: Redis unavailable; shared cache off, misses search here",
             came_back="suggest cache: Redis answers again",
             backoff=5.0,
             clock=monotonic,
