@@ -311,8 +311,11 @@ class Suggester:
             entry was already fresh enough.
 
         Raises:
+            ValueError: ``min_fresh_seconds`` is not below the TTL (no search could satisfy it).
             SuggestError: The refresh failed (quota, breaker, YouTube).
         """
+        if not 0 <= min_fresh_seconds < self.settings.ttl_seconds:
+            raise ValueError(f"min_fresh_seconds must be in [0, {self.settings.ttl_seconds})")
         keys = cache_keys(self._store, query.text, self.settings.max_results)
         entry = await self._best_effort(read_entry(self._store, keys))
         if entry is not None and entry.fresh_until - self._clock() > min_fresh_seconds:

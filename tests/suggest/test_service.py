@@ -192,3 +192,12 @@ async def test_a_bug_in_one_flight_fails_that_query_only(
     errors = [r.getMessage() for r in caplog.records if r.levelname == "ERROR"]
     assert len(errors) == 1 and "suggest flight failed" in errors[0]
     caplog.clear()
+
+
+async def test_a_refresh_no_search_can_satisfy_is_refused(
+    suggester: Suggester, youtube: FakeYouTube
+) -> None:
+    for floor in (-1.0, float(suggester.settings.ttl_seconds)):
+        with pytest.raises(ValueError, match="min_fresh_seconds"):
+            await suggester.refresh(normalize_query("lofi"), min_fresh_seconds=floor)
+    assert youtube.calls["search"] == 0
