@@ -191,11 +191,17 @@ async def test_refresh_fills_the_cache_for_the_api(
 
 
 async def test_refresh_with_a_freshness_floor_searches_again(
-    app: RunningApp, alice: User, youtube: FakeYouTube
+    suggest_app: SuggestApp, youtube: FakeYouTube
 ) -> None:
-    suggest = app.resources.suggest
-    assert suggest is not None
-    assert (await ask(app, alice, "jazz")).headers["x-cache"] == "MISS"
-    # Fresh for ~1200 s, not for 1500 s more: the warming job refreshes it.
-    assert await suggest.refresh(normalize_query("jazz"), min_fresh_seconds=1500)
-    assert youtube.calls == {"search": 2, "videos": 2}
+    clock = FakeClock()
+    async with suggest_app(clock=clock) as app:
+        alice = await sign_in(app, "alice")
+        suggest = app.resources.suggest
+        assert suggest is not None
+        assert (await ask(app, alice, "jazz")).headers["x-cache"] == "MISS"
+        clock.advance(300)  # 900 s of freshness left
+        assert not await suggest.refresh(normalize_query("jazz"), min_fresh_seconds=800)
+        assert youtube.calls == {"search": 1, "videos": 1}
+        # Not fresh for 1,000 s more: the warming job refreshes it.
+        assert await suggest.refresh(normalize_query("jazz"), min_fresh_seconds=1000)
+        assert youtube.calls == {"search": 2, "videos": 2}
