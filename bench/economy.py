@@ -50,7 +50,15 @@ import trio
 from bench.fake_youtube import READY_PATH as YOUTUBE_READY_PATH
 from bench.fake_youtube import api_url, fake_youtube_process
 from bench.scratch import delete_prefix, fresh_prefix
-from bench.servers import ServerProcess, StartError, free_port
+from bench.servers import (
+    DEFAULT_READY_TIMEOUT_S,
+    EXIT_BROKEN,
+    EXIT_FAILED,
+    EXIT_OK,
+    ServerProcess,
+    StartError,
+    free_port,
+)
 from bench.service import smartpip_command, smartpip_env
 from bench.tokens import mint
 from smartpip.config import Config
@@ -81,9 +89,6 @@ TTL_S = 1200
 TOKEN_POOL_SIZE = 50
 # Over the service's longest wait for a search (5 s) plus the time to queue for a slot.
 REQUEST_TIMEOUT_S = 15.0
-DEFAULT_READY_TIMEOUT_S = 60.0
-
-EXIT_OK, EXIT_FAILED, EXIT_BROKEN = 0, 1, 2
 
 # The vocabulary: base phrases are a topic and one or two modifiers, in that order.
 # fmt: off

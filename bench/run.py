@@ -39,7 +39,17 @@ from bench.endpoints import CEILING, ENDPOINTS, Endpoint, SetupContext
 from bench.fake_youtube import api_url, fake_youtube_process
 from bench.report import Row, format_table, judge, write_results
 from bench.scratch import delete_prefix, fresh_prefix
-from bench.servers import Pinning, ServerProcess, StartError, free_port, plan_pinning
+from bench.servers import (
+    DEFAULT_READY_TIMEOUT_S,
+    EXIT_BROKEN,
+    EXIT_FAILED,
+    EXIT_OK,
+    Pinning,
+    ServerProcess,
+    StartError,
+    free_port,
+    plan_pinning,
+)
 from bench.service import smartpip_command, smartpip_env
 from bench.wrk import WRK_TIMEOUT, WrkError, WrkResult, ensure_wrk, lua_script, run_wrk, wrk_version
 
@@ -62,10 +72,6 @@ DEFAULT_CONNECTIONS = 32
 DEFAULT_THREADS = 2
 # Setup hooks make a few plain requests to a service that is up; 10 s is a hang, not slowness.
 SETUP_TIMEOUT_S = 10.0
-# The service creates and migrates its database on a cold start; that can take several seconds.
-DEFAULT_READY_TIMEOUT_S = 60.0
-
-EXIT_OK, EXIT_FAILED, EXIT_BROKEN = 0, 1, 2
 
 
 def _parse_args(argv: Sequence[str] | None) -> argparse.Namespace:

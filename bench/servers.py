@@ -21,10 +21,24 @@ from types import TracebackType
 
 import httpx
 
-__all__ = ["Pinning", "ServerProcess", "StartError", "free_port", "plan_pinning"]
+__all__ = [
+    "DEFAULT_READY_TIMEOUT_S",
+    "EXIT_BROKEN",
+    "EXIT_FAILED",
+    "EXIT_OK",
+    "Pinning",
+    "ServerProcess",
+    "StartError",
+    "free_port",
+    "plan_pinning",
+]
 
 # Often enough to add no visible delay, rarely enough not to slow a starting process down.
 READY_POLL_INTERVAL_S = 0.1
+# The service creates and migrates its database on a cold start; that can take several seconds.
+DEFAULT_READY_TIMEOUT_S = 60.0
+# Exit statuses of the bench commands: pass, a budget missed, the run could not be made.
+EXIT_OK, EXIT_FAILED, EXIT_BROKEN = 0, 1, 2
 # Shutdown runs with a 0 s drain window; anything slower than this is a hang, so it gets SIGKILL.
 STOP_TIMEOUT_S = 10.0
 

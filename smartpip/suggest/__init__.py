@@ -1,7 +1,7 @@
-"""Suggest: the pure parts of the YouTube search proxy, query normalization and result ranking.
+"""Suggest: the YouTube search proxy behind ``GET /v1/suggest``.
 
-Both are synchronous and free of I/O; the route, the cache, the quota accounting and the
-YouTube client build on them.
+This package exports the pure parts, query normalization and result ranking (synchronous,
+free of I/O); the service that caches and searches is imported from its own module.
 
 Modules:
 
@@ -9,7 +9,10 @@ Modules:
   :class:`NormalizedQuery` that is the cache key and YouTube's ``q``; :class:`QueryRejected`
   is a 400 ``invalid_request``;
 - :mod:`.ranking`: :func:`rank` orders results by the documented score
-  (``docs/suggest-ranking.md``); the score is never displayed (YouTube policy).
+  (``docs/suggest-ranking.md``); the score is never displayed (YouTube policy);
+- :mod:`.service`: :class:`~smartpip.suggest.service.Suggester`, the shared cache, single-flight
+  searches, the quota gate and stale answers (``docs/suggest.md``);
+- :mod:`.metrics`: its Prometheus metrics.
 """
 
 from smartpip.suggest.normalize import (
