@@ -7,6 +7,7 @@ Background work never runs on ``app.nursery``: supervised tasks live in the root
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any, cast
 
 from quart import Blueprint, Response, request
@@ -22,7 +23,7 @@ from smartpip.lifecycle import Lifecycle
 from smartpip.logs import get_logger
 from smartpip.middleware import MAX_BODY_BYTES, SCOPE_REQUEST_ID, SCOPE_ROUTE, HygieneMiddleware
 from smartpip.ops import ops_blueprint
-from smartpip.problems import ApiError, problem_body, problem_headers
+from smartpip.problems import ApiError, problem_body, problem_headers, retry_after_seconds
 from smartpip.resources import Resources
 from smartpip.settings_routes import settings_blueprint
 from smartpip.suggest_routes import suggest_blueprint
@@ -50,10 +51,21 @@ def problem_response(
     code: str | None = None,
     headers: dict[str, str] | None = None,
     errors: list[dict[str, str]] | None = None,
+    retryable: bool | None = None,
+    extra: Mapping[str, object] | None = None,
 ) -> Response:
     """A problem+json response for the current request."""
     request_id = str(_scope().get(SCOPE_REQUEST_ID, "-"))
-    body = problem_body(status, detail, request_id=request_id, code=code, errors=errors)
+    body = problem_body(
+        status,
+        detail,
+        request_id=request_id,
+        code=code,
+        errors=errors,
+        retry_after=retry_after_seconds(headers),
+        retryable=retryable,
+        extra=extra,
+    )
     return Response(body, status=status, headers=problem_headers(headers))
 
 
@@ -99,6 +111,8 @@ def create_app(
             code=error.code,
             headers=error.headers,
             errors=[dict(e) for e in error.errors] if error.errors is not None else None,
+            retryable=error.retryable,
+            extra=error.extra,
         )
 
     @app.errorhandler(HTTPException)

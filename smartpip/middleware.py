@@ -26,7 +26,7 @@ import trio
 
 from smartpip.logs import access_logger, bind_request_id
 from smartpip.metrics import UNMATCHED_ROUTE, Metrics
-from smartpip.problems import problem_body, problem_headers
+from smartpip.problems import problem_body, problem_headers, retry_after_seconds
 
 __all__ = [
     "MAX_BODY_BYTES",
@@ -189,7 +189,13 @@ class HygieneMiddleware:
     async def _answer(
         send: Send, request_id: str, status: int, detail: str | None, headers: dict[str, str]
     ) -> None:
-        body = b"" if status == 204 else problem_body(status, detail, request_id=request_id)
+        body = (
+            b""
+            if status == 204
+            else problem_body(
+                status, detail, request_id=request_id, retry_after=retry_after_seconds(headers)
+            )
+        )
         if status != 204:
             headers = problem_headers(headers)
         raw = [(k.lower().encode(), v.encode()) for k, v in headers.items()]

@@ -71,6 +71,7 @@ __all__ = [
     "Refusal",
     "RefusalReason",
     "Reservation",
+    "next_pacific_midnight",
     "pacific_day",
     "seconds_until_pacific_midnight",
 ]
@@ -124,6 +125,18 @@ def pacific_day(now: datetime) -> str:
     return now.astimezone(PACIFIC).date().isoformat()
 
 
+def next_pacific_midnight(now: datetime) -> datetime:
+    """The next midnight Pacific time after ``now``, in UTC (when the daily quota resets).
+
+    Raises:
+        ValueError: ``now`` is naive.
+    """
+    _require_aware(now)
+    local = now.astimezone(PACIFIC)
+    midnight = datetime.combine(local.date() + timedelta(days=1), dtime(0), tzinfo=PACIFIC)
+    return midnight.astimezone(UTC)
+
+
 def seconds_until_pacific_midnight(now: datetime) -> int:
     """Whole seconds (rounded up, at least 1) until the next midnight Pacific time.
 
@@ -132,11 +145,8 @@ def seconds_until_pacific_midnight(now: datetime) -> int:
     Raises:
         ValueError: ``now`` is naive.
     """
-    _require_aware(now)
-    local = now.astimezone(PACIFIC)
-    midnight = datetime.combine(local.date() + timedelta(days=1), dtime(0), tzinfo=PACIFIC)
     # Subtract in UTC: aware datetimes sharing a tzinfo subtract as wall-clock times.
-    delta = midnight.astimezone(UTC) - now.astimezone(UTC)
+    delta = next_pacific_midnight(now) - now.astimezone(UTC)
     return max(1, math.ceil(delta.total_seconds()))
 
 

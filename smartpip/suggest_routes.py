@@ -14,6 +14,7 @@ spent, breaker open, YouTube too slow, key rejected, and nothing is cached).
 from __future__ import annotations
 
 import json
+from datetime import datetime
 
 from quart import Blueprint, Response, request
 
@@ -29,8 +30,16 @@ __all__ = ["suggest_blueprint"]
 _DISABLED_RETRY_AFTER = "3600"
 
 
-def _unavailable(detail: str, retry_after: str) -> ApiError:
-    return ApiError(503, detail, code="suggest_unavailable", headers={"Retry-After": retry_after})
+def _unavailable(detail: str, retry_after: str, resets_at: datetime | None = None) -> ApiError:
+    # resetsAt: when the daily YouTube quota resets, so the extension can stop asking until then.
+    extra = {"resetsAt": resets_at.isoformat().replace("+00:00", "Z")} if resets_at else None
+    return ApiError(
+        503,
+        detail,
+        code="suggest_unavailable",
+        headers={"Retry-After": retry_after},
+        extra=extra,
+    )
 
 
 def suggest_blueprint(resources: Resources) -> Blueprint:
@@ -58,7 +67,7 @@ def suggest_blueprint(resources: Resources) -> Blueprint:
         try:
             answer = await suggester.suggest(query)
         except SuggestUnavailable as error:
-            raise _unavailable(str(error), str(error.retry_after)) from None
+            raise _unavailable(str(error), str(error.retry_after), error.resets_at) from None
         except UpstreamError as error:
             raise ApiError(502, str(error)) from None
         text = json.dumps(query.text, ensure_ascii=False).encode()

@@ -49,7 +49,12 @@ from smartpip.redisbackoff import RedisBackoff
 from smartpip.suggest.metrics import SuggestMetrics
 from smartpip.suggest.normalize import NormalizedQuery
 from smartpip.suggest.ranking import RankingWeights, rank
-from smartpip.suggest_quota import QuotaGate, Refusal, seconds_until_pacific_midnight
+from smartpip.suggest_quota import (
+    QuotaGate,
+    Refusal,
+    next_pacific_midnight,
+    seconds_until_pacific_midnight,
+)
 from smartpip.youtube import (
     BadRequest,
     Forbidden,
@@ -113,12 +118,16 @@ class SuggestUnavailable(SuggestError):
     Attributes:
         retry_after: For ``Retry-After``, at least 1.
         reason: ``quota``, ``upstream``, ``key_invalid``, ``redis``, ``timeout``, ``busy``.
+        resets_at: When the daily quota resets (midnight Pacific), for ``quota`` refusals.
     """
 
-    def __init__(self, detail: str, *, retry_after: int, reason: str) -> None:
+    def __init__(
+        self, detail: str, *, retry_after: int, reason: str, resets_at: datetime | None = None
+    ) -> None:
         super().__init__(detail)
         self.retry_after = max(1, retry_after)
         self.reason = reason
+        self.resets_at = resets_at
 
 
 class UpstreamError(SuggestError):
@@ -456,6 +465,9 @@ class Suggester:
                     "another replica's search failed", retry_after=_SHORT_RETRY, reason="upstream"
                 )
 
+    def _quota_reset(self) -> datetime:
+        return next_pacific_midnight(datetime.fromtimestamp(self._clock(), UTC))
+
     async def _search(self, flight: _Flight) -> CacheEntry:
         """Reserve quota, search, rank and store: the one upstream call of a miss."""
         # The cap first: a flight that times out waiting for it has not spent a search.
@@ -466,6 +478,7 @@ class Suggester:
                     _REFUSALS[reservation.reason],
                     retry_after=reservation.retry_after,
                     reason=reservation.reason,
+                    resets_at=self._quota_reset() if reservation.reason == "quota" else None,
                 )
             return await self._search_reserved(flight, reservation.probe)
 
@@ -477,7 +490,10 @@ class Suggester:
             await self._gate.quota_exceeded()
             midnight = seconds_until_pacific_midnight(datetime.fromtimestamp(self._clock(), UTC))
             raise SuggestUnavailable(
-                _REFUSALS["quota"], retry_after=midnight, reason="quota"
+                _REFUSALS["quota"],
+                retry_after=midnight,
+                reason="quota",
+                resets_at=self._quota_reset(),
             ) from None
         except KeyInvalid:
             await self._gate.key_invalid()

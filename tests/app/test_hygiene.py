@@ -9,7 +9,7 @@ from functools import partial
 import pytest
 import trio
 
-from smartpip.problems import PROBLEM_JSON
+from smartpip.problems import PROBLEM_JSON, RETRYABLE_STATUSES
 from tests.app.conftest import AppFactory, RunningApp
 
 ORIGIN = "chrome-extension://abcdefghijklmnopabcdefghijklmnop"
@@ -29,6 +29,11 @@ def assert_problem(response: object, status: int, code: str) -> dict[str, object
     assert body["status"] == status
     assert body["code"] == code
     assert body["requestId"] == response.headers["x-request-id"]
+    assert body["retryable"] is (status in RETRYABLE_STATUSES)
+    if "retry-after" in response.headers:
+        assert body["retryAfter"] == int(response.headers["retry-after"])
+    else:
+        assert "retryAfter" not in body
     return body
 
 

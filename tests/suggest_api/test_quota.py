@@ -9,7 +9,7 @@ passes midnight the gate must ignore yesterday's quota breaker by itself.
 from __future__ import annotations
 
 import math
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from datetime import time as dtime
 from zoneinfo import ZoneInfo
 
@@ -45,10 +45,25 @@ def pacific_day(clock: FakeClock) -> str:
     return datetime.fromtimestamp(clock(), PACIFIC).date().isoformat()
 
 
-def assert_unavailable(response: httpx.Response, retry_after: int) -> None:
+def assert_unavailable(
+    response: httpx.Response, retry_after: int, *, resets_at: datetime | None = None
+) -> None:
     assert response.status_code == 503, response.text
-    assert response.json()["code"] == "suggest_unavailable"
+    body = response.json()
+    assert body["code"] == "suggest_unavailable"
     assert response.headers["retry-after"] == str(retry_after)
+    assert body["retryable"] is True
+    assert body["retryAfter"] == retry_after
+    if resets_at is not None:
+        # RFC 3339 in UTC: the instant of midnight Pacific, for the extension's retry logic.
+        assert body["resetsAt"] == resets_at.astimezone(UTC).isoformat().replace("+00:00", "Z")
+    else:
+        assert "resetsAt" not in body
+
+
+def next_midnight(clock: FakeClock) -> datetime:
+    local = datetime.fromtimestamp(clock(), PACIFIC)
+    return datetime.combine(local.date() + timedelta(days=1), dtime(0), tzinfo=PACIFIC)
 
 
 async def test_quota_exceeded_serves_the_cache_only_until_midnight_pacific(
@@ -63,12 +78,16 @@ async def test_quota_exceeded_serves_the_cache_only_until_midnight_pacific(
         assert await suggest_state(app) == "up"
 
         youtube.inject("search", quota_exceeded=True)
-        assert_unavailable(await ask(app, alice, "smooth jazz"), 9 * 3600)
+        assert_unavailable(
+            await ask(app, alice, "smooth jazz"), 9 * 3600, resets_at=next_midnight(clock)
+        )
         assert youtube.calls == {"search": 2, "videos": 1}  # the one quotaExceeded call
 
         clock.advance(600)
         for query in ("pasta", "rainy lofi", "smooth jazz"):
-            assert_unavailable(await ask(app, alice, query), 9 * 3600 - 600)
+            assert_unavailable(
+                await ask(app, alice, query), 9 * 3600 - 600, resets_at=next_midnight(clock)
+            )
         assert youtube.calls == {"search": 2, "videos": 1}
 
         # The cached query is still served: fresh, then stale; never a call.
@@ -77,7 +96,9 @@ async def test_quota_exceeded_serves_the_cache_only_until_midnight_pacific(
         stale = await ask(app, alice, "lofi beats")
         assert cache_result(stale) == "STALE"
         assert stale.headers["cache-control"] == "private, max-age=0"
-        assert_unavailable(await ask(app, alice, "pasta"), to_midnight(clock))
+        assert_unavailable(
+            await ask(app, alice, "pasta"), to_midnight(clock), resets_at=next_midnight(clock)
+        )
         assert to_midnight(clock) == 9 * 3600 - 600 - TTL
         assert youtube.calls == {"search": 2, "videos": 1}
 
@@ -105,7 +126,9 @@ async def test_quota_exceeded_counts_one_search_and_no_more(
         alice = await sign_in(app, "alice")
         youtube.inject("search", quota_exceeded=True)
         for query in ("lofi beats", "smooth jazz", "pasta"):
-            assert_unavailable(await ask(app, alice, query), 9 * 3600)
+            assert_unavailable(
+                await ask(app, alice, query), 9 * 3600, resets_at=next_midnight(clock)
+            )
         assert youtube.calls == {"search": 1}
         usage = await quota_usage(app.resources.redis, pacific_day(clock))
         assert usage == QuotaUsage(searches=1, units=100)
@@ -128,9 +151,11 @@ async def test_daily_budget_spent_refuses_until_midnight_without_calling(
         assert cache_result(await ask(app, alice, "smooth jazz")) == "MISS"
         assert youtube.calls["search"] == 2
 
-        assert_unavailable(await ask(app, alice, "pasta"), 9 * 3600)
+        assert_unavailable(await ask(app, alice, "pasta"), 9 * 3600, resets_at=next_midnight(clock))
         clock.advance(1)
-        assert_unavailable(await ask(app, alice, "rainy lofi"), 9 * 3600 - 1)
+        assert_unavailable(
+            await ask(app, alice, "rainy lofi"), 9 * 3600 - 1, resets_at=next_midnight(clock)
+        )
         assert youtube.calls["search"] == 2
         assert cache_result(await ask(app, alice, "smooth jazz")) == "HIT"
         assert youtube.calls["search"] == 2
