@@ -85,6 +85,11 @@ def create_app(
     """
     app = QuartTrio(__name__)
     app.config["MAX_CONTENT_LENGTH"] = MAX_BODY_BYTES
+    # A body that has not fully arrived this long after the head is a 408 (connection closed).
+    app.config["BODY_TIMEOUT"] = resources.config.body_timeout
+    # The middleware's request deadline bounds the whole exchange; Quart's own 60 s response
+    # timeout would only cut a response short after it.
+    app.config["RESPONSE_TIMEOUT"] = None
     app.config["PROPAGATE_EXCEPTIONS"] = False
     app.json.sort_keys = False  # type: ignore[attr-defined]
     app.register_blueprint(ops_blueprint(resources, lifecycle))
@@ -143,4 +148,5 @@ def create_app(
         resources.metrics,
         resources.config.cors_origins,
         log_level=resources.config.log_level,
+        request_timeout=resources.config.request_timeout,
     )

@@ -128,6 +128,11 @@ class Config:
     suggest_concurrency: int = 4
     suggest_stopwords: tuple[str, ...] = ()
     suggest_weights: RankingWeights = attrs.field(factory=RankingWeights)
+    request_timeout: float = 30.0
+    body_timeout: float = 10.0
+    keepalive_timeout: float = 5.0
+    send_timeout: float = 10.0
+    max_connections: int = 1000
     drain_seconds: float = 5.0
     graceful_timeout: float = 10.0
     health_interval: float = 2.0
@@ -196,6 +201,11 @@ class Config:
             "suggest_concurrency": r.number("SUGGEST_CONCURRENCY", 4, int, 1, 64),
             "suggest_stopwords": _stopwords(r),
             "suggest_weights": _weights(r),
+            "request_timeout": r.number("REQUEST_TIMEOUT", 30.0, float, 1.0, 600.0),
+            "body_timeout": r.number("BODY_TIMEOUT", 10.0, float, 0.5, 300.0),
+            "keepalive_timeout": r.number("KEEPALIVE_TIMEOUT", 5.0, float, 0.5, 300.0),
+            "send_timeout": r.number("SEND_TIMEOUT", 10.0, float, 0.5, 300.0),
+            "max_connections": r.number("MAX_CONNECTIONS", 1000, int, 1, 100_000),
             "drain_seconds": r.number("DRAIN_SECONDS", 5.0, float, 0.0, 300.0),
             "graceful_timeout": r.number("GRACEFUL_TIMEOUT", 10.0, float, 0.0, 600.0),
             "health_interval": r.number("HEALTH_INTERVAL", 2.0, float, 0.1, 300.0),
@@ -222,6 +232,13 @@ class Config:
             r.problem(
                 "SUGGEST_STALE_SECONDS", "must not be shorter than SMARTPIP_SUGGEST_TTL_SECONDS"
             )
+        for name, limit in (
+            ("SUGGEST_WAIT_SECONDS", "suggest_wait_seconds"),
+            ("BODY_TIMEOUT", "body_timeout"),
+        ):
+            # The deadline must leave room for the longest legitimate wait inside a request.
+            if values["request_timeout"] <= values[limit]:
+                r.problem("REQUEST_TIMEOUT", f"must be longer than SMARTPIP_{name}")
         if (values["oidc_client_id"] is None) != (values["oidc_client_secret"] is None):
             r.problem("OIDC_CLIENT_ID", "and SMARTPIP_OIDC_CLIENT_SECRET must be set together")
         r.unknown_variables()

@@ -17,7 +17,7 @@ from prometheus_client import (
     ProcessCollector,
     generate_latest,
 )
-from prometheus_client.core import GaugeMetricFamily, Metric
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
 __all__ = ["KNOWN_METHODS", "UNMATCHED_ROUTE", "Metrics"]
@@ -55,6 +55,24 @@ class _SnapshotCollector(Collector):
             yield GaugeMetricFamily(f"{name}_up", f"1 when {name} answered the last probe", up)
 
 
+class _ConnectionsCollector(Collector):
+    """The HTTP server's connection counts (:class:`smartpip.httpserver.ConnectionGate`)."""
+
+    def __init__(self, open_now: Callable[[], int], refused: Callable[[], int]) -> None:
+        self._open = open_now
+        self._refused = refused
+
+    def collect(self) -> Iterator[Metric]:
+        yield GaugeMetricFamily(
+            "http_connections_open", "Client connections being served", self._open()
+        )
+        yield CounterMetricFamily(
+            "http_connections_refused",
+            "Client connections refused at the connection limit (answered 503)",
+            self._refused(),
+        )
+
+
 class Metrics:
     """Every metric the service exports, registered on one :class:`CollectorRegistry`."""
 
@@ -90,6 +108,10 @@ class Metrics:
     ) -> None:
         """Export pool and dependency gauges computed from these callables at scrape time."""
         self.registry.register(_SnapshotCollector(pool_stats, dependency_up))
+
+    def watch_connections(self, open_now: Callable[[], int], refused: Callable[[], int]) -> None:
+        """Export the HTTP server's open connections and refusals, read at scrape time."""
+        self.registry.register(_ConnectionsCollector(open_now, refused))
 
     def observe_request(self, method: str, route: str, status: int, seconds: float) -> None:
         """Count one answered request."""

@@ -4,11 +4,17 @@ In order, for each HTTP request:
 
 1. a request ID (the client's ``X-Request-ID`` when sane, else a new one), bound to the logs
    and echoed in the response;
-2. limits checked before any route code runs: query string (414), header block (431),
-   declared body size (413);
+2. framing and limits checked before any route code runs: ``Content-Length`` together with
+   ``Transfer-Encoding`` (400, connection closed), URL length (414), percent-encoding that is
+   not UTF-8 (400), header block (431), declared body size (413);
 3. CORS: preflights answered here for the configured exact origins only;
-4. on the way out, default headers (``Cache-Control: no-store``, ``nosniff``, CORS);
-5. one JSON access-log line and the request metrics, labelled by route template.
+4. the app runs under the per-request deadline (``SMARTPIP_REQUEST_TIMEOUT``): past it, the
+   request is cancelled and answered 503 ``deadline_exceeded`` (connection closed), or, if
+   its answer had started, cut short;
+5. on the way out, default headers (``Cache-Control: no-store``, ``nosniff``, CORS), and the
+   keep-alive rules of :class:`~smartpip.exchange.Exchange`;
+6. one JSON access-log line and the request metrics, labelled by route template (status 499
+   when the client left before any answer).
 
 The route template is recorded into the ASGI scope by the app (``SCOPE_ROUTE``) once Quart
 has matched the URL; unmatched requests are labelled ``unmatched``.
@@ -20,10 +26,14 @@ import re
 import time
 import uuid
 from collections.abc import Awaitable, Callable, Iterable, MutableMapping
+from functools import partial
 from typing import Any
+from urllib.parse import unquote_to_bytes
 
+import attrs
 import trio
 
+from smartpip.exchange import Exchange
 from smartpip.logs import access_logger, bind_request_id
 from smartpip.metrics import UNMATCHED_ROUTE, Metrics
 from smartpip.problems import problem_body, problem_headers, retry_after_seconds
@@ -56,6 +66,12 @@ MAX_HEADER_BYTES = 16 * 1024
 CORS_MAX_AGE = "600"
 CORS_EXPOSE = "X-Request-ID, Retry-After, RateLimit, RateLimit-Policy, ETag, X-Cache"
 _REQUEST_ID = re.compile(r"[A-Za-z0-9._:-]{1,128}")
+# nginx's status for "the client closed the connection before the answer" (not an HTTP status
+# on the wire; only logs and metrics see it, so client disconnects never count as 5xx).
+CLIENT_CLOSED_REQUEST = 499
+# Why 2 s: a request that hit the deadline met a slow dependency; by then the health monitor
+# (2 s interval) has noticed, and the retry either succeeds or fails fast.
+DEADLINE_RETRY_AFTER = "2"
 
 # Liveness is answered here, before the framework: it must say only "the process answers",
 # it is the most frequently hit path (orchestrator and proxy probes), and quart-trio's own
@@ -74,9 +90,6 @@ async def _send_liveness(send: Send, *, head: bool) -> None:
     await send({"type": "http.response.body", "body": b"" if head else _LIVENESS_BODY})
 
 
-_CLIENT_GONE = (trio.BrokenResourceError, trio.BusyResourceError, trio.ClosedResourceError)
-
-
 def _header(scope: Scope, name: bytes) -> bytes | None:
     for key, value in scope["headers"]:
         if key == name:
@@ -84,8 +97,36 @@ def _header(scope: Scope, name: bytes) -> bytes | None:
     return None
 
 
+def _utf8_after_unquoting(raw: bytes) -> bool:
+    """Whether percent-decoding ``raw`` gives valid UTF-8 (no lone surrogates, no stray bytes)."""
+    if b"%" not in raw and raw.isascii():
+        return True
+    try:
+        unquote_to_bytes(raw).decode("utf-8")
+    except UnicodeDecodeError:
+        return False
+    return True
+
+
+@attrs.frozen
+class _Refusal:
+    status: int
+    detail: str | None
+    headers: dict[str, str] = attrs.field(factory=dict)
+    close: bool = False
+
+
 class HygieneMiddleware:
-    """Wraps an ASGI app with request IDs, limits, CORS, default headers, logs and metrics."""
+    """Wraps an ASGI app with request IDs, limits, CORS, default headers, logs and metrics.
+
+    Args:
+        app: The Quart app.
+        metrics: Where request counts and durations go.
+        cors_origins: Exact origins allowed to call the API from a browser.
+        log_level: The access log's level.
+        request_timeout: Seconds a request may take, from its head to its last byte out;
+            past it the request is cancelled and answered 503 ``deadline_exceeded``.
+    """
 
     def __init__(
         self,
@@ -94,11 +135,13 @@ class HygieneMiddleware:
         cors_origins: Iterable[str],
         *,
         log_level: str = "info",
+        request_timeout: float = 30.0,
     ) -> None:
         self.app = app
         self.metrics = metrics
         self.log = access_logger(log_level)
         self.cors_origins = frozenset(cors_origins)
+        self.request_timeout = request_timeout
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -111,69 +154,96 @@ class HygieneMiddleware:
         bind_request_id(request_id)
         origin = (_header(scope, b"origin") or b"").decode("latin-1")
         allowed_origin = origin if origin in self.cors_origins else None
-        status_seen = 500
-        client_gone = False
-
-        async def send_wrapper(message: Message) -> None:
-            nonlocal status_seen, client_gone
-            if message["type"] == "http.response.start":
-                status_seen = message["status"]
-                message["headers"] = self._response_headers(
-                    message.get("headers", []), request_id, allowed_origin
-                )
-            if client_gone:
-                return
-            try:
-                await send(message)
-            except _CLIENT_GONE:
-                # The client closed the connection while we answered; nobody is left to read,
-                # so this is not an error. (hypercorn's trio TCPServer._close sends EOF without
-                # its send lock, so the same disconnect can also surface as BusyResourceError.)
-                client_gone = True
-
+        exchange = Exchange(
+            scope,
+            receive,
+            send,
+            partial(self._response_headers, request_id=request_id, allowed_origin=allowed_origin),
+        )
+        timed_out = False
         try:
             refusal = self._refusal(scope, origin, allowed_origin)
             if refusal is not None:
-                await self._answer(send_wrapper, request_id, *refusal)
+                if refusal.close:
+                    exchange.close_connection()
+                await self._answer(
+                    exchange.send, request_id, refusal.status, refusal.detail, refusal.headers
+                )
             elif scope["path"] == LIVENESS_PATH and scope["method"] in ("GET", "HEAD"):
                 scope[SCOPE_ROUTE] = LIVENESS_PATH
-                await _send_liveness(send_wrapper, head=scope["method"] == "HEAD")
+                await _send_liveness(exchange.send, head=scope["method"] == "HEAD")
             else:
-                await self.app(scope, receive, send_wrapper)
+                timed_out = await self._run_app(scope, exchange, request_id)
         finally:
+            with trio.CancelScope(shield=True):
+                await exchange.finish()
             elapsed = time.perf_counter() - started
             route = scope.get(SCOPE_ROUTE, UNMATCHED_ROUTE)
-            self.metrics.observe_request(scope["method"], route, status_seen, elapsed)
+            status = exchange.status
+            if status is None:
+                # No answer at all: the client left first (499, as nginx logs it), or a bug.
+                status = CLIENT_CLOSED_REQUEST if exchange.client_gone else 500
+            self.metrics.observe_request(scope["method"], route, status, elapsed)
             self.log.info(
                 "request",
                 method=scope["method"],
                 route=route,
-                status=status_seen,
+                status=status,
                 duration_ms=round(elapsed * 1000, 2),
-                **({"client_gone": True} if client_gone else {}),
+                **({"client_gone": True} if exchange.client_gone else {}),
+                **({"deadline_exceeded": True} if timed_out else {}),
             )
 
-    def _refusal(
-        self, scope: Scope, origin: str, allowed_origin: str | None
-    ) -> tuple[int, str | None, dict[str, str]] | None:
+    async def _run_app(self, scope: Scope, exchange: Exchange, request_id: str) -> bool:
+        """Run the app under the request deadline; True when the deadline ended it."""
+        with trio.move_on_after(self.request_timeout) as deadline:
+            await self.app(scope, exchange.receive, exchange.send)
+        if not deadline.cancelled_caught or exchange.complete:
+            return False
+        if not exchange.started:
+            exchange.close_connection()
+            await self._answer(
+                exchange.send,
+                request_id,
+                503,
+                f"the request did not complete within {self.request_timeout:g} s",
+                {"Retry-After": DEADLINE_RETRY_AFTER},
+                code="deadline_exceeded",
+            )
+        # Else the response was cut short: hypercorn closes the connection, since the
+        # exchange on it never completed.
+        return True
+
+    def _refusal(self, scope: Scope, origin: str, allowed_origin: str | None) -> _Refusal | None:
         """A response to give instead of running the app, or None to run it."""
-        if len(scope.get("query_string", b"")) + len(scope.get("raw_path", b"")) > MAX_QUERY_BYTES:
-            return 414, f"the URL is longer than {MAX_QUERY_BYTES} bytes", {}
-        header_bytes = sum(len(k) + len(v) + 4 for k, v in scope["headers"])
-        if header_bytes > MAX_HEADER_BYTES:
-            return 431, f"the request headers exceed {MAX_HEADER_BYTES} bytes", {}
+        headers = scope["headers"]
+        if _header(scope, b"transfer-encoding") is not None and (
+            _header(scope, b"content-length") is not None
+        ):
+            # RFC 9112 6.3: a request smuggling attempt; answer and close the connection, so
+            # whatever follows the chunked body is never read as a request.
+            return _Refusal(
+                400, "Content-Length and Transfer-Encoding may not be combined", close=True
+            )
+        raw_path, query = scope.get("raw_path", b""), scope.get("query_string", b"")
+        if len(query) + len(raw_path) > MAX_QUERY_BYTES:
+            return _Refusal(414, f"the URL is longer than {MAX_QUERY_BYTES} bytes")
+        if not (_utf8_after_unquoting(raw_path) and _utf8_after_unquoting(query)):
+            return _Refusal(400, "the URL's percent-encoding is not valid UTF-8")
+        if sum(len(k) + len(v) + 4 for k, v in headers) > MAX_HEADER_BYTES:
+            return _Refusal(431, f"the request headers exceed {MAX_HEADER_BYTES} bytes")
         length = _header(scope, b"content-length")
         if length is not None and (not length.isdigit() or int(length) > MAX_BODY_BYTES):
-            return 413, f"request bodies are limited to {MAX_BODY_BYTES} bytes", {}
+            return _Refusal(413, f"request bodies are limited to {MAX_BODY_BYTES} bytes")
         if (
             scope["method"] == "OPTIONS"
             and origin
             and _header(scope, b"access-control-request-method") is not None
         ):
             if allowed_origin is None:
-                return 403, "this origin may not call the API", {}
+                return _Refusal(403, "this origin may not call the API")
             requested = _header(scope, b"access-control-request-headers") or b""
-            return (
+            return _Refusal(
                 204,
                 None,
                 {
@@ -187,16 +257,24 @@ class HygieneMiddleware:
 
     @staticmethod
     async def _answer(
-        send: Send, request_id: str, status: int, detail: str | None, headers: dict[str, str]
+        send: Send,
+        request_id: str,
+        status: int,
+        detail: str | None,
+        headers: dict[str, str],
+        *,
+        code: str | None = None,
     ) -> None:
-        body = (
-            b""
-            if status == 204
-            else problem_body(
-                status, detail, request_id=request_id, retry_after=retry_after_seconds(headers)
+        if status == 204:
+            body = b""
+        else:
+            body = problem_body(
+                status,
+                detail,
+                request_id=request_id,
+                code=code,
+                retry_after=retry_after_seconds(headers),
             )
-        )
-        if status != 204:
             headers = problem_headers(headers)
         raw = [(k.lower().encode(), v.encode()) for k, v in headers.items()]
         raw.append((b"content-length", str(len(body)).encode()))
@@ -205,7 +283,11 @@ class HygieneMiddleware:
 
     @staticmethod
     def _response_headers(
-        headers: Iterable[tuple[bytes, bytes]], request_id: str, allowed_origin: str | None
+        _status: int,
+        headers: Iterable[tuple[bytes, bytes]],
+        *,
+        request_id: str,
+        allowed_origin: str | None,
     ) -> list[tuple[bytes, bytes]]:
         out = [(bytes(k).lower(), bytes(v)) for k, v in headers]
         present = {k for k, _ in out}

@@ -8,7 +8,8 @@
         root nursery
           watch_signals     SIGTERM/SIGINT -> drain -> stop serving; second signal -> cancel
           run_supervisor    supervised tasks (health monitor, later the jobs)
-          serve_http        hypercorn's trio worker; returns when in-flight requests are done
+          serve_http        hypercorn's HTTP/1.1 protocol under our accept loop
+                            (smartpip.httpserver); returns when in-flight requests are done
         (serve_http returned: cancel the supervisors, then the pools close)
 """
 
@@ -22,12 +23,12 @@ from functools import partial
 
 import trio
 from hypercorn.config import Config as HypercornConfig
-from hypercorn.trio.run import worker_serve
 from hypercorn.utils import wrap_app
 from quart import Blueprint
 
 from smartpip.app import create_app
 from smartpip.config import Config
+from smartpip.httpserver import ConnectionGate, connection_limit, serve
 from smartpip.lifecycle import Lifecycle, watch_signals
 from smartpip.logs import get_logger
 from smartpip.middleware import HygieneMiddleware
@@ -61,6 +62,9 @@ def hypercorn_config(config: Config) -> HypercornConfig:
     hconfig.errorlog = logging.getLogger("hypercorn.error")
     hconfig.include_server_header = False
     hconfig.h11_max_incomplete_size = H11_MAX_INCOMPLETE
+    # Between requests and before a complete request head: a client that sends nothing (or
+    # half its headers) for this long is disconnected.
+    hconfig.keep_alive_timeout = config.keepalive_timeout
     return hconfig
 
 
@@ -68,36 +72,40 @@ async def serve_http(
     app: HygieneMiddleware,
     config: Config,
     lifecycle: Lifecycle,
+    gate: ConnectionGate,
     *,
     task_status: trio.TaskStatus[list[str]] = trio.TASK_STATUS_IGNORED,
 ) -> None:
     """Serve ``app`` until :attr:`Lifecycle.stop_serving`, then finish in-flight requests.
 
     The listening sockets are ours, so at the end of the drain window they are shut down:
-    new connections are refused at once instead of waiting in the backlog while hypercorn
-    finishes the requests in flight (up to ``graceful_timeout``).
+    new connections are refused at once instead of waiting in the backlog while the server
+    finishes the requests in flight (up to ``graceful_timeout``). It returns as soon as the
+    last connection is done.
     """
     hconfig = hypercorn_config(config)
-    sockets = hconfig.create_sockets()
-    for sock in sockets.insecure_sockets:
+    sockets = hconfig.create_sockets().insecure_sockets
+    for sock in sockets:
         sock.listen(hconfig.backlog)
 
     async def shutdown_trigger() -> None:
         await lifecycle.stop_serving.wait()
-        for sock in sockets.insecure_sockets:
+        for sock in sockets:
             with contextlib.suppress(OSError):
                 sock.shutdown(socket.SHUT_RDWR)
 
     try:
-        await worker_serve(
+        await serve(
             wrap_app(app, hconfig.wsgi_max_body_size, "asgi"),  # type: ignore[arg-type]
             hconfig,
-            sockets=sockets,
+            sockets,
+            gate,
+            send_timeout=config.send_timeout,
             shutdown_trigger=shutdown_trigger,
             task_status=task_status,
         )
     finally:
-        for sock in sockets.insecure_sockets:
+        for sock in sockets:
             sock.close()
 
 
@@ -144,6 +152,14 @@ async def run_service(
     Reports the bound addresses through ``task_status`` once both are running.
     """
     app = create_app(resources, lifecycle, extra=list(extra))
+    gate = ConnectionGate(connection_limit(resources.config.max_connections))
+    if gate.limit < resources.config.max_connections:
+        log.warning(
+            "connection limit lowered to fit the open-file limit",
+            configured=resources.config.max_connections,
+            limit=gate.limit,
+        )
+    resources.metrics.watch_connections(lambda: gate.open, lambda: gate.refused)
     children = [resources.health.child(resources.supervision, resources.config.health_interval)]
     if resources.suggest is not None:
         children += resources.suggest.children(resources.supervision)
@@ -161,7 +177,7 @@ async def run_service(
         async def serve_then_stop_supervisors(
             task_status: trio.TaskStatus[list[str]] = trio.TASK_STATUS_IGNORED,
         ) -> None:
-            await serve_http(app, resources.config, lifecycle, task_status=task_status)
+            await serve_http(app, resources.config, lifecycle, gate, task_status=task_status)
             nursery.cancel_scope.cancel()
 
         binds = await nursery.start(serve_then_stop_supervisors)

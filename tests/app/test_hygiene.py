@@ -39,7 +39,7 @@ def assert_problem(response: object, status: int, code: str) -> dict[str, object
 
 async def test_unknown_route_is_a_404_problem(app: RunningApp) -> None:
     assert_problem(await app.client.get("/nope"), 404, "not_found")
-    assert_problem(await app.client.get("/%ff%fe"), 404, "not_found")
+    assert_problem(await app.client.get("/n%C3%B6pe"), 404, "not_found")
 
 
 async def test_wrong_method_is_a_405_problem_with_allow(app: RunningApp) -> None:
