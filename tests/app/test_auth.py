@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import json
+import logging
 import secrets
 import time
 import uuid
@@ -288,8 +289,31 @@ async def test_provider_down_cold_cache_is_503(app: RunningApp, provider: FakeOi
     provider.mode = "down"
     response = await callback_with(app, lambda n: provider.make_id_token(sub="s", nonce=n))
     assert response.status_code == 503
-    assert response.json()["code"] == "service_unavailable"
+    problem = response.json()
+    assert problem["code"] == "service_unavailable"
+    assert problem["retryable"] is True
     assert int(response.headers["retry-after"]) > 0
+    assert problem["retryAfter"] == int(response.headers["retry-after"])
+
+
+async def test_a_refused_client_secret_is_our_misconfiguration_not_an_outage(
+    auth_app_factory: AuthAppFactory,
+    provider: FakeOidcProvider,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    wrong_secret = "not-" + provider.client_secret
+    async with auth_app_factory(oidc_client_secret=wrong_secret) as app:
+        response = await sign_in_with_code(app, provider)
+    assert response.status_code == 503, response.text
+    problem = response.json()
+    assert problem["code"] == "sign_in_misconfigured"
+    assert problem["retryable"] is False
+    assert "retryAfter" not in problem and "retry-after" not in response.headers
+    assert "client credentials" in problem["detail"] and "operator" in problem["detail"]
+    assert provider.token_requests == 1  # the provider was reached: not an outage
+    warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+    assert any("refused our client credentials" in message for message in warnings)
+    assert wrong_secret not in caplog.text and wrong_secret not in response.text
 
 
 async def test_provider_down_warm_cache_still_signs_in(
