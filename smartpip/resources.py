@@ -147,7 +147,7 @@ async def open_resources(
         health = HealthMonitor(db, redis, load_migrations())
         metrics.watch(db.stats, health.state.up)
         tokens = AccessTokens(config.jwt_keys)
-        # One checker: the guard reads what account deletion writes.
+        # One checker: the guard reads what logout, reuse detection and deletion write.
         revocations = TokenRevocations(redis)
         yield Resources(
             config=config,
@@ -158,7 +158,7 @@ async def open_resources(
             supervision=StatusRegistry(),
             health=health,
             tokens=tokens,
-            sessions=Sessions(db, tokens, session_policy(config)),
+            sessions=Sessions(db, tokens, session_policy(config), revocations),
             nonces=Nonces(config.jwt_keys, redis),
             guards=Guards(
                 tokens,

@@ -1,4 +1,4 @@
-"""Revoking a sign-in's access tokens: the checker of users and families."""
+"""Revoking a sign-in's access tokens: the family checker, and the session service using it."""
 
 from __future__ import annotations
 
@@ -10,9 +10,15 @@ from typing import Any
 import pytest
 
 from smartpip.revocation import CLEAR_TTL, TokenRevocations
+from smartpip.sessions import SessionRejected, Sessions
+from smartpip.tokens import AccessTokens
+from store.postgres import Database
 from store.redis import RedisSettings, RedisStore, open_redis
+from store.sessions import select_user_sessions
 from tests.support.clock import FakeClock
 from tests.support.faultproxy import FaultProxy
+
+ISS = "https://accounts.google.com"
 
 
 class CountingClient:
@@ -123,3 +129,70 @@ async def test_local_family_table_is_bounded(down_store: RedisStore) -> None:
         await revocations.revoke_family(family)
     answers = [await revocations.is_revoked(user, f) for f in families]
     assert answers == [False, True, True, True]
+
+
+# --- the session service --------------------------------------------------------------------
+
+
+async def family_of(db: Database, user_id: uuid.UUID) -> set[uuid.UUID]:
+    return {row.family_id for row in await db.run(select_user_sessions, user_id)}
+
+
+async def test_access_tokens_name_their_family(
+    sessions: Sessions, db: Database, tokens: AccessTokens
+) -> None:
+    first = await sessions.sign_in(ISS, "sub", method="code")
+    (family,) = await family_of(db, first.user_id)
+    rotated = await sessions.refresh(first.refresh_token)
+    started = await sessions.start(first.user_id)
+    assert tokens.verify(first.access_token).session_id == family
+    assert tokens.verify(rotated.access_token).session_id == family
+    other = tokens.verify(started.access_token).session_id
+    assert other is not None and other != family
+    assert await family_of(db, first.user_id) == {family, other}
+
+
+async def test_logout_revokes_the_familys_access_tokens(
+    sessions: Sessions, tokens: AccessTokens, revocations: TokenRevocations, redis_store: RedisStore
+) -> None:
+    signed_in = await sessions.sign_in(ISS, "sub", method="code")
+    other = await sessions.sign_in(ISS, "sub", method="code")
+    claims = tokens.verify(signed_in.access_token)
+    kept = tokens.verify(other.access_token)
+    assert not await revocations.is_revoked(claims.user_id, claims.session_id)
+    await sessions.logout(signed_in.refresh_token)
+    assert await revocations.is_revoked(claims.user_id, claims.session_id)
+    assert not await revocations.is_revoked(kept.user_id, kept.session_id)
+    another_replica = TokenRevocations(redis_store)
+    assert await another_replica.is_revoked(claims.user_id, claims.session_id)
+    assert not await another_replica.is_revoked(kept.user_id, kept.session_id)
+
+
+async def test_logout_again_writes_the_marker_again(
+    sessions: Sessions, tokens: AccessTokens, redis_store: RedisStore
+) -> None:
+    # A retry after Redis was down completes the revocation (the family is already revoked).
+    signed_in = await sessions.sign_in(ISS, "sub", method="code")
+    claims = tokens.verify(signed_in.access_token)
+    await sessions.logout(signed_in.refresh_token)
+    await redis_store.delete_prefixed()  # as if the marker had never been written
+    await sessions.logout(signed_in.refresh_token)
+    another_replica = TokenRevocations(redis_store)
+    assert await another_replica.is_revoked(claims.user_id, claims.session_id)
+
+
+async def test_reuse_detection_revokes_the_familys_access_tokens(
+    sessions: Sessions, tokens: AccessTokens, redis_store: RedisStore, clock: FakeClock
+) -> None:
+    first = await sessions.sign_in(ISS, "sub", method="code")
+    second = await sessions.refresh(first.refresh_token)
+    other = await sessions.sign_in(ISS, "sub", method="id_token")
+    clock.advance(11)  # past the 10 s grace
+    with pytest.raises(SessionRejected, match="reused"):
+        await sessions.refresh(first.refresh_token)
+    another_replica = TokenRevocations(redis_store)
+    for issued in (first, second):
+        claims = tokens.verify(issued.access_token)
+        assert await another_replica.is_revoked(claims.user_id, claims.session_id)
+    kept = tokens.verify(other.access_token)
+    assert not await another_replica.is_revoked(kept.user_id, kept.session_id)
