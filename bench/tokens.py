@@ -1,12 +1,16 @@
 """Mint access tokens for a pool of benchmark users: ``python -m bench.tokens --count 50``.
 
 Reads the same ``SMARTPIP_*`` environment as the service (database and JWT keys), creates the
-users ``bench-user-<n>`` when missing and prints one token per line.
+users ``bench-user-<n>`` when missing and prints one token per line. Each token names a sign-in
+(``sid``) like the tokens the extension holds, so the bearer guard does the same revocation
+check (user and family) as in production; the guard never reads the session row, so none is
+written.
 """
 
 from __future__ import annotations
 
 import argparse
+import uuid
 
 import trio
 
@@ -26,7 +30,7 @@ async def mint(config: Config, count: int) -> list[str]:
     async with open_database(postgres_settings(config)) as db:
         for n in range(count):
             user_id, _created = await db.run(upsert_user, DEV_ISSUER, f"bench-user-{n}")
-            out.append(tokens.issue(user_id))
+            out.append(tokens.issue(user_id, session_id=uuid.uuid4()))
     return out
 
 

@@ -19,7 +19,7 @@ from quart import Blueprint, Response, jsonify
 from smartpip.guards import account_gone
 from smartpip.logs import get_logger
 from smartpip.resources import Resources
-from smartpip.revocation import UserRevocations
+from smartpip.revocation import TokenRevocations
 from smartpip.tokens import AccessClaims
 from store.account import UserExport, delete_account, select_user_export
 from store.postgres import Database
@@ -85,7 +85,7 @@ def export_body(export: UserExport) -> dict[str, Any]:
     }
 
 
-async def delete_user(db: Database, revocations: UserRevocations, user_id: uuid.UUID) -> bool:
+async def delete_user(db: Database, revocations: TokenRevocations, user_id: uuid.UUID) -> bool:
     """Erase a user's data (one transaction), then revoke their access tokens.
 
     Shielded from cancellation (a client hanging up must not leave a committed deletion
@@ -101,7 +101,7 @@ async def delete_user(db: Database, revocations: UserRevocations, user_id: uuid.
     """
     with trio.CancelScope(shield=True):
         removed = await db.run(delete_account, user_id)
-        shared = await revocations.revoke(user_id)
+        shared = await revocations.revoke_user(user_id)
     if removed is not None:
         log.info(
             "account deleted",

@@ -2,8 +2,11 @@
 
 Every route here is limited per client address (``SMARTPIP_RATE_LIMIT_AUTH``). Failures:
 400 ``invalid_request`` for malformed bodies, 401 ``unauthorized`` for any verification
-failure (the detail names the check, never a token), 503 when the issuer cannot be reached
-and nothing cached serves.
+failure (the detail names the check, never a token), 503 ``service_unavailable`` with
+``Retry-After`` when the issuer cannot be reached and nothing cached serves, and 503
+``sign_in_misconfigured`` (not retryable, no ``Retry-After``) when the issuer refuses our own
+client credentials: an operator must fix the configuration, so the client should stop retrying
+and tell the user sign-in is unavailable.
 """
 
 from __future__ import annotations
@@ -17,7 +20,7 @@ from quart import Blueprint, request
 from smartpip.bodies import bounded, matches, structure
 from smartpip.jsonbody import read_json
 from smartpip.nonces import NonceRejected
-from smartpip.oidc import OidcClient, OidcRejected, OidcUnavailable
+from smartpip.oidc import OidcClient, OidcMisconfigured, OidcRejected, OidcUnavailable
 from smartpip.problems import ApiError
 from smartpip.resources import Resources
 from smartpip.sessions import IssuedTokens, SessionRejected
@@ -34,6 +37,7 @@ MAX_ID_TOKEN = 8192
 MAX_NONCE = 200
 MAX_REFRESH_TOKEN = 256
 OIDC_RETRY_AFTER = "5"
+MISCONFIGURED = "sign_in_misconfigured"
 
 
 @attrs.frozen
@@ -130,6 +134,14 @@ def auth_blueprint(resources: Resources) -> Blueprint:
             await resources.nonces.consume(body.nonce)
         except (NonceRejected, OidcRejected) as error:
             raise _unauthorized(str(error)) from None
+        except OidcMisconfigured:  # logged (as a warning, without the secret) by the client
+            raise ApiError(
+                503,
+                "the sign-in provider refused this server's client credentials; an operator "
+                "must fix the server's sign-in configuration",
+                code=MISCONFIGURED,
+                retryable=False,
+            ) from None
         except OidcUnavailable:
             raise ApiError(
                 503,

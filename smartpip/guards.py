@@ -17,10 +17,12 @@ Failures are problem responses: 401 with ``WWW-Authenticate`` (the view never ru
 headers too.
 
 Revocation: ``guards.user`` also refuses (401, ``invalid_token``) a valid token whose user was
-deleted, asking :class:`~smartpip.revocation.UserRevocations` on every request, after the
-signature check and before the rate limit, so a token remembered by
-:class:`VerifiedTokenCache` is refused too. The composition root builds the one checker
-that the account routes also use to revoke.
+deleted or whose sign-in (``sid``, its refresh-token family) was logged out or revoked for
+refresh-token reuse, asking :class:`~smartpip.revocation.TokenRevocations` on every request,
+after the signature check and before the rate limit, so a token remembered by
+:class:`VerifiedTokenCache` is refused too. Both questions are one check: no Redis command
+at all while a recent "not revoked" answer holds, else one. The composition root builds the
+one checker that the account routes and the session service also use to revoke.
 """
 
 from __future__ import annotations
@@ -37,7 +39,7 @@ from smartpip.clientip import client_ip
 from smartpip.envreader import Network
 from smartpip.problems import ApiError
 from smartpip.ratelimit import Decision, Policy, RateLimiter
-from smartpip.revocation import UserRevocations
+from smartpip.revocation import TokenRevocations
 from smartpip.tokens import AccessClaims, AccessTokens, TokenInvalid
 
 __all__ = ["Guards", "VerifiedTokenCache", "account_gone"]
@@ -108,7 +110,7 @@ class Guards:
         tokens: Verifies the access tokens.
         limiter: Applies the rate limits.
         trusted_proxies: Peers whose forwarded-client-IP headers are believed.
-        revocations: Which users' tokens are revoked (deleted accounts).
+        revocations: Which tokens are revoked (deleted accounts, ended sign-ins).
     """
 
     def __init__(
@@ -116,7 +118,7 @@ class Guards:
         tokens: AccessTokens,
         limiter: RateLimiter,
         trusted_proxies: Sequence[Network],
-        revocations: UserRevocations,
+        revocations: TokenRevocations,
     ) -> None:
         self.cache = VerifiedTokenCache(tokens)
         self.limiter = limiter
@@ -124,11 +126,12 @@ class Guards:
         self.revocations = revocations
 
     async def refuse_revoked(self, claims: AccessClaims) -> None:
-        """Raise the 401 problem if the token's user is revoked (deleted account).
+        """Raise the 401 problem if the token is revoked: its user deleted, or its sign-in
+        (``sid``) logged out or revoked for refresh-token reuse.
 
         Never fails because of Redis (see :mod:`smartpip.revocation`).
         """
-        if await self.revocations.is_revoked(claims.user_id):
+        if await self.revocations.is_revoked(claims.user_id, claims.session_id):
             raise _unauthorized("access token revoked", error="invalid_token")
 
     def authenticate(self) -> AccessClaims:

@@ -20,7 +20,7 @@ from smartpip.metrics import Metrics
 from smartpip.nonces import Nonces
 from smartpip.oidc import OidcClient, OidcSettings
 from smartpip.ratelimit import RateLimiter
-from smartpip.revocation import UserRevocations
+from smartpip.revocation import TokenRevocations
 from smartpip.sessions import SessionPolicy, Sessions
 from smartpip.suggest.metrics import SuggestMetrics
 from smartpip.suggest.service import Suggester, SuggestSettings
@@ -147,6 +147,8 @@ async def open_resources(
         health = HealthMonitor(db, redis, load_migrations())
         metrics.watch(db.stats, health.state.up)
         tokens = AccessTokens(config.jwt_keys)
+        # One checker: the guard reads what logout, reuse detection and deletion write.
+        revocations = TokenRevocations(redis)
         yield Resources(
             config=config,
             db=db,
@@ -156,13 +158,13 @@ async def open_resources(
             supervision=StatusRegistry(),
             health=health,
             tokens=tokens,
-            sessions=Sessions(db, tokens, session_policy(config)),
+            sessions=Sessions(db, tokens, session_policy(config), revocations),
             nonces=Nonces(config.jwt_keys, redis),
             guards=Guards(
                 tokens,
                 RateLimiter(redis, metrics.registry),
                 config.trusted_proxies,
-                UserRevocations(redis),
+                revocations,
             ),
             oidc=oidc_client(config, http),
             suggest=suggester(config, http, redis, metrics, clock),

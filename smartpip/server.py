@@ -127,6 +127,9 @@ DEV_ISSUER = "urn:smartpip:dev"
 async def dev_token(config: Config, sub: str) -> str:
     """An access token for the development user ``sub`` (created when missing).
 
+    It belongs to no sign-in (no ``sid`` claim, no refresh token): only deleting the account
+    revokes it before it expires (:mod:`smartpip.tokens`).
+
     Raises:
         StartupError: Postgres cannot be reached or the schema is not current.
     """

@@ -8,6 +8,12 @@ at once both stay signed in; presenting it later means it was copied, and the wh
 revoked. Every state change happens in one transaction under the user's session lock
 (:func:`store.sessions.lock_user_sessions`, whose module docstring gives the argument).
 
+Access tokens carry their family as ``sid``. Revoking a family (logout, reuse detected) also
+revokes its access tokens (:class:`~smartpip.revocation.TokenRevocations`) once that has
+committed. Transaction and marker are shielded from cancellation together: a started
+transaction commits anyway (its thread is abandoned, not stopped), so a client hanging up
+must not skip the marker.
+
 Errors: ``SessionRejected`` (the HTTP layer answers 401); ``DatabaseUnavailable`` propagates
 unchanged (503).
 """
@@ -24,8 +30,10 @@ from typing import Any, Literal
 
 import attrs
 import psycopg
+import trio
 
 from smartpip.logs import get_logger
+from smartpip.revocation import TokenRevocations
 from smartpip.tokens import AccessTokens
 from store.audit import (
     EVENT_LOGOUT,
@@ -113,14 +121,19 @@ class _NewSession:
     """A transaction's result: the session row written for a new refresh token."""
 
     user_id: uuid.UUID
+    family_id: uuid.UUID
     expires_at: datetime
 
 
 @attrs.frozen
 class _Rejected:
-    """A transaction's result: refuse the token, after committing what was written."""
+    """A transaction's result: refuse the token, after committing what was written.
+
+    ``family_id`` is set when the family was revoked by this transaction (reuse detected).
+    """
 
     reason: RejectReason
+    family_id: uuid.UUID | None = None
 
 
 def _hash(token: str) -> bytes:
@@ -138,6 +151,8 @@ class Sessions:
         db: The database.
         tokens: Issues the access tokens.
         policy: Lifetimes.
+        revocations: Revokes a family's access tokens when the family is revoked (the
+            bearer guard's own checker).
         clock: Seconds since the epoch (``time.time``); injectable for tests.
     """
 
@@ -146,12 +161,14 @@ class Sessions:
         db: Database,
         tokens: AccessTokens,
         policy: SessionPolicy,
+        revocations: TokenRevocations,
         *,
         clock: Callable[[], float] = time.time,
     ) -> None:
         self._db = db
         self._tokens = tokens
         self._policy = policy
+        self._revocations = revocations
         self._clock = clock
 
     def _now(self) -> datetime:
@@ -159,7 +176,7 @@ class Sessions:
 
     def _issue(self, refresh_token: str, new: _NewSession, now: datetime) -> IssuedTokens:
         return IssuedTokens(
-            access_token=self._tokens.issue(new.user_id),
+            access_token=self._tokens.issue(new.user_id, session_id=new.family_id),
             expires_in=self._tokens.ttl,
             refresh_token=refresh_token,
             refresh_expires_in=max(0, int((new.expires_at - now).total_seconds())),
@@ -238,7 +255,7 @@ class Sessions:
             expires_at=expires_at,
             absolute_expires_at=absolute,
         )
-        return family_id, _NewSession(user_id, expires_at)
+        return family_id, _NewSession(user_id, family_id, expires_at)
 
     async def refresh(self, refresh_token: str) -> IssuedTokens:
         """Rotate a refresh token: the presented one is used up, a new one is returned.
@@ -254,8 +271,10 @@ class Sessions:
         - already rotated, within ``reuse_grace`` of its first rotation: a sibling token (a
           second child of the same parent, same family);
         - already rotated, later: the family is revoked, ``refresh_reuse_detected`` is
-          audited and both COMMIT, then ``reused`` is raised (the transaction function
-          returns the rejection instead of raising, which would roll the revocation back);
+          audited and both COMMIT, then the family's access tokens are revoked
+          (:meth:`TokenRevocations.revoke_family`) and ``reused`` is raised (the
+          transaction function returns the rejection instead of raising, which would roll
+          the revocation back);
         - otherwise: the token is marked used and a child is written, whose idle expiry is
           now + ``idle``, capped by the family's absolute expiry.
 
@@ -274,10 +293,15 @@ class Sessions:
         if not _looks_like_refresh_token(refresh_token):
             raise SessionRejected("unknown")
         token, now = secrets.token_urlsafe(_REFRESH_TOKEN_BYTES), self._now()
-        outcome = await self._db.run(self._refresh, _hash(refresh_token), _hash(token), now)
+        with trio.CancelScope(shield=True):  # see the module docstring
+            outcome = await self._db.run(self._refresh, _hash(refresh_token), _hash(token), now)
+            if isinstance(outcome, _Rejected) and outcome.family_id is not None:
+                shared = await self._revocations.revoke_family(outcome.family_id)
+                log.warning(  # once the revocation is committed
+                    "refresh token reuse detected: token family and its access tokens revoked",
+                    revoked_everywhere=shared,
+                )
         if isinstance(outcome, _Rejected):
-            if outcome.reason == "reused":  # logged once the revocation is committed
-                log.warning("refresh token reuse detected: token family revoked")
             raise SessionRejected(outcome.reason)
         return self._issue(token, outcome, now)
 
@@ -295,7 +319,7 @@ class Sessions:
             revoke_family(conn, session.family_id, now)
             meta = {"family": str(session.family_id)}
             insert_audit(conn, session.user_id, EVENT_REFRESH_REUSE_DETECTED, meta)
-            return _Rejected("reused")
+            return _Rejected("reused", session.family_id)
         # First rotation, or a concurrent one inside the grace window (a sibling): either
         # way a new child of the presented session; used_at keeps the first rotation's time.
         mark_session_used(conn, session.id, now)
@@ -309,7 +333,7 @@ class Sessions:
             expires_at=expires_at,
             absolute_expires_at=session.absolute_expires_at,
         )
-        return _NewSession(session.user_id, expires_at)
+        return _NewSession(session.user_id, session.family_id, expires_at)
 
     @staticmethod
     def _lock_session(conn: psycopg.Connection[Any], token_hash: bytes) -> SessionRow | None:
@@ -323,29 +347,39 @@ class Sessions:
         return select_session_for_update(conn, token_hash)
 
     async def logout(self, refresh_token: str) -> None:
-        """Revoke the family of a refresh token, and audit ``logout``.
+        """Revoke the family of a refresh token, audit ``logout``, then revoke the family's
+        access tokens (:meth:`TokenRevocations.revoke_family`: at once on this replica, on
+        the others within :data:`~smartpip.revocation.CLEAR_TTL` unless Redis is down).
 
-        Idempotent: an unknown token, or one whose family is already revoked, changes nothing
-        and raises nothing, so a client retrying a logout (or logging out after the session
-        expired or was revoked) always succeeds. Any token of the family will do, rotated and
-        expired ones included: revoking can only reduce access.
+        Idempotent: an unknown token changes nothing and raises nothing, so a client retrying
+        a logout (or logging out after the session expired or was revoked) always succeeds.
+        Any token of the family will do, rotated and expired ones included: revoking can only
+        reduce access. For a family already revoked only the access-token revocation is
+        written again (no audit event), so a retry after Redis was down completes it.
 
         Args:
             refresh_token: The token as presented.
 
         Raises:
-            DatabaseUnavailable: Postgres is not answering.
+            DatabaseUnavailable: Postgres is not answering: the family may or may not be
+                revoked, its access tokens are not (a retry completes both).
         """
         if not _looks_like_refresh_token(refresh_token):
             return
-        await self._db.run(self._logout, _hash(refresh_token), self._now())
+        with trio.CancelScope(shield=True):  # see the module docstring
+            family_id = await self._db.run(self._logout, _hash(refresh_token), self._now())
+            if family_id is not None:
+                await self._revocations.revoke_family(family_id)
 
-    def _logout(self, conn: psycopg.Connection[Any], token_hash: bytes, now: datetime) -> None:
+    def _logout(
+        self, conn: psycopg.Connection[Any], token_hash: bytes, now: datetime
+    ) -> uuid.UUID | None:
         session = self._lock_session(conn, token_hash)
         if session is None:
-            return
+            return None
         if revoke_family(conn, session.family_id, now):
             insert_audit(conn, session.user_id, EVENT_LOGOUT, {"family": str(session.family_id)})
+        return session.family_id
 
     async def revoke_all(self, user_id: uuid.UUID) -> int:
         """Revoke every session of a user (account deletion). No audit event: the caller's.

@@ -1,13 +1,19 @@
-"""Revoked users in Redis: one small marker per deleted account, shared by every replica.
+"""Revoked access tokens in Redis: small markers shared by every replica.
 
 Our access tokens are self-contained JWTs: nothing is looked up to accept one, so deleting an
-account alone would leave its tokens working until they expire. The marker closes that gap:
-``revoked-user:<user id>`` exists while any token of the user could still verify, and the
-bearer guard refuses every token whose subject has one. It is written once the deletion has
-committed and expires by itself (``ttl_seconds``: the caller passes the access-token lifetime
-plus the verifier's clock leeway and a margin), so Redis keeps nothing longer than needed. It
-holds no personal data: the user ID is a random UUID that no longer names anybody, and the
-value is the revocation time in whole seconds since the epoch, for operators.
+account or logging out alone would leave its tokens working until they expire. The markers
+close that gap; the bearer guard refuses a token when either applies to it:
+
+- ``revoked-user:<user id>``: every token of a deleted account (whatever its family);
+- ``revoked-family:<family id>``: every token issued in one sign-in (refresh-token family,
+  the token's ``sid`` claim), after a logout or a detected refresh-token reuse.
+
+A marker is written once the change it stands for has committed, and expires by itself
+(``ttl_seconds``: the caller passes the access-token lifetime plus the verifier's clock leeway
+and a margin), so Redis keeps nothing longer than needed. Markers hold no personal data: the
+IDs are random UUIDs, and the value is the revocation time in whole seconds since the epoch,
+for operators. Both are read with one command (:func:`select_revocations`), so the guard's
+check costs one round trip whatever applies.
 """
 
 from __future__ import annotations
@@ -16,11 +22,20 @@ import uuid
 
 from store.redis import RedisStore
 
-__all__ = ["is_user_revoked", "mark_user_revoked"]
+__all__ = ["mark_family_revoked", "mark_user_revoked", "select_revocations"]
 
 
-def _key(store: RedisStore, user_id: uuid.UUID) -> str:
+def _user_key(store: RedisStore, user_id: uuid.UUID) -> str:
     return store.key("revoked-user", str(user_id))
+
+
+def _family_key(store: RedisStore, family_id: uuid.UUID) -> str:
+    return store.key("revoked-family", str(family_id))
+
+
+async def _mark(store: RedisStore, key: str, at: int, ttl_seconds: int) -> None:
+    with store.fail_fast():
+        await store.client.set(key, str(at).encode(), ex=max(1, ttl_seconds))
 
 
 async def mark_user_revoked(
@@ -39,15 +54,51 @@ async def mark_user_revoked(
     Raises:
         RedisUnavailable: Redis is down or too slow; the marker may or may not be written.
     """
-    with store.fail_fast():
-        await store.client.set(_key(store, user_id), str(at).encode(), ex=max(1, ttl_seconds))
+    await _mark(store, _user_key(store, user_id), at, ttl_seconds)
 
 
-async def is_user_revoked(store: RedisStore, user_id: uuid.UUID) -> bool:
-    """Whether the user has a live revocation marker (one ``EXISTS``).
+async def mark_family_revoked(
+    store: RedisStore, family_id: uuid.UUID, *, at: int, ttl_seconds: int
+) -> None:
+    """Write (or refresh) the marker of a revoked token family (one sign-in).
+
+    Idempotent, like :func:`mark_user_revoked`: a retried logout is harmless.
+
+    Args:
+        store: The Redis store.
+        family_id: The refresh-token family, the ``sid`` of its access tokens.
+        at: When, in whole seconds since the epoch (stored as the value).
+        ttl_seconds: How long the marker lives; at least 1.
+
+    Raises:
+        RedisUnavailable: Redis is down or too slow; the marker may or may not be written.
+    """
+    await _mark(store, _family_key(store, family_id), at, ttl_seconds)
+
+
+async def select_revocations(
+    store: RedisStore, user_id: uuid.UUID, family_id: uuid.UUID | None
+) -> tuple[bool, bool]:
+    """Whether the user, and the family, have a live marker: one ``MGET``, one round trip.
+
+    ``MGET`` rather than ``EXISTS user family``: its count would not say which of the two is
+    revoked, and the caller remembers them apart (a revoked family says nothing about the
+    user's other sign-ins). On a Redis Cluster the two keys would need a common hash tag.
+
+    Args:
+        store: The Redis store.
+        user_id: The token's user.
+        family_id: The token's family; None for a token without one (only the user is read).
+
+    Returns:
+        ``(user revoked, family revoked)``; the second is False when ``family_id`` is None.
 
     Raises:
         RedisUnavailable: Redis is down or too slow.
     """
+    keys = [_user_key(store, user_id)]
+    if family_id is not None:
+        keys.append(_family_key(store, family_id))
     with store.fail_fast():
-        return await store.client.exists([_key(store, user_id)]) > 0
+        values = await store.client.mget(keys)
+    return values[0] is not None, len(values) > 1 and values[1] is not None

@@ -2,7 +2,9 @@
 
 Runs on trio with the service's shared ``httpx.AsyncClient`` (never pyjwt's ``PyJWKClient``,
 which blocks the event loop on urllib). The exceptions are drawn in :mod:`._errors`: 503 for
-:class:`OidcUnavailable`, 401 for :class:`OidcRejected`.
+:class:`OidcUnavailable` (``sign_in_misconfigured``, not retryable, for its subclass
+:class:`OidcMisconfigured`: the provider refused our client credentials), 401 for
+:class:`OidcRejected`.
 
 Messages and logs never carry a token, a code, the client secret or an e-mail address.
 
@@ -24,13 +26,14 @@ Modules, one responsibility each:
 
 from smartpip.oidc._claims import GOOGLE_ISSUER, VerifiedIdentity, accepted_issuers
 from smartpip.oidc._client import OidcClient
-from smartpip.oidc._errors import OidcError, OidcRejected, OidcUnavailable
+from smartpip.oidc._errors import OidcError, OidcMisconfigured, OidcRejected, OidcUnavailable
 from smartpip.oidc._settings import OidcSettings
 
 __all__ = [
     "GOOGLE_ISSUER",
     "OidcClient",
     "OidcError",
+    "OidcMisconfigured",
     "OidcRejected",
     "OidcSettings",
     "OidcUnavailable",

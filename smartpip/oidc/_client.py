@@ -15,7 +15,7 @@ import httpx
 
 from smartpip.oidc._cache import ProviderCache
 from smartpip.oidc._claims import VerifiedIdentity, check_claims, decode, unverified_kid
-from smartpip.oidc._errors import FetchFailed, OidcRejected, unavailable
+from smartpip.oidc._errors import FetchFailed, OidcRejected, misconfigured, unavailable
 from smartpip.oidc._fetch import json_object, request
 from smartpip.oidc._settings import OidcSettings
 
@@ -78,10 +78,11 @@ class OidcClient:
         Raises:
             OidcRejected: The endpoint refused the grant (bad, reused or expired code, wrong
                 verifier or redirect URI); the message names the OAuth error code.
-            OidcUnavailable: Network error, timeout, 5xx, 408, 429, a malformed answer, or a
-                refusal of our own credentials (``invalid_client``/``unauthorized_client``,
-                or any 401): that is our misconfiguration, which the user cannot fix, so it is
-                logged as a warning and answered 503.
+            OidcMisconfigured: The endpoint refused our own credentials (``invalid_client``,
+                ``unauthorized_client``, or any 401): our misconfiguration, which neither the
+                user nor a retry can fix; logged as a warning (never the secret).
+            OidcUnavailable: Network error, timeout, 5xx, 408, 429 or a malformed answer
+                (logged as a warning).
         """
         discovery = await self._provider.discovery()
         form = {
@@ -100,7 +101,7 @@ class OidcClient:
             return id_token
         error = _oauth_error(body)
         if status == 401 or error in ("invalid_client", "unauthorized_client"):
-            raise unavailable(f"token endpoint refused our client credentials: {error}")
+            raise misconfigured(f"token endpoint refused our client credentials: {error}")
         if 400 <= status < 500 and status not in (408, 429):
             raise OidcRejected(f"code exchange refused: {error}")
         raise unavailable(f"token endpoint answered HTTP {status}")

@@ -9,7 +9,7 @@ from collections.abc import AsyncIterator
 import pytest
 import trio
 
-from smartpip.revocation import CLEAR_TTL, UserRevocations
+from smartpip.revocation import CLEAR_TTL, TokenRevocations
 from store.redis import RedisSettings, RedisStore, open_redis
 from tests.account.conftest import KEY, bearer, seed_user
 from tests.app.conftest import AppFactory
@@ -84,9 +84,9 @@ async def down_store(redis_proxy: FaultProxy) -> AsyncIterator[RedisStore]:
 
 async def test_local_entries_expire_with_the_tokens(down_store: RedisStore) -> None:
     clock = FakeClock()
-    revocations = UserRevocations(down_store, ttl=960, monotonic=clock, backoff=1e9)
+    revocations = TokenRevocations(down_store, ttl=960, monotonic=clock, backoff=1e9)
     user = uuid.uuid4()
-    assert await revocations.revoke(user) is False  # Redis down: local only
+    assert await revocations.revoke_user(user) is False  # Redis down: local only
     assert await revocations.is_revoked(user)
     assert not await revocations.is_revoked(uuid.uuid4())
     clock.advance(959)
@@ -96,21 +96,21 @@ async def test_local_entries_expire_with_the_tokens(down_store: RedisStore) -> N
 
 
 async def test_local_table_is_bounded(down_store: RedisStore) -> None:
-    revocations = UserRevocations(down_store, max_local=3, backoff=1e9)
+    revocations = TokenRevocations(down_store, max_local=3, backoff=1e9)
     users = [uuid.uuid4() for _ in range(4)]
     for user in users:
-        await revocations.revoke(user)
+        await revocations.revoke_user(user)
     assert [await revocations.is_revoked(u) for u in users] == [False, True, True, True]
 
 
 async def test_revoked_in_redis_is_remembered_locally(
     redis_store: RedisStore, clock: FakeClock
 ) -> None:
-    writer = UserRevocations(redis_store)
-    reader = UserRevocations(redis_store, monotonic=clock)
+    writer = TokenRevocations(redis_store)
+    reader = TokenRevocations(redis_store, monotonic=clock)
     user = uuid.uuid4()
     assert not await reader.is_revoked(user)
-    assert await writer.revoke(user) is True
+    assert await writer.revoke_user(user) is True
     # "Not revoked" is trusted for CLEAR_TTL (no Redis round trip per request)...
     assert not await reader.is_revoked(user)
     clock.advance(CLEAR_TTL + 0.01)

@@ -1,4 +1,5 @@
-"""Fixtures that run the real app in-process on an ephemeral port, spoken to over HTTP."""
+"""Fixtures that run the real app in-process on an ephemeral port, spoken to over HTTP, and
+the loopback OpenID provider for apps with sign-in (``auth_app_factory``)."""
 
 from __future__ import annotations
 
@@ -18,6 +19,12 @@ from smartpip.server import run_service
 from store.redis import RedisStore
 from tests.app.probes import probe_blueprint
 from tests.conftest import REDIS_URL
+from tests.fakes.oidc_provider import FakeOidcProvider
+
+#: The signing key of ``auth_app_factory`` apps (any two of them accept each other's tokens).
+KEY = "k1:" + "a" * 40
+#: The one redirect URI ``auth_app_factory`` apps allow.
+REDIRECT = "https://abcdefghijklmnopabcdefghijklmnop.chromiumapp.org/"
 
 
 @attrs.frozen
@@ -99,3 +106,34 @@ async def app(app_factory: AppFactory) -> AsyncIterator[RunningApp]:
     """The app with default test settings."""
     async with app_factory(probes=True) as running:
         yield running
+
+
+@pytest.fixture
+async def provider(nursery: trio.Nursery) -> FakeOidcProvider:
+    """The fake OpenID provider, serving on loopback until the test ends."""
+    provider = FakeOidcProvider()
+    await nursery.start(provider.run)
+    return provider
+
+
+AuthAppFactory = Callable[..., AbstractAsyncContextManager[RunningApp]]
+
+
+@pytest.fixture
+def auth_app_factory(app_factory: AppFactory, provider: FakeOidcProvider) -> AuthAppFactory:
+    """Start apps signing in with ``provider`` and signing with ``KEY``:
+    ``async with auth_app_factory(**overrides) as app``; they share the test's Redis prefix."""
+
+    def factory(**overrides: str) -> AbstractAsyncContextManager[RunningApp]:
+        settings = {
+            "jwt_keys": KEY,
+            "oidc_issuer": provider.issuer,
+            "oidc_client_id": provider.client_id,
+            "oidc_client_secret": provider.client_secret,
+            "oidc_redirect_uris": REDIRECT,
+            "http_timeout": "1",
+        }
+        settings.update(overrides)
+        return app_factory(**settings)
+
+    return factory

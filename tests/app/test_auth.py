@@ -4,12 +4,11 @@ from __future__ import annotations
 
 import base64
 import json
+import logging
 import secrets
 import time
 import uuid
 from collections.abc import AsyncIterator, Callable
-from contextlib import AbstractAsyncContextManager
-from typing import Any
 
 import httpx
 import jwt
@@ -19,93 +18,19 @@ import trio
 
 from smartpip.config import JwtKey
 from smartpip.nonces import Nonces
-from tests.app.conftest import AppFactory, RunningApp
+from tests.app.conftest import KEY, REDIRECT, AppFactory, AuthAppFactory, RunningApp
+from tests.app.signin import assert_401, bearer, refresh, sign_in, sign_in_with_code, start
 from tests.fakes.oidc_provider import FakeOidcProvider, foreign_key, s256
 from tests.support.faultproxy import FaultProxy
 
-KEY = "k1:" + "a" * 40
 OLD_KEY = "k0:" + "b" * 40
-REDIRECT = "https://abcdefghijklmnopabcdefghijklmnop.chromiumapp.org/"
-
-
-@pytest.fixture
-async def provider(nursery: trio.Nursery) -> FakeOidcProvider:
-    provider = FakeOidcProvider()
-    await nursery.start(provider.run)
-    return provider
-
-
-AuthAppFactory = Callable[..., AbstractAsyncContextManager[RunningApp]]
-
-
-@pytest.fixture
-def auth_app_factory(app_factory: AppFactory, provider: FakeOidcProvider) -> AuthAppFactory:
-    def factory(**overrides: str) -> AbstractAsyncContextManager[RunningApp]:
-        settings = {
-            "jwt_keys": KEY,
-            "oidc_issuer": provider.issuer,
-            "oidc_client_id": provider.client_id,
-            "oidc_client_secret": provider.client_secret,
-            "oidc_redirect_uris": REDIRECT,
-            "http_timeout": "1",
-        }
-        settings.update(overrides)
-        return app_factory(**settings)
-
-    return factory
 
 
 @pytest.fixture
 async def app(auth_app_factory: AuthAppFactory) -> AsyncIterator[RunningApp]:
+    """One app with sign-in configured."""
     async with auth_app_factory() as running:
         yield running
-
-
-async def start(app: RunningApp) -> str:
-    response = await app.client.post("/v1/auth/oidc/start")
-    assert response.status_code == 200, response.text
-    nonce: str = response.json()["nonce"]
-    return nonce
-
-
-async def sign_in_with_code(
-    app: RunningApp, provider: FakeOidcProvider, sub: str = "google-sub-1"
-) -> httpx.Response:
-    nonce = await start(app)
-    verifier = secrets.token_urlsafe(48)
-    code = provider.authorize(
-        sub=sub,
-        nonce=nonce,
-        redirect_uri=REDIRECT,
-        code_challenge=s256(verifier),
-        client_id=provider.client_id,
-    )
-    return await app.client.post(
-        "/v1/auth/oidc/callback",
-        json={"code": code, "codeVerifier": verifier, "redirectUri": REDIRECT, "nonce": nonce},
-    )
-
-
-async def sign_in(
-    app: RunningApp, provider: FakeOidcProvider, sub: str = "sub-1"
-) -> dict[str, Any]:
-    response = await sign_in_with_code(app, provider, sub)
-    assert response.status_code == 200, response.text
-    body: dict[str, Any] = response.json()
-    return body
-
-
-def bearer(token: str) -> dict[str, str]:
-    return {"Authorization": f"Bearer {token}"}
-
-
-def assert_401(response: httpx.Response, *, invalid_token: bool = False) -> None:
-    assert response.status_code == 401, response.text
-    assert response.json()["code"] == "unauthorized"
-    challenge = response.headers["www-authenticate"]
-    assert challenge.startswith("Bearer")
-    if invalid_token:
-        assert 'error="invalid_token"' in challenge
 
 
 # --- the two callback shapes --------------------------------------------------------------
@@ -288,8 +213,31 @@ async def test_provider_down_cold_cache_is_503(app: RunningApp, provider: FakeOi
     provider.mode = "down"
     response = await callback_with(app, lambda n: provider.make_id_token(sub="s", nonce=n))
     assert response.status_code == 503
-    assert response.json()["code"] == "service_unavailable"
+    problem = response.json()
+    assert problem["code"] == "service_unavailable"
+    assert problem["retryable"] is True
     assert int(response.headers["retry-after"]) > 0
+    assert problem["retryAfter"] == int(response.headers["retry-after"])
+
+
+async def test_a_refused_client_secret_is_our_misconfiguration_not_an_outage(
+    auth_app_factory: AuthAppFactory,
+    provider: FakeOidcProvider,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    wrong_secret = "not-" + provider.client_secret
+    async with auth_app_factory(oidc_client_secret=wrong_secret) as app:
+        response = await sign_in_with_code(app, provider)
+    assert response.status_code == 503, response.text
+    problem = response.json()
+    assert problem["code"] == "sign_in_misconfigured"
+    assert problem["retryable"] is False
+    assert "retryAfter" not in problem and "retry-after" not in response.headers
+    assert "client credentials" in problem["detail"] and "operator" in problem["detail"]
+    assert provider.token_requests == 1  # the provider was reached: not an outage
+    warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+    assert any("refused our client credentials" in message for message in warnings)
+    assert wrong_secret not in caplog.text and wrong_secret not in response.text
 
 
 async def test_provider_down_warm_cache_still_signs_in(
@@ -359,10 +307,6 @@ async def test_rotated_keys_keep_old_tokens_valid(
 
 
 # --- refresh sessions ---------------------------------------------------------------------
-
-
-async def refresh(app: RunningApp, token: str) -> httpx.Response:
-    return await app.client.post("/v1/auth/refresh", json={"refreshToken": token})
 
 
 async def test_refresh_rotates_and_reuse_after_grace_revokes_the_family(

@@ -1,4 +1,5 @@
-"""Fixtures for the auth tests: signing keys, a controllable clock, a database, the services."""
+"""Fixtures for the auth tests: signing keys, a controllable clock, a database, Redis, the
+services."""
 
 from __future__ import annotations
 
@@ -7,9 +8,11 @@ from collections.abc import AsyncIterator
 import pytest
 
 from smartpip.config import JwtKey
+from smartpip.revocation import TokenRevocations
 from smartpip.sessions import SessionPolicy, Sessions
 from smartpip.tokens import AccessTokens
 from store.postgres import Database, PostgresSettings, open_database
+from store.redis import RedisStore
 from tests.support.clock import FakeClock
 
 KEY = JwtKey("k1", b"k" * 32)
@@ -36,8 +39,19 @@ def policy() -> SessionPolicy:
 
 
 @pytest.fixture
+def revocations(redis_store: RedisStore, clock: FakeClock) -> TokenRevocations:
+    """The access-token revocations on the test's Redis prefix (markers stamped by ``clock``;
+    local expiry on the real monotonic clock)."""
+    return TokenRevocations(redis_store, clock=clock)
+
+
+@pytest.fixture
 def sessions(
-    db: Database, tokens: AccessTokens, policy: SessionPolicy, clock: FakeClock
+    db: Database,
+    tokens: AccessTokens,
+    policy: SessionPolicy,
+    revocations: TokenRevocations,
+    clock: FakeClock,
 ) -> Sessions:
     """The session service on the test database and the fake clock."""
-    return Sessions(db, tokens, policy, clock=clock)
+    return Sessions(db, tokens, policy, revocations, clock=clock)

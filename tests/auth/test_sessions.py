@@ -12,6 +12,7 @@ import psycopg
 import pytest
 import trio
 
+from smartpip.revocation import TokenRevocations
 from smartpip.sessions import IssuedTokens, SessionPolicy, SessionRejected, Sessions
 from smartpip.tokens import ACCESS_TOKEN_TTL, AccessTokens
 from store.audit import AuditRow, select_audit_for_user
@@ -183,10 +184,10 @@ async def test_idle_expiry(sessions: Sessions, clock: FakeClock) -> None:
 
 
 async def test_absolute_expiry_caps_the_sliding_window(
-    db: Database, tokens: AccessTokens, clock: FakeClock
+    db: Database, tokens: AccessTokens, revocations: TokenRevocations, clock: FakeClock
 ) -> None:
     policy = SessionPolicy(idle=timedelta(hours=1), absolute=timedelta(hours=3))
-    sessions = Sessions(db, tokens, policy, clock=clock)
+    sessions = Sessions(db, tokens, policy, revocations, clock=clock)
     issued = await sign_in(sessions)
     for _ in range(2):  # active every 50 minutes: each rotation slides the idle expiry
         clock.advance(50 * 60)
@@ -288,12 +289,14 @@ async def test_database_never_holds_a_raw_token(
             assert part not in text
 
 
-async def test_database_unavailable_propagates(tokens: AccessTokens) -> None:
+async def test_database_unavailable_propagates(
+    tokens: AccessTokens, revocations: TokenRevocations
+) -> None:
     settings = PostgresSettings(
         url="postgresql://nobody@127.0.0.1:9/none", acquire_timeout=0.2, query_timeout=1.0
     )
     async with open_database(settings) as db:
-        sessions = Sessions(db, tokens, SessionPolicy())
+        sessions = Sessions(db, tokens, SessionPolicy(), revocations)
         with pytest.raises(DatabaseUnavailable):
             await sessions.refresh(secrets.token_urlsafe(32))
         with pytest.raises(DatabaseUnavailable):

@@ -16,7 +16,13 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 
 from smartpip.config import JwtKey
-from smartpip.tokens import ACCESS_TOKEN_TTL, AccessClaims, AccessTokens, TokenInvalid
+from smartpip.tokens import (
+    ACCESS_TOKEN_TTL,
+    SESSION_CLAIM,
+    AccessClaims,
+    AccessTokens,
+    TokenInvalid,
+)
 from tests.auth.conftest import KEY, OLD_KEY
 from tests.support.clock import FakeClock
 
@@ -91,6 +97,34 @@ def test_issue_verify_round_trip(tokens: AccessTokens, clock: FakeClock) -> None
         expires_at=int(clock.now) + ACCESS_TOKEN_TTL,
     )
     assert tokens.ttl == ACCESS_TOKEN_TTL
+
+
+def test_session_id_round_trip(tokens: AccessTokens, clock: FakeClock) -> None:
+    family = uuid.uuid4()
+    token = tokens.issue(USER, session_id=family)
+    payload = jwt.decode(token, options={"verify_signature": False})
+    assert payload[SESSION_CLAIM] == str(family)
+    assert set(payload) == {"iss", "aud", "sub", "iat", "exp", "jti", "sid"}
+    claims = tokens.verify(token)
+    assert claims.session_id == family and claims.user_id == USER
+
+
+def test_a_token_without_a_session_id_still_verifies(
+    tokens: AccessTokens, clock: FakeClock
+) -> None:
+    # Tokens issued before the claim existed, and development tokens: no family.
+    assert tokens.verify(craft(claims_at(clock.now))).session_id is None
+    assert tokens.verify(tokens.issue(USER)).session_id is None
+
+
+def test_malformed_session_id(tokens: AccessTokens, clock: FakeClock) -> None:
+    family = uuid.uuid4()
+    sids: list[object] = ["", "alice", family.hex, str(family).upper(), f"urn:uuid:{family}"]
+    for sid in [*sids, 12, None, []]:
+        token = craft(claims_at(clock.now, sid=sid))
+        if sid is None:  # claims_at drops a None override: write the null explicitly
+            token = craft({**claims_at(clock.now), "sid": None})
+        assert rejected(tokens, token) == "malformed session ID", sid
 
 
 def test_each_token_has_its_own_jti(tokens: AccessTokens) -> None:

@@ -7,7 +7,10 @@ that runs in production. Routes:
   replaces fields, e.g. a foreign ``issuer``);
 - ``GET /jwks``: the published public keys, ``Cache-Control: public, max-age=<jwks_max_age>``;
 - ``POST /token``: the authorization-code grant with PKCE (S256) and client authentication
-  (HTTP Basic or form fields); errors are Google-style ``{"error", "error_description"}``;
+  (HTTP Basic or form fields); errors are Google-style ``{"error", "error_description"}``:
+  401 ``invalid_client`` for credentials other than ``client_id``/``client_secret``, 400
+  ``unauthorized_client`` for the right ones while ``client_may_use_code_grant`` is false
+  (Google's answer for an OAuth client whose type may not redeem codes);
 - ``POST /revoke``: 200, the token appended to :attr:`FakeOidcProvider.revoked`; 400
   ``invalid_token`` when it was already revoked.
 
@@ -74,6 +77,8 @@ class FakeOidcProvider:
             whatever the fault mode.
         revoked: Tokens posted to the revocation endpoint, in order.
         token_auth: How each token request authenticated: ``"basic"``, ``"form"``, ``"none"``.
+        client_may_use_code_grant: False makes ``/token`` refuse our authenticated client with
+            ``unauthorized_client``.
         clock: Wall clock for code expiry and minted ``iat``/``exp``.
     """
 
@@ -101,6 +106,7 @@ class FakeOidcProvider:
         self.token_requests = self.revoke_requests = 0
         self.revoked: list[str] = []
         self.token_auth: list[str] = []
+        self.client_may_use_code_grant = True
         self._keys: dict[str, rsa.RSAPrivateKey] = {}  # every key this provider made, by kid
         self._published: list[str] = []  # kids in the JWKS; the current one last
         self._routes = OidcRoutes(self)  # holds the grants

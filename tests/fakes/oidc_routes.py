@@ -174,6 +174,10 @@ class OidcRoutes:
         credentials = basic or (form.get("client_id"), form.get("client_secret"))
         if credentials != (provider.client_id, provider.client_secret):
             return _oauth_error("invalid_client", "Unauthorized", status=401)
+        if not provider.client_may_use_code_grant:
+            return _oauth_error(
+                "unauthorized_client", "Unauthorized client for the authorization_code grant"
+            )
         if not headers.get("content-type", "").startswith("application/x-www-form-urlencoded"):
             return _oauth_error("invalid_request", "Body must be form-encoded")
         if form.get("grant_type") != "authorization_code":

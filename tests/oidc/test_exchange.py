@@ -8,7 +8,13 @@ import httpx
 import pytest
 import trio
 
-from smartpip.oidc import OidcClient, OidcRejected, OidcSettings, OidcUnavailable
+from smartpip.oidc import (
+    OidcClient,
+    OidcMisconfigured,
+    OidcRejected,
+    OidcSettings,
+    OidcUnavailable,
+)
 from tests.fakes.oidc_provider import CODE_LIFETIME, FakeOidcProvider, Mode, s256
 from tests.oidc.conftest import HTTP_TIMEOUT, REDIRECT_URI
 from tests.support.clock import FakeClock
@@ -112,12 +118,28 @@ async def test_wrong_client_secret_is_our_misconfiguration(
     settings = OidcSettings(provider.issuer, provider.client_id, "not-the-secret")
     oidc = OidcClient(settings, http, clock=clock, monotonic=clock)
 
-    with pytest.raises(OidcUnavailable, match="refused our client credentials: invalid_client"):
+    with pytest.raises(
+        OidcMisconfigured, match="refused our client credentials: invalid_client"
+    ) as raised:
         await oidc.exchange_code(
             code=consent(provider, verifier), code_verifier=verifier, redirect_uri=REDIRECT_URI
         )
+    assert isinstance(raised.value, OidcUnavailable)  # callers that only know 503 still work
     warnings = [r.getMessage() for r in caplog.records if r.levelname == "WARNING"]
-    assert any("client credentials" in message for message in warnings)
+    assert any("SMARTPIP_OIDC_CLIENT_SECRET" in message for message in warnings)
+    assert "not-the-secret" not in caplog.text
+    assert provider.client_secret not in caplog.text
+
+
+async def test_client_not_allowed_the_code_grant_is_our_misconfiguration(
+    provider: FakeOidcProvider, oidc: OidcClient, verifier: str
+) -> None:
+    provider.client_may_use_code_grant = False
+
+    with pytest.raises(OidcMisconfigured, match="unauthorized_client"):
+        await oidc.exchange_code(
+            code=consent(provider, verifier), code_verifier=verifier, redirect_uri=REDIRECT_URI
+        )
 
 
 @pytest.mark.parametrize("mode", ["down", "malformed", "huge", "redirect", "slow"])
@@ -129,8 +151,9 @@ async def test_token_endpoint_failures(
     code = consent(provider, verifier)
 
     started = trio.current_time()
-    with pytest.raises(OidcUnavailable):
+    with pytest.raises(OidcUnavailable) as raised:
         await oidc.exchange_code(code=code, code_verifier=verifier, redirect_uri=REDIRECT_URI)
+    assert not isinstance(raised.value, OidcMisconfigured)  # an outage, retryable
     assert trio.current_time() - started < HTTP_TIMEOUT + 1.0
     assert provider.token_requests == 1  # a redirect is not followed
 

@@ -1,0 +1,198 @@
+"""Revoking a sign-in's access tokens: the family checker, and the session service using it."""
+
+from __future__ import annotations
+
+import logging
+import uuid
+from collections.abc import AsyncIterator
+from typing import Any
+
+import pytest
+
+from smartpip.revocation import CLEAR_TTL, TokenRevocations
+from smartpip.sessions import SessionRejected, Sessions
+from smartpip.tokens import AccessTokens
+from store.postgres import Database
+from store.redis import RedisSettings, RedisStore, open_redis
+from store.sessions import select_user_sessions
+from tests.support.clock import FakeClock
+from tests.support.faultproxy import FaultProxy
+
+ISS = "https://accounts.google.com"
+
+
+class CountingClient:
+    """Wraps the coredis client and records the name of every command sent through it."""
+
+    def __init__(self, client: Any) -> None:
+        self._client = client
+        self.commands: list[str] = []
+
+    def __getattr__(self, name: str) -> Any:
+        attr = getattr(self._client, name)
+        if not callable(attr):
+            return attr
+
+        def counted(*args: Any, **kwargs: Any) -> Any:
+            self.commands.append(name)
+            return attr(*args, **kwargs)
+
+        return counted
+
+
+@pytest.fixture
+def counting(redis_store: RedisStore, monkeypatch: pytest.MonkeyPatch) -> CountingClient:
+    """Count the Redis commands of ``redis_store`` from now on."""
+    client = CountingClient(redis_store.client)
+    monkeypatch.setattr(redis_store, "client", client)
+    return client
+
+
+@pytest.fixture
+async def down_store(redis_proxy: FaultProxy) -> AsyncIterator[RedisStore]:
+    redis_proxy.mode = "down"
+    settings = RedisSettings(url=f"redis://127.0.0.1:{redis_proxy.port}/0", prefix="unused:")
+    async with open_redis(settings) as store:
+        yield store
+
+
+# --- the checker ----------------------------------------------------------------------------
+
+
+async def test_one_command_per_check_and_none_while_clear(
+    redis_store: RedisStore, counting: CountingClient, clock: FakeClock
+) -> None:
+    reader = TokenRevocations(redis_store, monotonic=clock)
+    user, family = uuid.uuid4(), uuid.uuid4()
+    assert not await reader.is_revoked(user, family)
+    assert counting.commands == ["mget"]  # the user's and the family's marker, one command
+    for _ in range(5):  # a burst of the same sign-in's requests: no Redis at all
+        assert not await reader.is_revoked(user, family)
+    assert counting.commands == ["mget"]
+    clock.advance(CLEAR_TTL + 0.01)
+    assert not await reader.is_revoked(user, family)
+    assert counting.commands == ["mget", "mget"]
+
+
+async def test_a_revoked_family_is_seen_by_other_replicas_and_only_that_family(
+    redis_store: RedisStore, clock: FakeClock
+) -> None:
+    writer = TokenRevocations(redis_store)
+    reader = TokenRevocations(redis_store, monotonic=clock)
+    user, family, other = uuid.uuid4(), uuid.uuid4(), uuid.uuid4()
+    assert not await reader.is_revoked(user, family)
+    assert await writer.revoke_family(family) is True
+    assert await writer.is_revoked(user, family)  # the writer: at once
+    assert not await reader.is_revoked(user, family)  # the reader: its "clear" answer holds...
+    clock.advance(CLEAR_TTL + 0.01)
+    assert await reader.is_revoked(user, family)  # ...until CLEAR_TTL, then Redis says so
+    # Another sign-in of the user, and tokens without a family, are not affected.
+    for checker in (writer, reader):
+        assert not await checker.is_revoked(user, other)
+        assert not await checker.is_revoked(user, None)
+    await redis_store.delete_prefixed()  # remembered locally once seen (Redis restarted)
+    assert await reader.is_revoked(user, family)
+
+
+async def test_a_revoked_user_covers_every_family(redis_store: RedisStore) -> None:
+    writer, reader = TokenRevocations(redis_store), TokenRevocations(redis_store)
+    user = uuid.uuid4()
+    assert await writer.revoke_user(user) is True
+    for family in (uuid.uuid4(), uuid.uuid4(), None):
+        assert await writer.is_revoked(user, family)
+        assert await reader.is_revoked(user, family)
+    assert not await reader.is_revoked(uuid.uuid4(), None)
+
+
+async def test_redis_down_the_revoking_replica_still_refuses(
+    down_store: RedisStore, caplog: pytest.LogCaptureFixture
+) -> None:
+    clock = FakeClock()
+    revocations = TokenRevocations(down_store, ttl=960, monotonic=clock, backoff=1e9)
+    user, family = uuid.uuid4(), uuid.uuid4()
+    assert await revocations.revoke_family(family) is False  # local only
+    assert await revocations.is_revoked(user, family)
+    assert not await revocations.is_revoked(user, uuid.uuid4())  # fail open for the rest
+    assert not await revocations.is_revoked(user, None)
+    clock.advance(959)
+    assert await revocations.is_revoked(user, family)
+    clock.advance(1)  # the tokens have expired: so has the local entry
+    assert not await revocations.is_revoked(user, family)
+    warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+    assert len([m for m in warnings if "only this replica" in m]) == 1  # the outage, once
+
+
+async def test_local_family_table_is_bounded(down_store: RedisStore) -> None:
+    revocations = TokenRevocations(down_store, max_local=3, backoff=1e9)
+    user, families = uuid.uuid4(), [uuid.uuid4() for _ in range(4)]
+    for family in families:
+        await revocations.revoke_family(family)
+    answers = [await revocations.is_revoked(user, f) for f in families]
+    assert answers == [False, True, True, True]
+
+
+# --- the session service --------------------------------------------------------------------
+
+
+async def family_of(db: Database, user_id: uuid.UUID) -> set[uuid.UUID]:
+    return {row.family_id for row in await db.run(select_user_sessions, user_id)}
+
+
+async def test_access_tokens_name_their_family(
+    sessions: Sessions, db: Database, tokens: AccessTokens
+) -> None:
+    first = await sessions.sign_in(ISS, "sub", method="code")
+    (family,) = await family_of(db, first.user_id)
+    rotated = await sessions.refresh(first.refresh_token)
+    started = await sessions.start(first.user_id)
+    assert tokens.verify(first.access_token).session_id == family
+    assert tokens.verify(rotated.access_token).session_id == family
+    other = tokens.verify(started.access_token).session_id
+    assert other is not None and other != family
+    assert await family_of(db, first.user_id) == {family, other}
+
+
+async def test_logout_revokes_the_familys_access_tokens(
+    sessions: Sessions, tokens: AccessTokens, revocations: TokenRevocations, redis_store: RedisStore
+) -> None:
+    signed_in = await sessions.sign_in(ISS, "sub", method="code")
+    other = await sessions.sign_in(ISS, "sub", method="code")
+    claims = tokens.verify(signed_in.access_token)
+    kept = tokens.verify(other.access_token)
+    assert not await revocations.is_revoked(claims.user_id, claims.session_id)
+    await sessions.logout(signed_in.refresh_token)
+    assert await revocations.is_revoked(claims.user_id, claims.session_id)
+    assert not await revocations.is_revoked(kept.user_id, kept.session_id)
+    another_replica = TokenRevocations(redis_store)
+    assert await another_replica.is_revoked(claims.user_id, claims.session_id)
+    assert not await another_replica.is_revoked(kept.user_id, kept.session_id)
+
+
+async def test_logout_again_writes_the_marker_again(
+    sessions: Sessions, tokens: AccessTokens, redis_store: RedisStore
+) -> None:
+    # A retry after Redis was down completes the revocation (the family is already revoked).
+    signed_in = await sessions.sign_in(ISS, "sub", method="code")
+    claims = tokens.verify(signed_in.access_token)
+    await sessions.logout(signed_in.refresh_token)
+    await redis_store.delete_prefixed()  # as if the marker had never been written
+    await sessions.logout(signed_in.refresh_token)
+    another_replica = TokenRevocations(redis_store)
+    assert await another_replica.is_revoked(claims.user_id, claims.session_id)
+
+
+async def test_reuse_detection_revokes_the_familys_access_tokens(
+    sessions: Sessions, tokens: AccessTokens, redis_store: RedisStore, clock: FakeClock
+) -> None:
+    first = await sessions.sign_in(ISS, "sub", method="code")
+    second = await sessions.refresh(first.refresh_token)
+    other = await sessions.sign_in(ISS, "sub", method="id_token")
+    clock.advance(11)  # past the 10 s grace
+    with pytest.raises(SessionRejected, match="reused"):
+        await sessions.refresh(first.refresh_token)
+    another_replica = TokenRevocations(redis_store)
+    for issued in (first, second):
+        claims = tokens.verify(issued.access_token)
+        assert await another_replica.is_revoked(claims.user_id, claims.session_id)
+    kept = tokens.verify(other.access_token)
+    assert not await another_replica.is_revoked(kept.user_id, kept.session_id)
