@@ -165,6 +165,10 @@ class ClientStream(trio.abc.HalfCloseableStream):
         self._eof_pending = False
         self._eof_sent = False
         self._reader: trio.CancelScope | None = None
+        self._ended = False
+        #: The scope of the connection's tasks (set by the accept loop); cancelled once the
+        #: client has closed and no response is being written (see :meth:`_peer_gone`).
+        self.scope: trio.CancelScope | None = None
 
     # The HTTP layer's side (smartpip.exchange), one response at a time.
 
@@ -177,6 +181,8 @@ class ClientStream(trio.abc.HalfCloseableStream):
         self._responder = None
         if self._eof_pending:
             await self._send_eof_now()
+        if self._ended:
+            self._end_connection()
 
     def close_after_response(self) -> None:
         """The response being written ends the connection: stop reading requests now."""
@@ -188,7 +194,9 @@ class ClientStream(trio.abc.HalfCloseableStream):
         with trio.move_on_after(self._send_timeout) as scope:
             await self._stream.send_all(data)
         if scope.cancelled_caught:
-            # Half a write leaves the stream unusable; to hypercorn the client is gone.
+            # Half a write leaves the stream unusable: to hypercorn the client is gone, and the
+            # connection closes (its reader would otherwise wait on the client forever).
+            self._begin_close()
             raise trio.BrokenResourceError("the client did not read the response in time")
 
     async def wait_send_all_might_not_block(self) -> None:
@@ -208,9 +216,12 @@ class ClientStream(trio.abc.HalfCloseableStream):
             with trio.CancelScope() as scope:
                 self._reader = scope
                 try:
-                    return await self._stream.receive_some(max_bytes)
+                    data = await self._stream.receive_some(max_bytes)
                 finally:
                     self._reader = None
+                if not data:
+                    self._peer_gone()
+                return data
         return await self._drain()
 
     async def aclose(self) -> None:
@@ -242,7 +253,22 @@ class ClientStream(trio.abc.HalfCloseableStream):
         ):
             while await self._stream.receive_some(DRAIN_CHUNK):
                 pass
+        self._peer_gone()
         return b""
+
+    def _peer_gone(self) -> None:
+        """No more requests can come: end the connection once no response is being written.
+
+        hypercorn's connection task otherwise waits for its keep-alive timer, holding the
+        socket in CLOSE-WAIT for up to ``keep_alive_timeout`` after the client left.
+        """
+        self._ended = True
+        if self._responder is None:
+            self._end_connection()
+
+    def _end_connection(self) -> None:
+        if self.scope is not None:
+            self.scope.cancel()
 
     async def _send_eof_now(self) -> None:
         self._eof_pending = False
@@ -288,7 +314,8 @@ async def serve(
             connection_state = ConnectionState({**state, CLIENT_STATE_KEY: client})
             # hypercorn types the stream as an SSLStream; plain streams take its AttributeError
             # path (no handshake), as for trio.SocketStream itself.
-            await TCPServer(app, hconfig, context, connection_state, client)  # type: ignore[arg-type]
+            with trio.CancelScope() as client.scope:
+                await TCPServer(app, hconfig, context, connection_state, client)  # type: ignore[arg-type]
         finally:
             gate.open -= 1
             await client.close_for_real()

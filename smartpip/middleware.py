@@ -34,7 +34,7 @@ import attrs
 import trio
 
 from smartpip.exchange import Exchange
-from smartpip.logs import access_logger, bind_request_id
+from smartpip.logs import access_logger, bind_request_id, get_logger
 from smartpip.metrics import UNMATCHED_ROUTE, Metrics
 from smartpip.problems import problem_body, problem_headers, retry_after_seconds
 
@@ -46,6 +46,8 @@ __all__ = [
     "SCOPE_ROUTE",
     "HygieneMiddleware",
 ]
+
+log = get_logger(__name__)
 
 Scope = MutableMapping[str, Any]
 Message = MutableMapping[str, Any]
@@ -200,6 +202,13 @@ class HygieneMiddleware:
             await self.app(scope, exchange.receive, exchange.send)
         if not deadline.cancelled_caught or exchange.complete:
             return False
+        log.warning(
+            "request deadline exceeded",
+            method=scope["method"],
+            route=scope.get(SCOPE_ROUTE, UNMATCHED_ROUTE),
+            timeout=self.request_timeout,
+            answered=exchange.started,
+        )
         if not exchange.started:
             exchange.close_connection()
             await self._answer(

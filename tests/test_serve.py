@@ -23,6 +23,7 @@ from smartpip.server import main
 from smartpip.tokens import AccessTokens
 from tests.conftest import ADMIN_URL, REDIS_URL, url_for
 from tests.support.polling import eventually, wait_exit
+from tests.support.rawhttp import RawConnection, request_bytes
 
 pytestmark = pytest.mark.subprocess
 
@@ -122,6 +123,33 @@ async def test_second_signal_exits_at_once(pg_url: str, redis_prefix: str) -> No
         process.send_signal(signal.SIGINT)
         await wait_exit(process, within=10)  # far less than the 60 s drain window
     assert process.returncode == 1
+
+
+async def test_a_stopping_process_exits_as_soon_as_it_is_idle(
+    pg_url: str, redis_prefix: str
+) -> None:
+    """Idle keep-alive connections (left by requests Quart answered, whose idle timer the
+    keep-alive wedge used to cancel) close at once on shutdown: the process does not wait for
+    its 300 s grace time."""
+    port = free_port()
+    env = service_env(pg_url, redis_prefix, port, drain_seconds="0", graceful_timeout="300")
+    with serve_process(env) as process:
+        await wait_until_serving(f"http://127.0.0.1:{port}", process)
+        held = [await RawConnection.open("127.0.0.1", port) for _ in range(5)]
+        try:
+            for conn in held:
+                await conn.send(request_bytes("GET", "/v1/status")[0])
+                with trio.fail_after(10):
+                    assert (await conn.response()).status == 200
+            process.send_signal(signal.SIGTERM)
+            for conn in held:  # the server closes them, without a request
+                with trio.fail_after(30):
+                    assert await conn.closed_by_server()
+            await wait_exit(process, within=30)
+        finally:
+            for conn in held:
+                await conn.aclose()
+    assert process.returncode == 0
 
 
 async def test_request_in_flight_completes_during_shutdown(pg_url: str, redis_prefix: str) -> None:

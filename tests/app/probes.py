@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
+
 import trio
-from quart import Blueprint, request
+from quart import Blueprint, Response, request
 
 from smartpip.jsonbody import read_json
 from smartpip.resources import Resources
@@ -12,7 +14,8 @@ from store.postgres import query_ping
 
 def probe_blueprint(resources: Resources, release: trio.Event | None = None) -> Blueprint:
     """``POST /test/echo`` parses JSON strictly; ``/test/boom`` fails; ``/test/db`` queries;
-    ``/test/redis`` pings Redis; ``/test/slow`` waits for ``release`` (a request kept in flight)."""
+    ``/test/redis`` pings Redis; ``/test/slow`` waits for ``release`` (a request kept in flight);
+    ``/test/big`` streams 64 MiB."""
     bp = Blueprint("probes", __name__, url_prefix="/test")
 
     @bp.post("/echo")
@@ -32,6 +35,15 @@ def probe_blueprint(resources: Resources, release: trio.Event | None = None) -> 
     async def redis() -> dict[str, object]:
         await resources.redis.ping()
         return {"redis": "ok"}
+
+    @bp.get("/big")
+    async def big() -> Response:
+        # 64 MiB in 1 MiB chunks: more than any socket buffer, for clients that stop reading.
+        async def chunks() -> AsyncIterator[bytes]:
+            for _ in range(64):
+                yield b"x" * (1 << 20)
+
+        return Response(chunks(), content_type="application/octet-stream")
 
     @bp.get("/slow")
     async def slow() -> dict[str, object]:

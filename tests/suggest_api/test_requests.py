@@ -126,6 +126,23 @@ async def test_invalid_queries_are_400_invalid_request(
     assert youtube.calls == {}
 
 
+async def test_percent_encoding_that_is_not_utf8_is_400_before_any_search(
+    app: RunningApp, alice: User, youtube: FakeYouTube
+) -> None:
+    # A lone surrogate (%ED%A0%80), a stray byte, a truncated sequence: each used to be read
+    # as replacement characters and cost a search.
+    for raw in ("%ED%A0%80", "lofi%FFmix", "caf%C3", "%C3%28"):
+        response = await app.client.get(f"/v1/suggest?q={raw}", headers=alice.headers)
+        body = check_problem(response, 400, "invalid_request")
+        assert "UTF-8" in body["detail"], raw
+        assert body["retryable"] is False
+    # Valid percent-encoded UTF-8 is fine.
+    assert (
+        await app.client.get("/v1/suggest?q=caf%C3%A9", headers=alice.headers)
+    ).status_code == 200
+    assert youtube.calls["search"] == 1
+
+
 async def test_configured_stopwords_are_dropped_too(
     app: RunningApp, suggest_app: SuggestApp, youtube: FakeYouTube
 ) -> None:
