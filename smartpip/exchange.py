@@ -93,7 +93,7 @@ class Exchange:
         self.status: int | None = None
         self.complete = False
         self.body_complete = not _expects_body(scope["headers"])
-        self._body_done = trio.Event()
+        self._body_done: trio.Event | None = None  # made only when a response must wait
         self.client_gone = False
         state = scope.get("state") or {}
         #: The connection this exchange travels on (None outside smartpip.httpserver).
@@ -113,7 +113,8 @@ class Exchange:
         message = await self._receive()
         if message["type"] == "http.request" and not message.get("more_body", False):
             self.body_complete = True
-            self._body_done.set()
+            if self._body_done is not None:
+                self._body_done.set()
         elif message["type"] == "http.disconnect" and not self.complete:
             # After the final message, hypercorn says "disconnect" to end the exchange; only
             # before it does the word mean the client went away.
@@ -124,6 +125,7 @@ class Exchange:
         """hypercorn's ``send``, with the connection rules of the module docstring."""
         if message["type"] == "http.response.start":
             if not self.body_complete and not self._close:
+                self._body_done = trio.Event()
                 with trio.move_on_after(BODY_GRACE_SECONDS):
                     await self._body_done.wait()
             self.status = int(message["status"])
