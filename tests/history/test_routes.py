@@ -152,6 +152,16 @@ async def test_validation_failures_name_the_field(
     assert history_rows(app.resources.db.settings.url, alice.id) == []
 
 
+@pytest.mark.parametrize("body", [b"null", b"[]", b'"a video"', b"5"])
+async def test_a_body_that_is_no_object_is_422_naming_the_body(
+    app: RunningApp, alice: User, body: bytes
+) -> None:
+    headers = {**alice.headers, "Content-Type": "application/json"}
+    response = await app.client.post("/v1/history", content=body, headers=headers)
+    assert response.status_code == 422, response.text
+    assert response.json()["errors"] == [{"field": "body", "message": "must be a JSON object"}]
+
+
 async def test_missing_fields_each_named(app: RunningApp, alice: User) -> None:
     response = await app.client.post("/v1/history", json={}, headers=alice.headers)
     assert response.status_code == 422
