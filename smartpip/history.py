@@ -28,6 +28,7 @@ __all__ = [
     "HistoryBody",
     "InvalidEntry",
     "ProviderRule",
+    "could_be_stored",
     "format_time",
     "item_document",
     "select_providers",
@@ -243,6 +244,16 @@ def validate_entry(
         url=body.url,
         watched_at=watched_at,
     )
+
+
+def could_be_stored(provider: str, video_id: str) -> bool:
+    """Whether a history row for ``(provider, video_id)`` can exist at all.
+
+    Every stored row passed :func:`validate_entry` with a known provider, so anything else is
+    simply absent, without asking the database (which also refuses NUL characters in text).
+    """
+    rule = KNOWN_PROVIDERS.get(provider)
+    return rule is not None and rule.video_id.fullmatch(video_id) is not None
 
 
 def format_time(when: datetime) -> str:
