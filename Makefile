@@ -7,7 +7,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-stamp
 PYTHON ?= python3
 
-.PHONY: run test lint format bench venv lock clean
+.PHONY: run test lint format bench fuzz venv lock clean
 
 $(STAMP): pyproject.toml constraints.txt
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -33,6 +33,11 @@ lint: venv
 format: venv
 	$(VENV)/bin/ruff check --fix .
 	$(VENV)/bin/ruff format .
+
+## The contract fuzz run for SMARTPIP_FUZZ_SECONDS (600) of random data; report in fuzz-report.txt.
+fuzz: venv
+	SMARTPIP_FUZZ=long SMARTPIP_FUZZ_REPORT=fuzz-report.txt $(VENV)/bin/pytest tests/contract/test_fuzz.py
+	grep -E '^(Seed|Test cases|  [0-9]+ generated)' fuzz-report.txt
 
 ## Throughput and latency of each endpoint as a ratio of a bare ASGI app (needs wrk).
 bench: venv

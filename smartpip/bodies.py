@@ -108,10 +108,11 @@ def structure(data: Any, cls: type[T], *, status: int = 400) -> T:
 
     Raises:
         ApiError: ``status`` (400 ``invalid_request`` by default, 422 where the API says
-            ``validation_failed``) with one entry per field.
+            ``validation_failed``) with one entry per field (``body`` when it is no object).
     """
     if not isinstance(data, dict):
-        raise ApiError(status, "the body must be a JSON object")
+        errors = [{"field": "body", "message": "must be a JSON object"}]
+        raise ApiError(status, "the body must be a JSON object", errors=errors)
     try:
         return _CONVERTER.structure(data, cls)
     except FieldError as error:

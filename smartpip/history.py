@@ -28,6 +28,7 @@ __all__ = [
     "HistoryBody",
     "InvalidEntry",
     "ProviderRule",
+    "could_be_stored",
     "format_time",
     "item_document",
     "select_providers",
@@ -46,10 +47,12 @@ MAX_FUTURE_SKEW = timedelta(minutes=5)
 #: Nothing was watched on these platforms before YouTube existed (2005).
 OLDEST_WATCH = datetime(2005, 1, 1, tzinfo=UTC)
 
-# RFC 3339 date-time (section 5.6), with the offset required. Fractions beyond microseconds
-# are accepted and truncated.
+# RFC 3339 date-time (section 5.6), with the offset required (hours 00-23, minutes 00-59:
+# datetime.fromisoformat alone would take "+05:99" as +06:39). ASCII digits only. Fractions
+# beyond microseconds are accepted and truncated.
 _RFC3339 = re.compile(
-    r"(\d{4}-\d{2}-\d{2})[Tt ](\d{2}:\d{2}:\d{2})(?:\.(\d{1,9}))?([Zz]|[+-]\d{2}:\d{2})"
+    r"([0-9]{4}-[0-9]{2}-[0-9]{2})[Tt ]([0-9]{2}:[0-9]{2}:[0-9]{2})(?:\.([0-9]{1,9}))?"
+    r"([Zz]|[+-](?:[01][0-9]|2[0-3]):[0-5][0-9])"
 )
 # Printable ASCII without space and backslash (browsers read "\" as "/", which can move the
 # host); location.href is always percent-encoded to this.
@@ -241,6 +244,16 @@ def validate_entry(
         url=body.url,
         watched_at=watched_at,
     )
+
+
+def could_be_stored(provider: str, video_id: str) -> bool:
+    """Whether a history row for ``(provider, video_id)`` can exist at all.
+
+    Every stored row passed :func:`validate_entry` with a known provider, so anything else is
+    simply absent, without asking the database (which also refuses NUL characters in text).
+    """
+    rule = KNOWN_PROVIDERS.get(provider)
+    return rule is not None and rule.video_id.fullmatch(video_id) is not None
 
 
 def format_time(when: datetime) -> str:

@@ -22,6 +22,7 @@ from smartpip.history import (
     HistoryBody,
     InvalidEntry,
     ProviderRule,
+    could_be_stored,
     item_document,
     validate_entry,
 )
@@ -96,7 +97,10 @@ def history_blueprint(
     @bp.delete("/<provider>/<videoId>")
     @guards.user(limit=writes)
     async def forget(user: AccessClaims, provider: str, videoId: str) -> tuple[str, int]:
-        await db.run(delete_history_entry, user.user_id, provider, videoId)
+        # A segment no stored row can have (a NUL character reached Postgres as a 500 before)
+        # is absent: 204 without a query.
+        if could_be_stored(provider, videoId):
+            await db.run(delete_history_entry, user.user_id, provider, videoId)
         return "", 204
 
     return bp

@@ -111,6 +111,25 @@ async def test_delete_one_and_all(app: RunningApp, alice: User) -> None:
 
 
 @pytest.mark.parametrize(
+    "path",
+    [
+        "/v1/history/youtube/vid%0000001",  # NUL: Postgres refuses it in text (was a 500)
+        "/v1/history/you%00tube/vid00000001",
+        "/v1/history/youtube/vid000000011",  # not a YouTube ID
+        "/v1/history/YouTube/vid00000001",  # providers are lower-case
+        "/v1/history/%E2%80%AE/%2E%2E",
+    ],
+)
+async def test_forgetting_what_cannot_exist_is_204_and_keeps_the_rest(
+    app: RunningApp, alice: User, path: str
+) -> None:
+    await post(app, alice, video(1))
+    response = await app.client.delete(path, headers=alice.headers)
+    assert response.status_code == 204, response.text
+    assert ids(await app.client.get("/v1/history", headers=alice.headers)) == ["vid00000001"]
+
+
+@pytest.mark.parametrize(
     ("overrides", "field"),
     [
         ({"provider": "netflix"}, "provider"),
@@ -150,6 +169,16 @@ async def test_validation_failures_name_the_field(
     assert problem["code"] == "validation_failed"
     assert [e["field"] for e in problem["errors"]] == [field]
     assert history_rows(app.resources.db.settings.url, alice.id) == []
+
+
+@pytest.mark.parametrize("body", [b"null", b"[]", b'"a video"', b"5"])
+async def test_a_body_that_is_no_object_is_422_naming_the_body(
+    app: RunningApp, alice: User, body: bytes
+) -> None:
+    headers = {**alice.headers, "Content-Type": "application/json"}
+    response = await app.client.post("/v1/history", content=body, headers=headers)
+    assert response.status_code == 422, response.text
+    assert response.json()["errors"] == [{"field": "body", "message": "must be a JSON object"}]
 
 
 async def test_missing_fields_each_named(app: RunningApp, alice: User) -> None:

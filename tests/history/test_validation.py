@@ -129,6 +129,9 @@ def test_bad_title(title: str) -> None:
         "2024-06-01T12:00:00",  # no time zone
         "2024-13-01T12:00:00Z",
         "2024-06-01T12:00:00+25:00",
+        "2024-06-01T12:00:00+05:99",  # fromisoformat alone reads this as +06:39
+        "2024-06-01T12:00:00+24:00",
+        "\u0662\u0660\u0662\u0664-06-01T12:00:00Z",  # Arabic-Indic digits
         format_time(NOW + timedelta(minutes=6)),
         "2004-12-31T23:59:59Z",
     ],

@@ -249,6 +249,17 @@ async def test_invalid_patch_is_422_naming_the_field(
     assert [e["field"] for e in response.json()["errors"]] == [field]
 
 
+@pytest.mark.parametrize("method", ["PUT", "PATCH"])
+async def test_a_body_that_is_no_object_is_422_naming_the_body(
+    app: RunningApp, method: str
+) -> None:
+    _, auth = await sign_up(app)
+    headers = {**auth, "Content-Type": "application/json"}
+    response = await app.client.request(method, "/v1/settings", content=b"[]", headers=headers)
+    assert response.status_code == 422, response.text
+    assert response.json()["errors"] == [{"field": "body", "message": "must be a JSON object"}]
+
+
 async def test_put_requires_every_field_and_names_each_bad_one(app: RunningApp) -> None:
     _, auth = await sign_up(app)
     missing = await app.client.put("/v1/settings", json={"autoPip": True}, headers=auth)
