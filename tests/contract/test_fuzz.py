@@ -16,9 +16,9 @@ the seed in the report (``SMARTPIP_FUZZ_SEED`` runs with a given one). ``SMARTPI
 schemathesis options (``--include-operation-id recordWatch``); ``SMARTPIP_FUZZ_REPORT`` names a
 file for the report (it is also shown when the test fails).
 
-The client sends ``Connection: close``: hypercorn can leave a keep-alive connection unanswered
-after a response sent before the request body was read (issue 9, being fixed in the server);
-until that lands, reusing connections would turn the fuzz run into a test of that bug alone.
+The client keeps its connections alive, as the extension's does: every answer before a body
+was read, every refusal by the HTTP layer, on a reused connection
+(docs/upstream-keepalive-wedge.md).
 """
 
 from __future__ import annotations
