@@ -24,6 +24,7 @@ def proxied(pg_url: str, proxy: FaultProxy) -> PostgresSettings:
         connect_timeout=2.0,
         acquire_timeout=0.5,
         query_timeout=1.0,
+        probe_timeout=0.5,
     )
 
 
