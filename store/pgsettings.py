@@ -36,11 +36,19 @@ class PostgresSettings:
         max_size: Most connections the pool opens; also the number of worker threads.
         connect_timeout: Seconds to establish a connection (libpq counts whole seconds with a
             minimum of 2, so this is rounded up).
-        acquire_timeout: Seconds a call waits for a worker slot plus a working connection.
+        queue_timeout: Seconds a call waits for its turn (a worker slot) while every slot is
+            busy. A healthy database frees slots every few milliseconds, so this bounds how
+            large a burst may queue before calls are shed with ``DatabaseUnavailable``; a
+            dead or hung database is caught by the probe instead (see ``Database``).
+        acquire_timeout: Seconds a call that has its worker slot waits for the pool to hand
+            it a working connection. There are as many connections as slots, so this is
+            normally immediate; it lasts only while the pool opens or replaces connections,
+            so it is short: it is how long an unnoticed dead database holds a request.
         statement_timeout_ms: Server-side limit for each statement, set on every connection
             (0: none). Keep it below ``query_timeout`` so that the server cancels a slow
             statement (clean rollback) before the client gives up on it (outcome unknown).
-        query_timeout: Overall deadline of one ``Database.run`` call, in seconds.
+        query_timeout: Seconds a call may run once it has its connection (its deadline, set
+            when it gets its worker slot, is ``acquire_timeout`` plus this).
         probe_timeout: Seconds a probe (``Database.probe``) waits for Postgres, connecting
             included, before Postgres is declared down.
         recheck_after: A connection back in the pool for less than this many seconds is
@@ -54,6 +62,13 @@ class PostgresSettings:
     min_size: int = attrs.field(default=1, validator=attrs.validators.ge(0))
     max_size: int = attrs.field(default=10, validator=attrs.validators.ge(1))
     connect_timeout: float = attrs.field(default=2.0, validator=attrs.validators.gt(0))
+    # Why 5 s: 50 concurrent writers of one user waited at most 0.46 s for a slot on this
+    # kind of machine (measured with bench/dbload.py; 400 waited seconds and got 503s after
+    # the old 1 s); 5 s absorbs ten times the former, and a dead or hung database is not
+    # waited for this long because the probe marks it down (see Database).
+    queue_timeout: float = attrs.field(default=5.0, validator=attrs.validators.gt(0))
+    # Why 1 s: opening a connection takes milliseconds; waiting longer than this for one means
+    # Postgres refuses or ignores connections, and the probe will soon say so.
     acquire_timeout: float = attrs.field(default=1.0, validator=attrs.validators.gt(0))
     statement_timeout_ms: int = attrs.field(default=5000, validator=attrs.validators.ge(0))
     query_timeout: float = attrs.field(default=6.0, validator=attrs.validators.gt(0))

@@ -13,7 +13,6 @@ run by the health monitor) finds Postgres down, calls fail at once without touch
 
 from __future__ import annotations
 
-import time
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from functools import partial
@@ -49,14 +48,12 @@ T = TypeVar("T")
 # driven by demand, and the first request after Postgres returns gets a connection instead of
 # waiting for a retry scheduled seconds later.
 _RECONNECT_TIMEOUT = 0.0
-# Never hand psycopg_pool a zero or negative wait: it would raise even with a connection ready.
-_MIN_ACQUIRE_WAIT = 0.01
 # Bound on closing the pool at shutdown (its maintenance threads may be stuck connecting).
 _CLOSE_TIMEOUT = 3.0
 
 
 class _NoFreeSlot(Exception):
-    """Every worker slot stayed busy for the whole acquire timeout."""
+    """Every worker slot stayed busy for the whole queue timeout."""
 
 
 class _CallerGone(Exception):
@@ -75,19 +72,25 @@ class _Ticket:
     caller_gone: bool = False
 
 
-@attrs.frozen
-class _BoundedSlots:
-    """A ``CapacityLimiter`` look-alike for ``trio.to_thread.run_sync``: waits at most ``wait``.
+@attrs.define
+class _QueuedSlots:
+    """A ``CapacityLimiter`` look-alike for ``trio.to_thread.run_sync``.
 
-    trio releases the slot only when the thread really finishes, also after abandoning it.
+    Waits at most ``wait`` for a slot, in the limiter's first-come first-served order; once a
+    slot is taken, gives the call ``budget`` seconds to get a connection and run, by moving
+    the deadline of the call's ``deadline`` scope. trio releases the slot only when the thread
+    really finishes, also after abandoning it.
     """
 
     limiter: trio.CapacityLimiter
     wait: float
+    budget: float
+    deadline: trio.CancelScope
 
     async def acquire_on_behalf_of(self, borrower: object) -> None:
         with trio.move_on_after(self.wait):
             await self.limiter.acquire_on_behalf_of(borrower)
+            self.deadline.deadline = trio.current_time() + self.budget
             return
         raise _NoFreeSlot
 
@@ -105,14 +108,17 @@ class Database:
       slots nor the pool; a probe finding Postgres down also fails every call in flight.
     - Each call then takes one worker slot from a ``trio.CapacityLimiter`` whose size equals
       the pool's ``max_size``, and its thread takes one connection. So no more threads ever
-      wait on the pool than it has connections: callers queue in trio (cheap, cancellable)
-      instead of as blocked OS threads, and a thread normally finds a connection at once.
-    - The wait for a slot plus a connection is bounded by ``acquire_timeout``; the whole call
-      by ``query_timeout``. On either, ``DatabaseUnavailable``, and the availability switch is
-      asked for an early probe.
-    - A call that hits its deadline or is cancelled abandons its thread. The thread keeps its
+      wait on the pool than it has connections: callers queue in trio (cheap, cancellable,
+      first come first served) instead of as blocked OS threads, and a thread normally finds
+      a connection at once.
+    - Three bounds, one per phase: ``queue_timeout`` for the turn (a slot), ``acquire_timeout``
+      for the connection once it is the call's turn, ``query_timeout`` for the work. Queueing
+      is the normal answer to a burst and may last seconds; not getting a connection when
+      one should be free means the database is gone, and fails within a second. On any of
+      them, ``DatabaseUnavailable``, and the availability switch is asked for an early probe.
+    - A call that hits a deadline or is cancelled abandons its thread. The thread keeps its
       slot until it really returns (trio releases limiter slots only then), so a hung database
-      pins at most ``max_size`` threads and later callers fail fast instead of piling up
+      pins at most ``max_size`` threads and later callers queue in trio instead of piling up
       threads. A thread whose caller left before it got a connection runs nothing; one that
       already started may still commit: outcome unknown, writes must be idempotent.
     - Query functions must not keep the connection or start work that outlives the call, and
@@ -161,9 +167,10 @@ class Database:
             What ``fn`` returned.
 
         Raises:
-            DatabaseUnavailable: Postgres is known to be down (at once), no connection within
-                ``acquire_timeout``, the connection broke, the statement was cancelled
-                (``statement_timeout``, admin shutdown), or no answer within ``query_timeout``.
+            DatabaseUnavailable: Postgres is known to be down (at once), no worker slot within
+                ``queue_timeout``, no connection within ``acquire_timeout``, the connection
+                broke, the statement was cancelled (``statement_timeout``, admin shutdown), or
+                no answer within ``query_timeout``.
             Exception: Anything else ``fn`` raised (e.g. ``psycopg.IntegrityError``), unchanged.
         """
 
@@ -251,40 +258,37 @@ class Database:
     async def _in_thread(
         self, call: Callable[[psycopg.Connection[Any]], T], ticket: _Ticket, transaction: bool
     ) -> T:
-        """Wait for a worker slot, then run the transaction in its thread under the deadline."""
-        started = time.monotonic()
-        slots = _BoundedSlots(self._limiter, self._settings.acquire_timeout)
+        """Queue for a worker slot, then run the transaction in its thread under the budget."""
+        settings = self._settings
         try:
-            with trio.fail_after(self._settings.query_timeout):
+            with trio.CancelScope() as deadline:
+                slots = _QueuedSlots(
+                    self._limiter,
+                    wait=settings.queue_timeout,
+                    budget=settings.acquire_timeout + settings.query_timeout,
+                    deadline=deadline,
+                )
                 return await trio.to_thread.run_sync(
-                    partial(self._transaction, call, started, ticket, transaction),
+                    partial(self._transaction, call, ticket, transaction),
                     abandon_on_cancel=True,
                     limiter=cast(trio.CapacityLimiter, slots),
                 )
-        except trio.TooSlowError as exc:
-            raise DatabaseUnavailable(
-                f"Postgres did not answer within {self._settings.query_timeout} s"
-            ) from exc
         except _NoFreeSlot as exc:
             raise DatabaseUnavailable(
                 f"all {self._pool.max_size} database connections stayed busy for "
-                f"{self._settings.acquire_timeout} s"
+                f"{settings.queue_timeout} s"
             ) from exc
         except psycopg.OperationalError as exc:
             # Also PoolTimeout, PoolClosed, QueryCanceled and AdminShutdown (all subclasses).
             raise DatabaseUnavailable(f"Postgres unavailable: {type(exc).__name__}: {exc}") from exc
+        budget = settings.acquire_timeout + settings.query_timeout
+        raise DatabaseUnavailable(f"Postgres did not answer within {budget} s")
 
     def _transaction(
-        self,
-        call: Callable[[psycopg.Connection[Any]], T],
-        started: float,
-        ticket: _Ticket,
-        transaction: bool,
+        self, call: Callable[[psycopg.Connection[Any]], T], ticket: _Ticket, transaction: bool
     ) -> T:
-        """Worker thread: take a connection within what is left of the acquire timeout."""
-        waited = time.monotonic() - started
-        timeout = max(self._settings.acquire_timeout - waited, _MIN_ACQUIRE_WAIT)
-        conn = self._pool.getconn(timeout=timeout)
+        """Worker thread, holding a slot: take a connection within ``acquire_timeout``."""
+        conn = self._pool.getconn(timeout=self._settings.acquire_timeout)
         try:
             if ticket.caller_gone:
                 raise _CallerGone

@@ -1,7 +1,9 @@
-"""The "known down" switch of ``Database``, on the real Postgres.
+"""The "known down" switch and the worker-slot queue of ``Database``, on the real Postgres.
 
 A probe (``Database.probe``, the health monitor's) that finds Postgres down makes calls fail
-at once without touching the pool; one that finds it up lets them through again.
+at once without touching the pool; one that finds it up lets them through again. A burst of
+calls queues for worker slots as long as the queue timeout allows, however long that is
+compared with the acquire timeout.
 """
 
 from __future__ import annotations
@@ -33,6 +35,7 @@ def proxied(pg_url: str, proxy: FaultProxy, **overrides: Any) -> PostgresSetting
     settings: dict[str, Any] = {
         "url": url_with(pg_url, host="127.0.0.1", port=str(proxy.port)),
         "max_size": 2,
+        "queue_timeout": NEVER,
         "acquire_timeout": NEVER,
         "query_timeout": NEVER,
         "probe_timeout": 0.5,
@@ -148,6 +151,53 @@ async def test_probe_errors_other_than_unavailability_mean_up(pg_url: str) -> No
             await db.probe(broken)
         assert db.stats()["down"] == 0
         await db.ping()
+
+
+def blocking(release: threading.Event) -> Any:
+    """A query function that holds its connection (and worker slot) until ``release``."""
+
+    def hold(conn: psycopg.Connection[Any]) -> None:
+        conn.execute("SELECT 1")
+        release.wait(timeout=30)
+
+    return hold
+
+
+async def test_a_call_queues_for_its_turn_longer_than_the_acquire_timeout(pg_url: str) -> None:
+    settings = PostgresSettings(url=pg_url, max_size=1, acquire_timeout=0.1, queue_timeout=NEVER)
+    release = threading.Event()
+    async with open_database(settings) as db, trio.open_nursery() as nursery:
+        nursery.start_soon(db.run, blocking(release))
+        await eventually(lambda: db.stats()["busy"] == 1)
+        done = trio.Event()
+
+        async def queued() -> None:
+            await db.ping()
+            done.set()
+
+        nursery.start_soon(queued)
+        await eventually(lambda: db.stats()["queued"] == 1)
+        # The slot stays taken for several acquire timeouts (the load being simulated), which
+        # the old single acquire timeout turned into a 503.
+        await trio.sleep(5 * settings.acquire_timeout)
+        assert not done.is_set()
+        release.set()
+        with trio.fail_after(5):
+            await done.wait()
+
+
+async def test_the_queue_timeout_sheds_calls_when_every_slot_stays_busy(pg_url: str) -> None:
+    settings = PostgresSettings(url=pg_url, max_size=1, queue_timeout=0.2)
+    release = threading.Event()
+    try:
+        async with open_database(settings) as db, trio.open_nursery() as nursery:
+            nursery.start_soon(db.run, blocking(release))
+            await eventually(lambda: db.stats()["busy"] == 1)
+            with trio.fail_after(5), pytest.raises(DatabaseUnavailable, match="stayed busy"):
+                await db.ping()
+            release.set()
+    finally:
+        release.set()
 
 
 async def test_a_thread_whose_caller_left_before_it_had_a_connection_runs_nothing(
