@@ -90,6 +90,7 @@ class Config:
     db_pool_size: int = 10
     db_statement_timeout_ms: int = 5000
     db_acquire_timeout: float = 1.0
+    db_queue_timeout: float = 5.0
     redis_url: str = "redis://localhost:6379/0"
     redis_prefix: str = "smartpip:"
     redis_connect_timeout: float = 0.5
@@ -165,6 +166,7 @@ class Config:
             "db_pool_size": r.number("DB_POOL_SIZE", 10, int, 1, 200),
             "db_statement_timeout_ms": r.number("DB_STATEMENT_TIMEOUT_MS", 5000, int, 100, 600_000),
             "db_acquire_timeout": r.number("DB_ACQUIRE_TIMEOUT", 1.0, float, 0.05, 60.0),
+            "db_queue_timeout": r.number("DB_QUEUE_TIMEOUT", 5.0, float, 0.05, 60.0),
             "redis_url": r.get("REDIS_URL", "redis://localhost:6379/0", check_redis_url),
             "redis_prefix": r.get("REDIS_PREFIX", "smartpip:", check_prefix),
             "redis_connect_timeout": r.number("REDIS_CONNECT_TIMEOUT", 0.5, float, 0.01, 30.0),

@@ -25,7 +25,7 @@ __all__ = ["KNOWN_METHODS", "UNMATCHED_ROUTE", "Metrics"]
 KNOWN_METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
 UNMATCHED_ROUTE = "unmatched"
 # The pool statistics that are levels (gauges); the pool's cumulative counters are left out.
-POOL_GAUGES = ("size", "available", "busy", "waiting", "min", "max")
+POOL_GAUGES = ("size", "available", "busy", "waiting", "queued", "min", "max")
 # Why these buckets: the API answers in single-digit milliseconds when healthy; the tail
 # buckets show dependency timeouts (0.25 s Redis, 1 s Postgres acquire, 5 s statements).
 LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)

@@ -61,6 +61,7 @@ def postgres_settings(config: Config) -> PostgresSettings:
         url=config.database_url,
         max_size=config.db_pool_size,
         acquire_timeout=config.db_acquire_timeout,
+        queue_timeout=config.db_queue_timeout,
         statement_timeout_ms=config.db_statement_timeout_ms,
         # A query may run for its statement timeout; past that plus a margin, stop waiting.
         query_timeout=config.db_statement_timeout_ms / 1000 + 1.0,

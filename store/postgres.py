@@ -2,18 +2,17 @@
 
 Query functions are plain sync functions ``verb_noun(conn, ...)`` with their SQL in a module
 constant beside them; they never commit or roll back. ``Database.run`` gives each call a
-pooled connection inside one transaction, in a worker thread, under a deadline, and turns
+pooled connection inside one transaction, in a worker thread, under deadlines, and turns
 "Postgres is not answering" into ``DatabaseUnavailable``.
 
 The pool is opened without waiting for Postgres, so the service starts (degraded) while the
-database is down and recovers by itself when it returns.
+database is down and recovers by itself when it returns. While a probe (``Database.probe``,
+run by the health monitor) finds Postgres down, calls fail at once without touching the pool
+(``store.pghealth``).
 """
 
 from __future__ import annotations
 
-import math
-import time
-import weakref
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from functools import partial
@@ -22,12 +21,14 @@ from typing import Any, Concatenate, ParamSpec, TypeVar, cast
 import attrs
 import psycopg
 import trio
-from psycopg.conninfo import conninfo_to_dict
 from psycopg_pool import ConnectionPool
 
 from store.errors import DatabaseUnavailable, MigrationError
+from store.pghealth import Availability, ProbeConnection, Recheck
+from store.pgsettings import APPLICATION_NAME, PostgresSettings, connection_kwargs, libpq_seconds
 
 __all__ = [
+    "APPLICATION_NAME",
     "Database",
     "DatabaseUnavailable",
     "MigrationError",
@@ -41,110 +42,55 @@ __all__ = [
 P = ParamSpec("P")
 T = TypeVar("T")
 
-APPLICATION_NAME = "smartpip"
-
-# TCP keepalives: an idle pooled connection to a vanished host is noticed after about
-# 10 + 3 * 5 = 25 s instead of the kernel default of two hours.
-_KEEPALIVES = {
-    "keepalives": 1,
-    "keepalives_idle": 10,
-    "keepalives_interval": 5,
-    "keepalives_count": 3,
-}
-# Data left unacknowledged this long (host gone mid-query) aborts the connection, so a worker
-# thread abandoned after a deadline does not stay blocked for the ~15 min of TCP retransmission.
-_TCP_USER_TIMEOUT_MS = 30_000
 # How long the pool keeps retrying a lost connection in the background (with backoff: 1, 2,
 # 4 s...) before giving its slot up. Zero: one immediate retry, then the slot is free and the
 # next request that finds no connection starts a new attempt at once. Reconnection is thus
 # driven by demand, and the first request after Postgres returns gets a connection instead of
 # waiting for a retry scheduled seconds later.
 _RECONNECT_TIMEOUT = 0.0
-# Never hand psycopg_pool a zero or negative wait: it would raise even with a connection ready.
-_MIN_ACQUIRE_WAIT = 0.01
 # Bound on closing the pool at shutdown (its maintenance threads may be stuck connecting).
 _CLOSE_TIMEOUT = 3.0
 
 
-@attrs.frozen
-class PostgresSettings:
-    """How to reach Postgres and how long to wait for it.
-
-    Attributes:
-        url: libpq URL or conninfo string, e.g. ``postgresql://user@host:5432/smartpip``.
-        min_size: Connections the pool keeps open.
-        max_size: Most connections the pool opens; also the number of worker threads.
-        connect_timeout: Seconds to establish a connection (libpq counts whole seconds with a
-            minimum of 2, so this is rounded up).
-        acquire_timeout: Seconds a call waits for a worker slot plus a working connection.
-        statement_timeout_ms: Server-side limit for each statement, set on every connection
-            (0: none). Keep it below ``query_timeout`` so that the server cancels a slow
-            statement (clean rollback) before the client gives up on it (outcome unknown).
-        query_timeout: Overall deadline of one ``Database.run`` call, in seconds.
-        recheck_after: A connection back in the pool for less than this many seconds is
-            handed out without the liveness check (an extra round trip). 0 checks every time.
-
-    Raises:
-        ValueError: A size or timeout is out of range.
-    """
-
-    url: str
-    min_size: int = attrs.field(default=1, validator=attrs.validators.ge(0))
-    max_size: int = attrs.field(default=10, validator=attrs.validators.ge(1))
-    connect_timeout: float = attrs.field(default=2.0, validator=attrs.validators.gt(0))
-    acquire_timeout: float = attrs.field(default=1.0, validator=attrs.validators.gt(0))
-    statement_timeout_ms: int = attrs.field(default=5000, validator=attrs.validators.ge(0))
-    query_timeout: float = attrs.field(default=6.0, validator=attrs.validators.gt(0))
-    # Why 1 s: under load every connection is reused within milliseconds, so the check (about
-    # 70 µs of this process's CPU per call, measured) would run on every request for nothing;
-    # after a Postgres restart, a connection used within the last second fails its next call
-    # once (503) and is replaced, while idler ones are checked and replaced silently.
-    recheck_after: float = attrs.field(default=1.0, validator=attrs.validators.ge(0))
-
-    def __attrs_post_init__(self) -> None:
-        if self.min_size > self.max_size:
-            raise ValueError(f"min_size {self.min_size} > max_size {self.max_size}")
-
-
-def libpq_seconds(timeout: float) -> int:
-    return max(2, math.ceil(timeout))
-
-
-def connection_kwargs(settings: PostgresSettings) -> dict[str, Any]:
-    """The connection parameters every pooled connection gets on top of ``settings.url``.
-
-    ``options`` given in the URL are kept; the statement timeout is appended to them.
-    """
-    url_options = conninfo_to_dict(settings.url).get("options")
-    options = f"-c statement_timeout={settings.statement_timeout_ms}"
-    return {
-        "application_name": APPLICATION_NAME,
-        "connect_timeout": libpq_seconds(settings.connect_timeout),
-        "options": f"{url_options} {options}" if url_options else options,
-        "tcp_user_timeout": _TCP_USER_TIMEOUT_MS,
-        **_KEEPALIVES,
-        # Transactions are opened explicitly by Database.run (conn.transaction()).
-        "autocommit": True,
-    }
-
-
 class _NoFreeSlot(Exception):
-    """Every worker slot stayed busy for the whole acquire timeout."""
+    """Every worker slot stayed busy for the whole queue timeout."""
 
 
-@attrs.frozen
-class _BoundedSlots:
-    """A ``CapacityLimiter`` look-alike for ``trio.to_thread.run_sync``: waits at most ``wait``.
+class _CallerGone(Exception):
+    """The caller stopped waiting before its thread got a connection; nothing was run."""
 
-    trio releases the slot only when the thread really finishes, also after abandoning it.
+
+@attrs.define
+class _Ticket:
+    """What a call's trio task and its worker thread share.
+
+    ``caller_gone`` is written by the task and read by the thread (a plain attribute: one
+    writer, one reader, and a late read only means the transaction runs, as with any
+    abandoned call).
+    """
+
+    caller_gone: bool = False
+
+
+@attrs.define
+class _QueuedSlots:
+    """A ``CapacityLimiter`` look-alike for ``trio.to_thread.run_sync``.
+
+    Waits at most ``wait`` for a slot, in the limiter's first-come first-served order; once a
+    slot is taken, gives the call ``budget`` seconds to get a connection and run, by moving
+    the deadline of the call's ``deadline`` scope. trio releases the slot only when the thread
+    really finishes, also after abandoning it.
     """
 
     limiter: trio.CapacityLimiter
     wait: float
+    budget: float
+    deadline: trio.CancelScope
 
     async def acquire_on_behalf_of(self, borrower: object) -> None:
         with trio.move_on_after(self.wait):
             await self.limiter.acquire_on_behalf_of(borrower)
+            self.deadline.deadline = trio.current_time() + self.budget
             return
         raise _NoFreeSlot
 
@@ -157,17 +103,24 @@ class Database:
 
     Concurrency rules:
 
-    - Each ``run`` call takes one worker slot from a ``trio.CapacityLimiter`` whose size equals
+    - A call first passes the availability switch (:class:`~store.pghealth.Availability`):
+      while the last probe found Postgres down it fails at once, touching neither the worker
+      slots nor the pool; a probe finding Postgres down also fails every call in flight.
+    - Each call then takes one worker slot from a ``trio.CapacityLimiter`` whose size equals
       the pool's ``max_size``, and its thread takes one connection. So no more threads ever
-      wait on the pool than it has connections: callers queue in trio (cheap, cancellable)
-      instead of as blocked OS threads, and a thread normally finds a connection at once.
-    - The wait for a slot plus a connection is bounded by ``acquire_timeout``; the whole call
-      by ``query_timeout``. On either, ``DatabaseUnavailable``.
-    - A call that hits its deadline or is cancelled abandons its thread. The thread keeps its
+      wait on the pool than it has connections: callers queue in trio (cheap, cancellable,
+      first come first served) instead of as blocked OS threads, and a thread normally finds
+      a connection at once.
+    - Three bounds, one per phase: ``queue_timeout`` for the turn (a slot), ``acquire_timeout``
+      for the connection once it is the call's turn, ``query_timeout`` for the work. Queueing
+      is the normal answer to a burst and may last seconds; not getting a connection when
+      one should be free means the database is gone, and fails within a second. On any of
+      them, ``DatabaseUnavailable``, and the availability switch is asked for an early probe.
+    - A call that hits a deadline or is cancelled abandons its thread. The thread keeps its
       slot until it really returns (trio releases limiter slots only then), so a hung database
-      pins at most ``max_size`` threads and later callers fail fast instead of piling up
-      threads. The abandoned transaction may still commit: outcome unknown, writes must be
-      idempotent.
+      pins at most ``max_size`` threads and later callers queue in trio instead of piling up
+      threads. A thread whose caller left before it got a connection runs nothing; one that
+      already started may still commit: outcome unknown, writes must be idempotent.
     - Query functions must not keep the connection or start work that outlives the call, and
       must not commit or roll back themselves.
     - Every connection is checked (an empty query) when taken from the pool, so connections
@@ -179,13 +132,15 @@ class Database:
         self,
         pool: ConnectionPool[psycopg.Connection[Any]],
         settings: PostgresSettings,
-        returned: weakref.WeakKeyDictionary[psycopg.Connection[Any], float] | None = None,
+        recheck: Recheck | None = None,
+        prober: ProbeConnection | None = None,
     ):
         self._pool = pool
         self._settings = settings
-        # connection -> monotonic time it came back to the pool (see recheck_after).
-        self._returned = returned if returned is not None else weakref.WeakKeyDictionary()
+        self._recheck = recheck if recheck is not None else Recheck(settings.recheck_after)
         self._limiter = trio.CapacityLimiter(pool.max_size)
+        self._prober = prober if prober is not None else _probe_connection(settings)
+        self.availability = Availability()
 
     @property
     def settings(self) -> PostgresSettings:
@@ -212,9 +167,10 @@ class Database:
             What ``fn`` returned.
 
         Raises:
-            DatabaseUnavailable: No connection within ``acquire_timeout``, the connection broke,
-                the statement was cancelled (``statement_timeout``, admin shutdown), or no
-                answer within ``query_timeout``.
+            DatabaseUnavailable: Postgres is known to be down (at once), no worker slot within
+                ``queue_timeout``, no connection within ``acquire_timeout``, the connection
+                broke, the statement was cancelled (``statement_timeout``, admin shutdown), or
+                no answer within ``query_timeout``.
             Exception: Anything else ``fn`` raised (e.g. ``psycopg.IntegrityError``), unchanged.
         """
 
@@ -243,43 +199,105 @@ class Database:
 
         return await self._call(call, transaction=False)
 
-    async def _call(self, call: Callable[[psycopg.Connection[Any]], T], *, transaction: bool) -> T:
-        started = time.monotonic()
-        slots = _BoundedSlots(self._limiter, self._settings.acquire_timeout)
+    async def probe(
+        self,
+        fn: Callable[Concatenate[psycopg.Connection[Any], P], T],
+        /,
+        *args: P.args,
+        **kwargs: P.kwargs,
+    ) -> T:
+        """Call ``fn(conn, ...)`` in a transaction on the probe's own connection; its outcome
+        decides whether calls are let through.
+
+        The probe bypasses the availability switch, the worker slots and the pool, so it
+        reaches Postgres while calls are refused and is never delayed by a burst of them.
+        ``DatabaseUnavailable`` marks Postgres down (calls fail at once, those in flight too);
+        any other outcome means Postgres answered and marks it up.
+
+        Raises:
+            DatabaseUnavailable: No answer within ``probe_timeout`` (connecting included), or
+                the probe connection broke.
+            Exception: Anything else ``fn`` raised, unchanged (Postgres is marked up).
+        """
+
+        def call(conn: psycopg.Connection[Any]) -> T:
+            return fn(conn, *args, **kwargs)
+
+        self.availability.clear_suspicion()
         try:
-            with trio.fail_after(self._settings.query_timeout):
+            result = await self._prober.run(call)
+        except DatabaseUnavailable as error:
+            self.availability.mark_down(str(error) or type(error).__name__)
+            # Pooled connections idle across the outage may be dead: check each before use.
+            self._recheck.distrust_all()
+            raise
+        except Exception:
+            self.availability.mark_up()
+            raise
+        self.availability.mark_up()
+        return result
+
+    async def _call(self, call: Callable[[psycopg.Connection[Any]], T], *, transaction: bool) -> T:
+        admitted = self.availability.admit()
+        ticket = _Ticket()
+        try:
+            with admitted:
+                try:
+                    return await self._in_thread(call, ticket, transaction)
+                except DatabaseUnavailable:
+                    self.availability.suspect()
+                    raise
+                finally:
+                    ticket.caller_gone = True
+        finally:
+            self.availability.release(admitted)
+        # A probe found Postgres down while this call was in flight.
+        reason = self.availability.down_reason or "a probe failed"
+        raise DatabaseUnavailable(f"Postgres is down: {reason}")
+
+    async def _in_thread(
+        self, call: Callable[[psycopg.Connection[Any]], T], ticket: _Ticket, transaction: bool
+    ) -> T:
+        """Queue for a worker slot, then run the transaction in its thread under the budget."""
+        settings = self._settings
+        try:
+            with trio.CancelScope() as deadline:
+                slots = _QueuedSlots(
+                    self._limiter,
+                    wait=settings.queue_timeout,
+                    budget=settings.acquire_timeout + settings.query_timeout,
+                    deadline=deadline,
+                )
                 return await trio.to_thread.run_sync(
-                    partial(self._transaction, call, started, transaction),
+                    partial(self._transaction, call, ticket, transaction),
                     abandon_on_cancel=True,
                     limiter=cast(trio.CapacityLimiter, slots),
                 )
-        except trio.TooSlowError as exc:
-            raise DatabaseUnavailable(
-                f"Postgres did not answer within {self._settings.query_timeout} s"
-            ) from exc
         except _NoFreeSlot as exc:
             raise DatabaseUnavailable(
                 f"all {self._pool.max_size} database connections stayed busy for "
-                f"{self._settings.acquire_timeout} s"
+                f"{settings.queue_timeout} s"
             ) from exc
         except psycopg.OperationalError as exc:
             # Also PoolTimeout, PoolClosed, QueryCanceled and AdminShutdown (all subclasses).
             raise DatabaseUnavailable(f"Postgres unavailable: {type(exc).__name__}: {exc}") from exc
+        budget = settings.acquire_timeout + settings.query_timeout
+        raise DatabaseUnavailable(f"Postgres did not answer within {budget} s")
 
     def _transaction(
-        self, call: Callable[[psycopg.Connection[Any]], T], started: float, transaction: bool
+        self, call: Callable[[psycopg.Connection[Any]], T], ticket: _Ticket, transaction: bool
     ) -> T:
-        """Worker thread: take a connection within what is left of the acquire timeout."""
-        waited = time.monotonic() - started
-        timeout = max(self._settings.acquire_timeout - waited, _MIN_ACQUIRE_WAIT)
-        conn = self._pool.getconn(timeout=timeout)
+        """Worker thread, holding a slot: take a connection within ``acquire_timeout``."""
+        conn = self._pool.getconn(timeout=self._settings.acquire_timeout)
         try:
+            if ticket.caller_gone:
+                raise _CallerGone
             if not transaction:
                 return call(conn)
             with conn.transaction():
                 return call(conn)
         finally:
-            self._returned[conn] = time.monotonic()
+            self._recheck.returned(conn)
             self._pool.putconn(conn)
 
     async def ping(self) -> None:
@@ -295,23 +313,33 @@ class Database:
 
         Returns:
             ``size`` (connections open or being opened), ``available`` (idle in the pool),
-            ``waiting`` (threads waiting for a connection), ``max``, ``min``, ``busy`` (worker
-            slots in use, abandoned threads included), and the pool's cumulative counters
-            ``requests``, ``requests_errors``, ``connections_errors``, ``connections_lost``.
+            ``waiting`` (threads waiting for a connection), ``queued`` (calls waiting for a
+            worker slot), ``max``, ``min``, ``busy`` (worker slots in use, abandoned threads
+            included), ``down`` (1 while Postgres is known to be down), and the pool's
+            cumulative counters ``requests``, ``requests_errors``, ``connections_errors``,
+            ``connections_lost``.
         """
         raw = self._pool.get_stats()
         return {
             "size": raw.get("pool_size", 0),
             "available": raw.get("pool_available", 0),
             "waiting": raw.get("requests_waiting", 0),
+            "queued": self._limiter.statistics().tasks_waiting,
             "max": self._pool.max_size,
             "min": self._pool.min_size,
             "busy": self._limiter.borrowed_tokens,
+            "down": int(self.availability.down_reason is not None),
             "requests": raw.get("requests_num", 0),
             "requests_errors": raw.get("requests_errors", 0),
             "connections_errors": raw.get("connections_errors", 0),
             "connections_lost": raw.get("connections_lost", 0),
         }
+
+
+def _probe_connection(settings: PostgresSettings) -> ProbeConnection:
+    """The probe's own connection, with the same parameters as the pool's."""
+    connect = partial(psycopg.Connection.connect, settings.url, **connection_kwargs(settings))
+    return ProbeConnection(connect, settings.probe_timeout)
 
 
 @asynccontextmanager
@@ -325,13 +353,10 @@ async def open_database(settings: PostgresSettings) -> AsyncIterator[Database]:
         The database; calls fail with ``DatabaseUnavailable`` until Postgres answers.
     """
 
-    returned: weakref.WeakKeyDictionary[psycopg.Connection[Any], float] = (
-        weakref.WeakKeyDictionary()
-    )
+    recheck = Recheck(settings.recheck_after)
 
     def check(conn: psycopg.Connection[Any]) -> None:
-        last = returned.get(conn)
-        if last is not None and time.monotonic() - last < settings.recheck_after:
+        if not recheck.needed(conn):
             return  # used a moment ago: alive as far as a check could tell
         # One dead idle connection usually means the server restarted and all of them are dead:
         # drop them all now, or each request would find two, back off for a second and time out.
@@ -353,11 +378,14 @@ async def open_database(settings: PostgresSettings) -> AsyncIterator[Database]:
         reconnect_timeout=_RECONNECT_TIMEOUT,
     )
     pool.open(wait=False)
+    prober = _probe_connection(settings)
     try:
-        yield Database(pool, settings, returned)
+        yield Database(pool, settings, recheck, prober)
     finally:
         # Shielded so that closing also happens when leaving because of a cancellation;
         # bounded because a worker may be stuck connecting to a hung server.
+        with trio.CancelScope(shield=True):
+            await prober.aclose()  # bounded by itself
         with trio.CancelScope(shield=True, deadline=trio.current_time() + _CLOSE_TIMEOUT + 1):
             await trio.to_thread.run_sync(
                 partial(pool.close, timeout=_CLOSE_TIMEOUT), abandon_on_cancel=True

@@ -4,6 +4,11 @@ Readiness (``/readyz``), the ``postgres_up``/``redis_up`` gauges and ``/v1/statu
 the :class:`HealthState` this monitor writes, so a request never waits on a probe. The probes
 themselves are bounded by the store's own timeouts, so a hung dependency delays only the
 monitor, never a request.
+
+The Postgres probe (``Database.probe``) also sets the store's "known down" switch: while it
+fails, database calls fail at once. So the monitor probes Postgres more often while it is
+down (recovery shows within :data:`DOWN_INTERVAL`), and at once when a call could not get an
+answer (``Availability.suspect``), at most every :data:`SUSPECT_GAP`.
 """
 
 from __future__ import annotations
@@ -14,13 +19,24 @@ from typing import Any
 
 import attrs
 import psycopg
+import trio
 
 from store.migrations import Migration, MigrationError, migration_status
 from store.postgres import Database, DatabaseUnavailable
 from store.redis import RedisStore, RedisUnavailable
 from supervisors import ChildSpec, StatusRegistry, periodic_child
 
-__all__ = ["HealthMonitor", "HealthState"]
+__all__ = ["DOWN_INTERVAL", "SUSPECT_GAP", "HealthMonitor", "HealthState"]
+
+# Why 0.5 s: while Postgres is down every request fails until a probe succeeds, so this is
+# the longest recovery goes unnoticed; clients are told to retry after 2 s, and a probe of a
+# dead server costs a refused connection (or nothing, while the previous probe still waits).
+DOWN_INTERVAL = 0.5
+# Why 0.25 s: a failing call asks for a probe at once, so a dead server is noticed in
+# milliseconds instead of at the next scheduled probe; under a stream of failures (a slow
+# or saturated database the probe finds healthy) that would mean probing nonstop, so at most
+# four probes a second come from requests.
+SUSPECT_GAP = 0.25
 
 
 @attrs.define
@@ -61,7 +77,7 @@ class HealthMonitor:
         """Probe both dependencies once and update :attr:`state`."""
         state = self.state
         try:
-            pending = await self.db.run(_pending, self.migrations)
+            pending = await self.db.probe(_pending, self.migrations)
         except DatabaseUnavailable as error:
             state.postgres, state.migrations = False, False
             state.postgres_error = str(error) or type(error).__name__
@@ -81,5 +97,16 @@ class HealthMonitor:
         return state
 
     def child(self, registry: StatusRegistry, interval: float) -> ChildSpec:
-        """A supervised child that probes every ``interval`` seconds."""
-        return periodic_child("health-monitor", self.probe, interval=interval, registry=registry)
+        """A supervised child that probes every ``interval`` seconds, every
+        :data:`DOWN_INTERVAL` while Postgres is down, and when a database call suspects it is."""
+
+        def pace() -> float:
+            return interval if self.state.postgres else min(interval, DOWN_INTERVAL)
+
+        async def suspected() -> None:
+            await trio.sleep(SUSPECT_GAP)
+            await self.db.availability.wait_suspected()
+
+        return periodic_child(
+            "health-monitor", self.probe, interval=pace, wake=suspected, registry=registry
+        )

@@ -11,6 +11,7 @@ import pytest
 
 from smartpip.cli import main as cli_main
 from smartpip.config import Config, ConfigError
+from smartpip.resources import postgres_settings
 from smartpip.suggest.ranking import RankingWeights
 
 STRONG = "k1:" + "s" * 40
@@ -32,6 +33,16 @@ def test_defaults_match_the_documented_table() -> None:
     assert config.graceful_timeout == 10.0
     assert config.jwt_keys_generated and len(config.jwt_keys[0].secret) >= 32
     assert [str(n) for n in config.trusted_proxies] == ["127.0.0.1/32", "::1/128"]
+
+
+def test_database_waits_are_configured_and_reach_the_store() -> None:
+    default = postgres_settings(Config.from_env({}))
+    assert (default.max_size, default.queue_timeout, default.acquire_timeout) == (10, 5.0, 1.0)
+    tuned = postgres_settings(
+        Config.from_env({"SMARTPIP_DB_QUEUE_TIMEOUT": "2.5", "SMARTPIP_DB_ACQUIRE_TIMEOUT": "0.5"})
+    )
+    assert (tuned.queue_timeout, tuned.acquire_timeout) == (2.5, 0.5)
+    assert problems({"SMARTPIP_DB_QUEUE_TIMEOUT": "0"})[0].startswith("SMARTPIP_DB_QUEUE_TIMEOUT")
 
 
 def test_every_problem_is_listed_and_names_its_variable() -> None:

@@ -96,3 +96,70 @@ async def test_postgres_hung_answers_503_within_the_query_budget(
         assert response.status_code == 503
         assert (await app.client.get("/healthz")).status_code == 200
         proxy.mode = "pass"
+
+
+async def test_postgres_known_down_answers_at_once_without_the_pool(
+    pg_url: str, redis_prefix: str, pg_proxy: FaultProxy
+) -> None:
+    """Once the health monitor has found Postgres down, a request is answered 503 without
+    asking the pool for a connection (which, Postgres being frozen, would wait its whole
+    acquire timeout); when the monitor finds it back, requests go through at once."""
+    proxy = pg_proxy
+    config = make_config(pg_url.replace(":5432/", f":{proxy.port}/"), redis_prefix)
+    async with running_app(config, probes=True) as app:
+        db = app.resources.db
+        assert (await app.client.get("/test/db")).status_code == 200
+        proxy.mode = "hung"
+
+        async def unready() -> bool:
+            code, body = await readiness(app.client)
+            return code == 503 and body["checks"]["postgres"] == "down"  # type: ignore[index]
+
+        await eventually(unready)
+        before = db.stats()
+        response = await app.client.get("/test/db")
+        assert response.status_code == 503
+        assert response.json()["code"] == "service_unavailable"
+        assert int(response.headers["retry-after"]) > 0
+        after = db.stats()
+        assert after["requests"] == before["requests"], "the request went to the pool"
+        assert after["queued"] == 0
+
+        proxy.mode = "pass"
+
+        async def answers() -> bool:
+            return (await app.client.get("/test/db")).status_code == 200
+
+        await eventually(answers)
+        assert (await readiness(app.client))[0] == 200
+
+
+async def test_a_request_failing_on_postgres_wakes_the_health_monitor(
+    pg_url: str, redis_prefix: str, pg_proxy: FaultProxy
+) -> None:
+    """The monitor's next scheduled probe is minutes away: only a request that could not get
+    an answer can make it probe now, and while Postgres is down it probes often, so recovery
+    shows without waiting for the schedule either."""
+    proxy = pg_proxy
+    config = make_config(
+        pg_url.replace(":5432/", f":{proxy.port}/"), redis_prefix, health_interval="300"
+    )
+    async with running_app(config, probes=True) as app:
+        db = app.resources.db
+        assert (await app.client.get("/test/db")).status_code == 200
+        proxy.mode = "down"
+        assert (await app.client.get("/test/db")).status_code == 503
+        await eventually(lambda: db.stats()["down"] == 1)
+        code, body = await readiness(app.client)
+        assert code == 503 and body["checks"]["postgres"] == "down"  # type: ignore[index]
+        requests = db.stats()["requests"]
+        assert (await app.client.get("/test/db")).status_code == 503
+        assert db.stats()["requests"] == requests
+
+        proxy.mode = "pass"
+
+        async def ready() -> bool:
+            return (await readiness(app.client))[0] == 200
+
+        await eventually(ready)
+        assert (await app.client.get("/test/db")).status_code == 200

@@ -22,8 +22,10 @@ def proxied(pg_url: str, proxy: FaultProxy) -> PostgresSettings:
         url=url_with(pg_url, host="127.0.0.1", port=str(proxy.port)),
         max_size=3,
         connect_timeout=2.0,
+        queue_timeout=0.5,
         acquire_timeout=0.5,
         query_timeout=1.0,
+        probe_timeout=0.5,
     )
 
 

@@ -151,6 +151,46 @@ async def test_failed_job_is_restarted_by_the_supervisor(
     assert status.last_success_at == WALL_EPOCH + 27.0  # end of run 4
 
 
+async def test_an_interval_callable_sets_the_pace_after_each_run(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    job = Job(duration=1.0, runs_wanted=4)
+    paces = iter([10.0, 2.0, 5.0])
+    await run_until_done(job, interval=lambda: next(paces, 99.0), jitter=0.0, name="job")
+    assert job.starts == [0.0, 11.0, 14.0, 20.0]
+
+
+async def test_wake_starts_the_next_run_early(autojump_clock: trio.testing.MockClock) -> None:
+    job = Job(duration=1.0, runs_wanted=3)
+    wanted = trio.Event()
+
+    async def wake() -> None:
+        nonlocal wanted
+        await wanted.wait()
+        wanted = trio.Event()  # one early run per request
+
+    async with trio.open_nursery() as nursery:
+        await nursery.start(
+            lambda *, task_status: run_periodic(
+                job, interval=100.0, jitter=0.0, name="job", wake=wake, task_status=task_status
+            )
+        )
+        await trio.sleep(5.0)
+        wanted.set()
+        await job.done.wait()
+        nursery.cancel_scope.cancel()
+    assert job.starts == [0.0, 5.0, 106.0]
+
+
+async def test_an_interval_callable_returning_zero_is_rejected(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    paces = iter([1.0, 0.0])
+    job = Job(duration=0.0, runs_wanted=99)
+    with pytest.raises(ValueError, match="interval"):
+        await run_periodic(job, interval=lambda: next(paces), jitter=0.0, name="job")
+
+
 @pytest.mark.parametrize(
     ("kwargs", "match"),
     [
