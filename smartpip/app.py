@@ -7,7 +7,8 @@ Background work never runs on ``app.nursery``: supervised tasks live in the root
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import time
+from collections.abc import Callable, Mapping
 from typing import Any, cast
 
 from quart import Blueprint, Response, request
@@ -35,6 +36,8 @@ __all__ = ["RETRY_AFTER_SECONDS", "create_app", "problem_response"]
 # Why 2 s: long enough for the pool to reconnect after a blip, short enough not to stall the
 # extension, which falls back to its local state meanwhile.
 RETRY_AFTER_SECONDS = 2
+# Why 10 s: often enough to follow an outage in the log, rare enough not to flood it.
+OUTAGE_LOG_SECONDS = 10.0
 
 log = get_logger(__name__)
 
@@ -67,6 +70,34 @@ def problem_response(
         extra=extra,
     )
     return Response(body, status=status, headers=problem_headers(headers))
+
+
+class _OutageLog:
+    """One warning per dependency per :data:`OUTAGE_LOG_SECONDS`, however many requests fail.
+
+    While Postgres is known to be down every request fails at once, so a client that ignores
+    ``Retry-After`` could write thousands of identical lines a second; the count of the
+    requests refused since the last line goes into the next one instead.
+    """
+
+    def __init__(self, clock: Callable[[], float] = time.monotonic) -> None:
+        self._clock = clock
+        self._last: dict[str, float] = {}
+        self._suppressed: dict[str, int] = {}
+
+    def warn(self, dependency: str, error: str) -> None:
+        now = self._clock()
+        last = self._last.get(dependency)
+        if last is not None and now - last < OUTAGE_LOG_SECONDS:
+            self._suppressed[dependency] = self._suppressed.get(dependency, 0) + 1
+            return
+        self._last[dependency] = now
+        log.warning(
+            "dependency unavailable",
+            dependency=dependency,
+            error=error,
+            refused_since_last_line=self._suppressed.pop(dependency, 0),
+        )
 
 
 def create_app(
@@ -129,9 +160,11 @@ def create_app(
         detail = None if status >= 500 else error.description
         return problem_response(status, detail, headers=headers)
 
+    outage_log = _OutageLog()
+
     async def dependency_unavailable(error: Exception) -> Response:
         dependency = "postgres" if isinstance(error, DatabaseUnavailable) else "redis"
-        log.warning("dependency unavailable", dependency=dependency, error=str(error))
+        outage_log.warn(dependency, str(error))
         return problem_response(
             503,
             f"{'the database' if dependency == 'postgres' else 'a dependency'} is unavailable; "
