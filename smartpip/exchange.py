@@ -98,6 +98,8 @@ class Exchange:
         state = scope.get("state") or {}
         #: The connection this exchange travels on (None outside smartpip.httpserver).
         self.client: ClientStream | None = state.get(CLIENT_STATE_KEY)
+        if self.client is not None:
+            self.client.request_started()
 
     @property
     def started(self) -> bool:
@@ -158,5 +160,5 @@ class Exchange:
     async def finish(self) -> None:
         """The exchange is over (answered, cut short or abandoned): release the connection's
         writer role, so that a close deferred meanwhile happens. Idempotent."""
-        if self.client is not None and self.started:
+        if self.client is not None:
             await self.client.response_finished()

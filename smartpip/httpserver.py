@@ -90,6 +90,22 @@ class ConnectionGate:
     open: int = 0
     refused: int = 0
     _refusing: int = 0
+    _clients: set[ClientStream] = attrs.field(factory=set)
+
+    def admit(self, client: ClientStream) -> None:
+        """Count ``client`` as open (the caller checked the limit)."""
+        self.open += 1
+        self._clients.add(client)
+
+    def leave(self, client: ClientStream) -> None:
+        """``client`` is closed."""
+        self.open -= 1
+        self._clients.discard(client)
+
+    def close_idle(self) -> None:
+        """Shutting down: close every connection that is between requests."""
+        for client in list(self._clients):
+            client.close_if_idle()
 
     async def refuse(self, stream: trio.abc.HalfCloseableStream) -> None:
         """Answer 503 on a connection past the limit, then close it (bounded in time)."""
@@ -131,6 +147,21 @@ def _refusal_bytes() -> bytes:
     return head.encode("latin-1") + b"\r\n" + body
 
 
+class _NoIdleTask:
+    """Stands in for hypercorn's per-connection idle timer, which :class:`ClientStream` keeps.
+
+    hypercorn restarts its idle timer after every response by starting a new task, about a
+    quarter of the cost of a small request here; the stream's receive deadline does the same
+    job without a task. (hypercorn's interface: ``restart(task_group, action)``, ``stop()``.)
+    """
+
+    async def restart(self, task_group: object, action: object) -> None:
+        del task_group, action
+
+    async def stop(self) -> None:
+        pass
+
+
 class ClientStream(trio.abc.HalfCloseableStream):
     """An accepted connection as hypercorn's protocol code sees it.
 
@@ -153,10 +184,21 @@ class ClientStream(trio.abc.HalfCloseableStream):
     response registers itself (:meth:`response_started`), which is what "another task" means.
     """
 
-    def __init__(self, stream: trio.SocketStream, *, send_timeout: float, linger: float) -> None:
+    def __init__(
+        self,
+        stream: trio.SocketStream,
+        *,
+        send_timeout: float,
+        keepalive_timeout: float,
+        linger: float = LINGER_SECONDS,
+    ) -> None:
         self._stream = stream
         self._send_timeout = send_timeout
+        self._keepalive = keepalive_timeout
         self._linger = linger
+        # Until a request head has arrived (the exchange says so), the client has this long.
+        self._idle_deadline = trio.current_time() + keepalive_timeout
+        self._in_request = False
         #: hypercorn reads the peer and local addresses from it.
         self.socket = stream.socket
         self._responder: trio.lowlevel.Task | None = None
@@ -172,6 +214,11 @@ class ClientStream(trio.abc.HalfCloseableStream):
 
     # The HTTP layer's side (smartpip.exchange), one response at a time.
 
+    def request_started(self) -> None:
+        """A request head has arrived: the idle timer stops until its response is written."""
+        self._in_request = True
+        self._set_idle_deadline(math.inf)
+
     def response_started(self) -> None:
         """The current task starts writing a response."""
         self._responder = trio.lowlevel.current_task()
@@ -179,10 +226,17 @@ class ClientStream(trio.abc.HalfCloseableStream):
     async def response_finished(self) -> None:
         """The response is written (or abandoned); a close deferred meanwhile happens now."""
         self._responder = None
+        self._in_request = False
+        self._set_idle_deadline(trio.current_time() + self._keepalive)
         if self._eof_pending:
             await self._send_eof_now()
         if self._ended:
             self._end_connection()
+
+    def close_if_idle(self) -> None:
+        """Shutting down: close now unless a request is in progress (it closes after it)."""
+        if not self._in_request:
+            self._begin_close()
 
     def close_after_response(self) -> None:
         """The response being written ends the connection: stop reading requests now."""
@@ -191,6 +245,9 @@ class ClientStream(trio.abc.HalfCloseableStream):
     # hypercorn's side.
 
     async def send_all(self, data: bytes | bytearray | memoryview) -> None:
+        if not data:  # h11's end of a Content-Length body: nothing to bound
+            await self._stream.send_all(data)
+            return
         with trio.move_on_after(self._send_timeout) as scope:
             await self._stream.send_all(data)
         if scope.cancelled_caught:
@@ -213,7 +270,7 @@ class ClientStream(trio.abc.HalfCloseableStream):
 
     async def receive_some(self, max_bytes: int | None = None) -> bytes:
         if not self._closing:
-            with trio.CancelScope() as scope:
+            with trio.CancelScope(deadline=self._idle_deadline) as scope:
                 self._reader = scope
                 try:
                     data = await self._stream.receive_some(max_bytes)
@@ -222,6 +279,9 @@ class ClientStream(trio.abc.HalfCloseableStream):
                 if not data:
                     self._peer_gone()
                 return data
+            if not self._closing:
+                # The idle timer fired: nothing, or only part of a request head, came in time.
+                self._begin_close()
         return await self._drain()
 
     async def aclose(self) -> None:
@@ -245,8 +305,15 @@ class ClientStream(trio.abc.HalfCloseableStream):
         if self._reader is not None:
             self._reader.cancel()  # the reader switches to draining (receive_some)
 
+    def _set_idle_deadline(self, deadline: float) -> None:
+        self._idle_deadline = deadline
+        if self._reader is not None and not self._closing:
+            self._reader.deadline = deadline
+
     async def _drain(self) -> bytes:
         """Read and discard until the client closes or the linger ends; then "end of stream"."""
+        if self._responder is None:
+            await self._send_eof_now()  # nothing being written: tell the client at once
         with (
             trio.move_on_at(self._linger_deadline),
             contextlib.suppress(trio.BrokenResourceError, trio.ClosedResourceError),
@@ -306,18 +373,22 @@ async def serve(
         if gate.open >= gate.limit:
             await gate.refuse(stream)
             return
-        gate.open += 1
-        client = ClientStream(stream, send_timeout=send_timeout, linger=LINGER_SECONDS)
+        client = ClientStream(
+            stream, send_timeout=send_timeout, keepalive_timeout=hconfig.keep_alive_timeout
+        )
+        gate.admit(client)
         try:
             # Each request's scope["state"] is a shallow copy of this: smartpip.exchange finds
             # the connection it answers on there.
             connection_state = ConnectionState({**state, CLIENT_STATE_KEY: client})
             # hypercorn types the stream as an SSLStream; plain streams take its AttributeError
             # path (no handshake), as for trio.SocketStream itself.
+            server = TCPServer(app, hconfig, context, connection_state, client)  # type: ignore[arg-type]
+            server.idle_task = _NoIdleTask()  # type: ignore[assignment]
             with trio.CancelScope() as client.scope:
-                await TCPServer(app, hconfig, context, connection_state, client)  # type: ignore[arg-type]
+                await server
         finally:
-            gate.open -= 1
+            gate.leave(client)
             await client.close_for_real()
 
     async with trio.open_nursery() as lifespan_nursery:
@@ -339,6 +410,7 @@ async def serve(
             finally:
                 # Idle keep-alive connections close at once; the others after their request.
                 await context.terminated.set()
+                gate.close_idle()
                 connections.cancel_scope.deadline = trio.current_time() + hconfig.graceful_timeout
         await lifespan.wait_for_shutdown()
         lifespan_nursery.cancel_scope.cancel()
