@@ -12,14 +12,15 @@ module runs the same pieces hypercorn's trio worker runs (``TCPServer`` per conn
   ``Retry-After`` and ``Connection: close``, written without reading the request (RFC 9112
   allows a response before the request is read) — a clear refusal instead of a silent queue;
 - **a connection stream of ours** (:class:`ClientStream`): writes bounded by
-  ``SMARTPIP_SEND_TIMEOUT``, closes that never cut a response short, and a lingering close;
+  ``SMARTPIP_SEND_TIMEOUT``, closes that never cut a response short, a lingering close, and
+  the keep-alive idle timer (``SMARTPIP_KEEPALIVE_TIMEOUT``, which also bounds the wait for a
+  complete request head) as a receive deadline;
 - the shutdown behaviour of ``worker_serve``: once the trigger fires, stop accepting, let idle
   keep-alive connections close at once, give requests in flight ``graceful_timeout``, and
   return as soon as no connection is left.
 
-Read timeouts are hypercorn's and Quart's: the keep-alive idle timer (``keep_alive_timeout``)
-also bounds the wait for a complete request head, and Quart's ``BODY_TIMEOUT`` the wait for
-a body a route reads. The request deadline is :class:`smartpip.middleware.HygieneMiddleware`'s.
+The wait for a body a route reads is bounded by Quart's ``BODY_TIMEOUT``; the request
+deadline is :class:`smartpip.middleware.HygieneMiddleware`'s.
 """
 
 from __future__ import annotations
@@ -150,9 +151,10 @@ def _refusal_bytes() -> bytes:
 class _NoIdleTask:
     """Stands in for hypercorn's per-connection idle timer, which :class:`ClientStream` keeps.
 
-    hypercorn restarts its idle timer after every response by starting a new task, about a
-    quarter of the cost of a small request here; the stream's receive deadline does the same
-    job without a task. (hypercorn's interface: ``restart(task_group, action)``, ``stop()``.)
+    hypercorn restarts its idle timer after every response by starting a new task (and
+    cancels it when the next request arrives): a task start, a cancellation and their
+    scheduling rounds per request. The stream's receive deadline does the same job without a
+    task. (hypercorn's interface: ``restart(task_group, action)``, ``stop()``.)
     """
 
     async def restart(self, task_group: object, action: object) -> None:
