@@ -111,3 +111,12 @@ async def pg_proxy(nursery: trio.Nursery, pg_url: str) -> FaultProxy:
     proxy = FaultProxy(host, int(str(params.get("port") or 5432)))
     await nursery.start(proxy.run)
     return proxy
+
+
+@pytest.fixture
+async def down_store(redis_proxy: FaultProxy) -> AsyncIterator[RedisStore]:
+    """A Redis store whose server is down (its fault proxy resets every connection)."""
+    redis_proxy.mode = "down"
+    settings = RedisSettings(url=f"redis://127.0.0.1:{redis_proxy.port}/0", prefix="unused:")
+    async with open_redis(settings) as store:
+        yield store

@@ -4,13 +4,12 @@ from __future__ import annotations
 
 import logging
 import uuid
-from collections.abc import AsyncIterator
 
 import pytest
 import trio
 
 from smartpip.revocation import CLEAR_TTL, TokenRevocations
-from store.redis import RedisSettings, RedisStore, open_redis
+from store.redis import RedisStore
 from tests.account.conftest import KEY, bearer, seed_user
 from tests.app.conftest import AppFactory
 from tests.support.clock import FakeClock
@@ -72,14 +71,6 @@ async def test_redis_back_the_marker_reaches_every_replica(
 
 
 # --- the checker on its own -----------------------------------------------------------------
-
-
-@pytest.fixture
-async def down_store(redis_proxy: FaultProxy) -> AsyncIterator[RedisStore]:
-    redis_proxy.mode = "down"
-    settings = RedisSettings(url=f"redis://127.0.0.1:{redis_proxy.port}/0", prefix="unused:")
-    async with open_redis(settings) as store:
-        yield store
 
 
 async def test_local_entries_expire_with_the_tokens(down_store: RedisStore) -> None:

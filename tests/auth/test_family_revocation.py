@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import logging
 import uuid
-from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
@@ -13,10 +12,9 @@ from smartpip.revocation import CLEAR_TTL, TokenRevocations
 from smartpip.sessions import SessionRejected, Sessions
 from smartpip.tokens import AccessTokens
 from store.postgres import Database
-from store.redis import RedisSettings, RedisStore, open_redis
+from store.redis import RedisStore
 from store.sessions import select_user_sessions
 from tests.support.clock import FakeClock
-from tests.support.faultproxy import FaultProxy
 
 ISS = "https://accounts.google.com"
 
@@ -46,14 +44,6 @@ def counting(redis_store: RedisStore, monkeypatch: pytest.MonkeyPatch) -> Counti
     client = CountingClient(redis_store.client)
     monkeypatch.setattr(redis_store, "client", client)
     return client
-
-
-@pytest.fixture
-async def down_store(redis_proxy: FaultProxy) -> AsyncIterator[RedisStore]:
-    redis_proxy.mode = "down"
-    settings = RedisSettings(url=f"redis://127.0.0.1:{redis_proxy.port}/0", prefix="unused:")
-    async with open_redis(settings) as store:
-        yield store
 
 
 # --- the checker ----------------------------------------------------------------------------
