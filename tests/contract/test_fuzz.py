@@ -31,6 +31,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
+import pytest
 import trio
 
 from tests.app.conftest import AppFactory, RunningApp
@@ -99,6 +100,9 @@ async def prepared(app: RunningApp, provider: FakeOidcProvider) -> dict[str, Any
     return {"redirectUri": REDIRECT, "callbacks": callbacks, "refreshTokens": refresh_tokens}
 
 
+# The suite's per-test timeout (pyproject.toml) is for ordinary tests; this one has its own
+# bound (above), and pytest-timeout's only has to catch a hang of the bound itself.
+@pytest.mark.timeout(bounds()[1] + 120)
 async def test_the_served_document_holds_for_every_operation(
     app_factory: AppFactory, nursery: trio.Nursery, tmp_path: Path
 ) -> None:
