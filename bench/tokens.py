@@ -15,9 +15,9 @@ import uuid
 import trio
 
 from smartpip.config import Config
-from smartpip.resources import postgres_settings
-from smartpip.server import DEV_ISSUER, migrate
-from smartpip.tokens import AccessTokens
+from smartpip.http.tokens import AccessTokens
+from smartpip.runtime.main import DEV_ISSUER, migrate
+from smartpip.runtime.resources import postgres_settings
 from store.postgres import open_database
 from store.users import upsert_user
 

@@ -77,8 +77,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     log = get_logger("smartpip.cli")
     if config.jwt_keys_generated:
         log.warning("SMARTPIP_JWT_KEYS unset: using a random development key")
-    from smartpip.server import StartupError, dev_token, migrate
-    from smartpip.server import main as serve_main
+    from smartpip.runtime.main import StartupError, dev_token, migrate
+    from smartpip.runtime.main import main as serve_main
 
     try:
         if args.command == "token":

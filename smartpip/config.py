@@ -33,7 +33,7 @@ from smartpip.envreader import (
     checked,
     parse_network,
 )
-from smartpip.ratelimit import Policy, parse_policy
+from smartpip.http.ratelimit import Policy, parse_policy
 from smartpip.suggest.normalize import parse_stopwords
 from smartpip.suggest.ranking import RankingWeights
 

@@ -11,8 +11,8 @@ from collections.abc import Callable
 from typing import Any, TypeVar
 from urllib.parse import urlsplit
 
-from smartpip.history import KNOWN_PROVIDERS, select_providers
-from smartpip.ratelimit import Policy, parse_policy
+from smartpip.history.model import KNOWN_PROVIDERS, select_providers
+from smartpip.http.ratelimit import Policy, parse_policy
 
 __all__ = [
     "HISTORY_PROVIDERS",

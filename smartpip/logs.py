@@ -27,7 +27,7 @@ _SHARED: list[Any] = [
 
 # coredis logs a connection attempt that fails mid-handshake (Redis hung, or our deadline
 # cancelling the attempt) at ERROR with a traceback. For us that is Redis being unavailable,
-# which every caller already reports once per outage at WARNING (smartpip.redisbackoff), and
+# which every caller already reports once per outage at WARNING (store.backoff), and
 # it is not a bug; an ERROR line per attempt would page for an outage the readiness probe and
 # the redis_up gauge already show.
 COREDIS_HANDSHAKE = "Connection attempt failed unexpectedly!"
@@ -60,7 +60,7 @@ def configure_logging(level: str = "info") -> None:
         root.removeHandler(old)
     root.addHandler(handler)
     root.setLevel(level.upper())
-    # hypercorn's own access log is replaced by ours (smartpip.middleware).
+    # hypercorn's own access log is replaced by ours (smartpip.http.middleware).
     logging.getLogger("hypercorn.access").disabled = True
     # httpx logs every outbound URL at INFO, query string included: the YouTube API key
     # travels there (`key=`), so only its warnings may reach the log.

@@ -56,7 +56,7 @@ class _SnapshotCollector(Collector):
 
 
 class _ConnectionsCollector(Collector):
-    """The HTTP server's connection counts (:class:`smartpip.httpserver.ConnectionGate`)."""
+    """The HTTP server's connection counts (:class:`smartpip.http.server.ConnectionGate`)."""
 
     def __init__(self, open_now: Callable[[], int], refused: Callable[[], int]) -> None:
         self._open = open_now

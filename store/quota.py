@@ -16,7 +16,7 @@ Keys (all under ``RedisStore.key``; each has a TTL):
 
 Every function raises ``RedisUnavailable`` when Redis is down, too slow, or refuses a script
 (READONLY, OOM, BUSY); deciding what to do then is the caller's business
-(``smartpip.suggest_quota``).
+(``smartpip.suggest.quota``).
 """
 
 from __future__ import annotations
@@ -170,7 +170,7 @@ async def reserve_search(
 
     Args:
         store: The Redis store.
-        day: The Pacific-time day, ``YYYY-MM-DD`` (see ``smartpip.suggest_quota.pacific_day``).
+        day: The Pacific-time day, ``YYYY-MM-DD`` (see ``smartpip.suggest.quota.pacific_day``).
         budget: Searches allowed in the day.
         units: Units one search costs.
         ttl_seconds: TTL given to the day's key on every write.

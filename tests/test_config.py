@@ -11,7 +11,7 @@ import pytest
 
 from smartpip.cli import main as cli_main
 from smartpip.config import Config, ConfigError
-from smartpip.resources import postgres_settings
+from smartpip.runtime.resources import postgres_settings
 from smartpip.suggest.ranking import RankingWeights
 
 STRONG = "k1:" + "s" * 40

@@ -19,8 +19,8 @@ import trio
 from quart import Blueprint
 
 from smartpip.config import Config, JwtKey
-from smartpip.server import main
-from smartpip.tokens import AccessTokens
+from smartpip.http.tokens import AccessTokens
+from smartpip.runtime.main import main
 from tests.conftest import ADMIN_URL, REDIS_URL, url_for
 from tests.support.polling import eventually, wait_exit
 from tests.support.rawhttp import RawConnection, request_bytes

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from smartpip.config import Config
-from smartpip.status import FEATURES, Feature, feature_states
+from smartpip.http.status import FEATURES, Feature, feature_states
 from tasks.health import HealthState
 
 CONFIG = Config.from_env({"SMARTPIP_YOUTUBE_API_KEY": "key"})

@@ -18,7 +18,7 @@ configured. :meth:`Suggester.suggest` answers a normalized query:
    A flight that finds it held polls the entry and the lease (one ``MGET``) until the holder
    has filled the cache, gave up, or the flight's deadline passed. Redis down: no lease, the
    flight searches (the gate's local allowance bounds that).
-4. **Quota gate** (:class:`~smartpip.suggest_quota.QuotaGate`): reserve a search from the
+4. **Quota gate** (:class:`~smartpip.suggest.quota.QuotaGate`): reserve a search from the
    shared daily budget, honour the breaker; report quota errors, an invalid key, failures and
    successes back to it.
 5. **Search, rank, store.** Under a process-wide cap on concurrent upstream calls; ranked by
@@ -45,16 +45,15 @@ import attrs
 import trio
 
 from smartpip.logs import get_logger
-from smartpip.redisbackoff import RedisBackoff
 from smartpip.suggest.metrics import SuggestMetrics
 from smartpip.suggest.normalize import NormalizedQuery
-from smartpip.suggest.ranking import RankingWeights, rank
-from smartpip.suggest_quota import (
+from smartpip.suggest.quota import (
     QuotaGate,
     Refusal,
     next_pacific_midnight,
     seconds_until_pacific_midnight,
 )
+from smartpip.suggest.ranking import RankingWeights, rank
 from smartpip.youtube import (
     BadRequest,
     Forbidden,
@@ -64,6 +63,7 @@ from smartpip.youtube import (
     Video,
     YouTubeClient,
 )
+from store.backoff import RedisBackoff
 from store.popularity import DEFAULT_WINDOW_SECONDS, record_queries, top_queries
 from store.redis import RedisStore, RedisUnavailable
 from store.suggest_cache import (

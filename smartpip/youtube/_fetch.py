@@ -1,6 +1,6 @@
 """One bounded GET to the YouTube API: connect/read timeouts, overall deadline, size cap.
 
-Like :func:`smartpip.oidc._fetch.request`, whose limits are fixed for Google's small sign-in
+Like :func:`smartpip.auth.oidc._fetch.request`, whose limits are fixed for Google's small sign-in
 documents; here they come from :class:`~._settings.YouTubeSettings`, and a failure says whether
 a retry could help. No redirect is followed. Messages name the method, never the URL.
 """
@@ -12,7 +12,7 @@ from typing import Any
 
 import httpx
 
-from smartpip.boundedhttp import BoundedFetchError, TooLarge, bounded_request, json_object
+from smartpip.http.outbound import BoundedFetchError, TooLarge, bounded_request, json_object
 from smartpip.youtube._errors import UpstreamFailure, error_from_answer
 from smartpip.youtube._settings import YouTubeSettings
 

@@ -12,7 +12,7 @@ import psycopg
 import pytest
 from psycopg.types.json import Jsonb
 
-from smartpip.sessions import IssuedTokens
+from smartpip.auth.sessions import IssuedTokens
 from tests.app.conftest import AppFactory, RunningApp, app_factory
 
 __all__ = ["ISSUER", "KEY", "Seeded", "app_factory", "bearer", "seed_user", "user_rows"]

@@ -9,7 +9,7 @@ import httpx
 import psycopg
 import trio
 
-from smartpip.revocation import CLEAR_TTL
+from smartpip.http.revocation import CLEAR_TTL
 from tests.account.conftest import ISSUER, KEY, bearer, seed_user, user_rows
 from tests.app.conftest import AppFactory, RunningApp
 from tests.support.polling import eventually

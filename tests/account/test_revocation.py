@@ -8,7 +8,7 @@ import uuid
 import pytest
 import trio
 
-from smartpip.revocation import CLEAR_TTL, TokenRevocations
+from smartpip.http.revocation import CLEAR_TTL, TokenRevocations
 from store.redis import RedisStore
 from tests.account.conftest import KEY, bearer, seed_user
 from tests.app.conftest import AppFactory

@@ -13,9 +13,9 @@ import pytest
 import trio
 
 from smartpip.config import Config
-from smartpip.lifecycle import Lifecycle
-from smartpip.resources import Resources, open_resources
-from smartpip.server import run_service
+from smartpip.runtime.lifecycle import Lifecycle
+from smartpip.runtime.main import run_service
+from smartpip.runtime.resources import Resources, open_resources
 from store.redis import RedisStore
 from tests.app.probes import probe_blueprint
 from tests.conftest import REDIS_URL

@@ -7,8 +7,8 @@ from collections.abc import AsyncIterator
 import trio
 from quart import Blueprint, Response, request
 
-from smartpip.jsonbody import read_json
-from smartpip.resources import Resources
+from smartpip.http.jsonbody import read_json
+from smartpip.runtime.resources import Resources
 from store.postgres import query_ping
 
 

@@ -9,7 +9,7 @@ from functools import partial
 import pytest
 import trio
 
-from smartpip.problems import PROBLEM_JSON, RETRYABLE_STATUSES
+from smartpip.http.problems import PROBLEM_JSON, RETRYABLE_STATUSES
 from tests.app.conftest import AppFactory, RunningApp
 
 ORIGIN = "chrome-extension://abcdefghijklmnopabcdefghijklmnop"

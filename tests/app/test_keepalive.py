@@ -4,7 +4,7 @@ The defect this guards against: a route that answered before the server had read
 request body (most routes, on any status) left its keep-alive connection with no request
 stream: the next request on it was read but never answered, the server's socket stayed in
 CLOSE-WAIT, and the idle timer was never re-armed. Root cause and workaround:
-``docs/upstream-keepalive-wedge.md``; the fix: :mod:`smartpip.exchange`.
+``docs/upstream-keepalive-wedge.md``; the fix: :mod:`smartpip.http.exchange`.
 
 The soak sends, over reused connections, to every operation of the OpenAPI document (plus an
 unknown path and a wrong method), with and without a valid token, bodies the handler does not
@@ -24,7 +24,7 @@ from urllib.parse import urlsplit
 
 import trio
 
-from smartpip.api_v1 import load_openapi
+from smartpip.http.public import load_openapi
 from tests.app.conftest import AppFactory, RunningApp
 from tests.history.conftest import KEY, sign_in
 from tests.support.polling import eventually

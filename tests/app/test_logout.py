@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 import trio
 
-from smartpip.revocation import CLEAR_TTL
+from smartpip.http.revocation import CLEAR_TTL
 from tests.app.conftest import AuthAppFactory, RunningApp
 from tests.app.signin import assert_401, bearer, refresh, sign_in
 from tests.fakes.oidc_provider import FakeOidcProvider

@@ -7,8 +7,8 @@ import re
 
 import pytest
 
-from smartpip.api_v1 import load_openapi
-from smartpip.problems import PROBLEM_JSON
+from smartpip.http.problems import PROBLEM_JSON
+from smartpip.http.public import load_openapi
 from tests.app.conftest import AppFactory, RunningApp
 from tests.support.polling import eventually
 
@@ -76,8 +76,8 @@ async def test_metrics_cardinality_is_bounded(app: RunningApp) -> None:
 
 
 async def test_openapi_documents_exactly_the_routes(app_factory: AppFactory) -> None:
-    from smartpip.app import create_app
-    from smartpip.lifecycle import Lifecycle
+    from smartpip.runtime.app import create_app
+    from smartpip.runtime.lifecycle import Lifecycle
 
     async with app_factory() as running:
         middleware = create_app(running.resources, Lifecycle())

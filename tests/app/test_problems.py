@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from smartpip.problems import ApiError, problem_body, retry_after_seconds
+from smartpip.http.problems import ApiError, problem_body, retry_after_seconds
 
 
 def doc(status: int, **kwargs: object) -> dict[str, object]:

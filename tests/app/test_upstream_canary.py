@@ -1,6 +1,6 @@
 """Canary: is the keep-alive wedge of hypercorn's trio worker + quart-trio still upstream?
 
-``smartpip.exchange`` works around it (docs/upstream-keepalive-wedge.md). This test runs a
+``smartpip.http.exchange`` works around it (docs/upstream-keepalive-wedge.md). This test runs a
 ten-line quart-trio app on hypercorn's own ``serve``, without any of our code, and checks that
 both symptoms are still there:
 

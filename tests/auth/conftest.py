@@ -7,10 +7,10 @@ from collections.abc import AsyncIterator
 
 import pytest
 
+from smartpip.auth.sessions import SessionPolicy, Sessions
 from smartpip.config import JwtKey
-from smartpip.revocation import TokenRevocations
-from smartpip.sessions import SessionPolicy, Sessions
-from smartpip.tokens import AccessTokens
+from smartpip.http.revocation import TokenRevocations
+from smartpip.http.tokens import AccessTokens
 from store.postgres import Database, PostgresSettings, open_database
 from store.redis import RedisStore
 from tests.support.clock import FakeClock

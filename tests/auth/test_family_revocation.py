@@ -8,9 +8,9 @@ from typing import Any
 
 import pytest
 
-from smartpip.revocation import CLEAR_TTL, TokenRevocations
-from smartpip.sessions import SessionRejected, Sessions
-from smartpip.tokens import AccessTokens
+from smartpip.auth.sessions import SessionRejected, Sessions
+from smartpip.http.revocation import CLEAR_TTL, TokenRevocations
+from smartpip.http.tokens import AccessTokens
 from store.postgres import Database
 from store.redis import RedisStore
 from store.sessions import select_user_sessions

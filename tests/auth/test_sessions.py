@@ -12,9 +12,9 @@ import psycopg
 import pytest
 import trio
 
-from smartpip.revocation import TokenRevocations
-from smartpip.sessions import IssuedTokens, SessionPolicy, SessionRejected, Sessions
-from smartpip.tokens import ACCESS_TOKEN_TTL, AccessTokens
+from smartpip.auth.sessions import IssuedTokens, SessionPolicy, SessionRejected, Sessions
+from smartpip.http.revocation import TokenRevocations
+from smartpip.http.tokens import ACCESS_TOKEN_TTL, AccessTokens
 from store.audit import AuditRow, select_audit_for_user
 from store.postgres import Database, DatabaseUnavailable, PostgresSettings, open_database
 from store.sessions import SessionRow, select_user_sessions

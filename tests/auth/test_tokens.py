@@ -16,7 +16,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 
 from smartpip.config import JwtKey
-from smartpip.tokens import (
+from smartpip.http.tokens import (
     ACCESS_TOKEN_TTL,
     SESSION_CLAIM,
     AccessClaims,

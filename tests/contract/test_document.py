@@ -15,8 +15,8 @@ from typing import Any
 import jsonschema_rs
 import pytest
 
-from smartpip.api_v1 import load_openapi
-from smartpip.problems import CODES, problem_body, retry_after_seconds
+from smartpip.http.problems import CODES, problem_body, retry_after_seconds
+from smartpip.http.public import load_openapi
 
 DOCUMENT: dict[str, Any] = json.loads(load_openapi())
 METHODS = ("get", "put", "post", "delete", "patch")

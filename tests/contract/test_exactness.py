@@ -19,8 +19,8 @@ import pytest
 from hypothesis import example, given
 from hypothesis import strategies as st
 
-from smartpip.api_v1 import load_openapi
-from smartpip.history import KNOWN_PROVIDERS, HistoryBody, InvalidEntry, validate_entry
+from smartpip.history.model import KNOWN_PROVIDERS, HistoryBody, InvalidEntry, validate_entry
+from smartpip.http.public import load_openapi
 from smartpip.suggest import QueryRejected, normalize_query
 
 DOCUMENT: dict[str, Any] = json.loads(load_openapi())

@@ -1,6 +1,6 @@
 """A local OpenID provider for tests: a real HTTP server on loopback with Google's wire format.
 
-The production client (:mod:`smartpip.oidc`) talks to it over real HTTP, so tests run the code
+The production client (:mod:`smartpip.auth.oidc`) talks to it over real HTTP, so tests run the code
 that runs in production. Routes:
 
 - ``GET /.well-known/openid-configuration``: the discovery document (``discovery_overrides``

@@ -28,7 +28,7 @@ __all__ = ["Grant", "Mode", "OidcRoutes"]
 Mode = Literal["ok", "down", "slow", "malformed", "huge", "redirect"]
 _Response = tuple[int, dict[str, str], bytes]
 
-# Why 300 KiB: over smartpip.oidc's 256 KiB limit on upstream documents.
+# Why 300 KiB: over smartpip.auth.oidc's 256 KiB limit on upstream documents.
 _HUGE_PADDING = 300 * 1024
 
 

@@ -6,7 +6,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from smartpip.history import (
+from smartpip.history.model import (
     KNOWN_PROVIDERS,
     HistoryBody,
     InvalidEntry,

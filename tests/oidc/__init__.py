@@ -1,1 +1,1 @@
-"""Tests of the OpenID Connect client (smartpip.oidc) against the local fake provider."""
+"""Tests of the OpenID Connect client (smartpip.auth.oidc) against the local fake provider."""

@@ -13,7 +13,7 @@ import httpx
 import pytest
 import trio
 
-from smartpip.oidc import OidcClient, OidcSettings
+from smartpip.auth.oidc import OidcClient, OidcSettings
 from tests.fakes.oidc_provider import FakeOidcProvider
 from tests.support.clock import FakeClock
 

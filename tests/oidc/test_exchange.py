@@ -8,7 +8,7 @@ import httpx
 import pytest
 import trio
 
-from smartpip.oidc import (
+from smartpip.auth.oidc import (
     OidcClient,
     OidcMisconfigured,
     OidcRejected,

@@ -9,7 +9,7 @@ import httpx
 import pytest
 import trio
 
-from smartpip.oidc import OidcClient, OidcRejected, OidcSettings, OidcUnavailable
+from smartpip.auth.oidc import OidcClient, OidcRejected, OidcSettings, OidcUnavailable
 from tests.fakes.oidc_provider import FakeOidcProvider, Mode, foreign_key
 from tests.support.clock import FakeClock
 

@@ -10,7 +10,13 @@ from typing import Any
 import httpx
 import pytest
 
-from smartpip.oidc import GOOGLE_ISSUER, OidcClient, OidcRejected, OidcSettings, accepted_issuers
+from smartpip.auth.oidc import (
+    GOOGLE_ISSUER,
+    OidcClient,
+    OidcRejected,
+    OidcSettings,
+    accepted_issuers,
+)
 from tests.fakes.oidc_provider import FakeOidcProvider, foreign_key
 from tests.support.clock import FakeClock
 

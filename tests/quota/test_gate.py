@@ -8,7 +8,7 @@ from datetime import UTC, datetime
 import pytest
 import trio
 
-from smartpip.suggest_quota import QuotaGate, Refusal, Reservation
+from smartpip.suggest.quota import QuotaGate, Refusal, Reservation
 from store.quota import breaker_state, open_breaker, quota_usage
 from store.redis import RedisStore
 from tests.support.clock import FakeClock

@@ -6,7 +6,7 @@ from datetime import UTC, datetime, timedelta, timezone
 
 import pytest
 
-from smartpip.suggest_quota import PACIFIC, pacific_day, seconds_until_pacific_midnight
+from smartpip.suggest.quota import PACIFIC, pacific_day, seconds_until_pacific_midnight
 
 
 def utc(

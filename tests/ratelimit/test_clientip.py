@@ -6,7 +6,7 @@ from ipaddress import ip_network
 
 import pytest
 
-from smartpip.clientip import UNKNOWN_CLIENT, Headers, client_ip, parse_ip
+from smartpip.http.clientip import UNKNOWN_CLIENT, Headers, client_ip, parse_ip
 
 TRUSTED = [ip_network("127.0.0.1/32"), ip_network("::1/128"), ip_network("10.0.0.0/8")]
 PROXY = "127.0.0.1"

@@ -7,7 +7,7 @@ import trio
 import trio.testing
 from prometheus_client import CollectorRegistry
 
-from smartpip.ratelimit import Decision, Policy, RateLimiter
+from smartpip.http.ratelimit import Decision, Policy, RateLimiter
 from store.redis import RedisStore
 from tests.support.clock import FakeClock
 from tests.support.faultproxy import FaultProxy

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from smartpip.ratelimit import Decision, Policy, bucket_key, parse_policy
+from smartpip.http.ratelimit import Decision, Policy, bucket_key, parse_policy
 
 
 @pytest.mark.parametrize(

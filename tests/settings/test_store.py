@@ -10,9 +10,9 @@ import psycopg
 import pytest
 import trio
 
-from smartpip.etags import etag_for
-from smartpip.problems import ApiError
-from smartpip.settings_routes import canonical_body, write_settings
+from smartpip.http.etags import etag_for
+from smartpip.http.problems import ApiError
+from smartpip.settings.routes import canonical_body, write_settings
 from store.postgres import Database
 from store.settings import (
     DEFAULT_SETTINGS,

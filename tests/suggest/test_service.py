@@ -17,9 +17,9 @@ from prometheus_client import CollectorRegistry
 from smartpip.suggest import NormalizedQuery, normalize_query
 from smartpip.suggest import service as service_module
 from smartpip.suggest.metrics import SuggestMetrics
+from smartpip.suggest.quota import QuotaGate
 from smartpip.suggest.ranking import rank as real_rank
 from smartpip.suggest.service import Suggester, SuggestSettings, SuggestUnavailable
-from smartpip.suggest_quota import QuotaGate
 from smartpip.youtube import Video, YouTubeClient, YouTubeSettings
 from store.redis import RedisStore
 from tests.fakes.youtube import FakeYouTube

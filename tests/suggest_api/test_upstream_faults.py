@@ -31,7 +31,7 @@ from tests.support.clock import FakeClock
 from tests.support.polling import eventually
 
 TTL = 1200  # SMARTPIP_SUGGEST_TTL_SECONDS default
-COOLDOWN = 60  # the upstream breaker's cool-down (smartpip.suggest_quota)
+COOLDOWN = 60  # the upstream breaker's cool-down (smartpip.suggest.quota)
 
 
 def assert_upstream_error(response: httpx.Response) -> None:

@@ -1,0 +1,139 @@
+"""The OpenID client: :class:`OidcClient`, which verifies ID tokens, redeems codes, revokes.
+
+It ties the parts together: :mod:`._cache` for the discovery document and keys,
+:mod:`._claims` for the token checks, :mod:`._fetch` for the token and revocation endpoints.
+"""
+
+from __future__ import annotations
+
+import re
+import time
+from collections.abc import Callable, Mapping
+from urllib.parse import quote_plus
+
+import httpx
+
+from smartpip.auth.oidc._cache import ProviderCache
+from smartpip.auth.oidc._claims import VerifiedIdentity, check_claims, decode, unverified_kid
+from smartpip.auth.oidc._errors import FetchFailed, OidcRejected, misconfigured, unavailable
+from smartpip.auth.oidc._fetch import json_object, request
+from smartpip.auth.oidc._settings import OidcSettings
+
+__all__ = ["OidcClient"]
+
+_OAUTH_ERROR = re.compile(r"[A-Za-z0-9_.-]{1,64}")
+
+
+class OidcClient:
+    """Verifies ID tokens and exchanges authorization codes with one OpenID provider.
+
+    Args:
+        settings: Issuer, client and cache settings.
+        http: The shared client (its timeouts apply; redirects are never followed).
+        clock: Wall clock for ``exp``, ``iat`` and ``nbf``.
+        monotonic: Clock for cache lifetimes and the refetch cool-down.
+    """
+
+    def __init__(
+        self,
+        settings: OidcSettings,
+        http: httpx.AsyncClient,
+        *,
+        clock: Callable[[], float] = time.time,
+        monotonic: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self._settings = settings
+        self._http = http
+        self._clock = clock
+        self._issuer = settings.issuer.rstrip("/")
+        self._provider = ProviderCache(settings, http, monotonic)
+
+    async def verify_id_token(self, id_token: str) -> VerifiedIdentity:
+        """Verify an ID token's signature and claims (not its nonce against any store).
+
+        Raises:
+            OidcRejected: A check failed (alg not RS256, unknown key, bad signature, ``iss``,
+                ``aud``, ``azp``, ``exp``, ``iat``, missing ``nonce``...).
+            OidcUnavailable: No key set could be obtained.
+        """
+        kid = unverified_kid(id_token)
+        discovery = await self._provider.discovery()
+        key = await self._provider.signing_key(kid)
+        settings = self._settings
+        claims = decode(id_token, key, client_id=settings.client_id, issuer=discovery.issuer)
+        return check_claims(
+            claims,
+            now=self._clock(),
+            leeway=settings.leeway,
+            client_id=settings.client_id,
+            issuer=self._issuer,
+        )
+
+    async def exchange_code(self, *, code: str, code_verifier: str, redirect_uri: str) -> str:
+        """Redeem an authorization code (PKCE) at the token endpoint; returns the ID token.
+
+        The client authenticates with HTTP Basic (RFC 6749 2.3.1). The ID token is returned
+        unverified: pass it to :meth:`verify_id_token`.
+
+        Raises:
+            OidcRejected: The endpoint refused the grant (bad, reused or expired code, wrong
+                verifier or redirect URI); the message names the OAuth error code.
+            OidcMisconfigured: The endpoint refused our own credentials (``invalid_client``,
+                ``unauthorized_client``, or any 401): our misconfiguration, which neither the
+                user nor a retry can fix; logged as a warning (never the secret).
+            OidcUnavailable: Network error, timeout, 5xx, 408, 429 or a malformed answer
+                (logged as a warning).
+        """
+        discovery = await self._provider.discovery()
+        form = {
+            "grant_type": "authorization_code",
+            "code": code,
+            "code_verifier": code_verifier,
+            "redirect_uri": redirect_uri,
+        }
+        settings = self._settings
+        auth = httpx.BasicAuth(quote_plus(settings.client_id), quote_plus(settings.client_secret))
+        status, body = await self._call("POST", discovery.token_endpoint, data=form, auth=auth)
+        if status == 200:
+            id_token = json_object(body).get("id_token")
+            if not isinstance(id_token, str) or not id_token:
+                raise unavailable("token endpoint answered without an id token")
+            return id_token
+        error = _oauth_error(body)
+        if status == 401 or error in ("invalid_client", "unauthorized_client"):
+            raise misconfigured(f"token endpoint refused our client credentials: {error}")
+        if 400 <= status < 500 and status not in (408, 429):
+            raise OidcRejected(f"code exchange refused: {error}")
+        raise unavailable(f"token endpoint answered HTTP {status}")
+
+    async def revoke(self, token: str) -> None:
+        """Revoke a Google token at the revocation endpoint.
+
+        An ``invalid_token`` answer (already revoked or expired) counts as done.
+
+        Raises:
+            OidcUnavailable: No revocation endpoint, network error, or any other answer.
+        """
+        endpoint = (await self._provider.discovery()).revocation_endpoint
+        if endpoint is None:
+            raise unavailable("the provider has no revocation endpoint")
+        status, body = await self._call("POST", endpoint, data={"token": token})
+        if status != 200 and not (status == 400 and _oauth_error(body) == "invalid_token"):
+            raise unavailable(f"revocation endpoint answered HTTP {status}")
+
+    async def _call(
+        self, method: str, url: str, *, data: Mapping[str, str], auth: httpx.Auth | None = None
+    ) -> tuple[int, bytes]:
+        try:
+            status, _, body = await request(self._http, method, url, data=data, auth=auth)
+        except FetchFailed as error:
+            raise unavailable(f"OpenID provider unreachable: {error}") from None
+        return status, body
+
+
+def _oauth_error(body: bytes) -> str:
+    """The OAuth ``error`` code of an error answer, if it looks like one."""
+    error = json_object(body).get("error")
+    if isinstance(error, str) and _OAUTH_ERROR.fullmatch(error):
+        return error
+    return "unknown_error"

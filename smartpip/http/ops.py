@@ -1,0 +1,64 @@
+"""Operations endpoints: liveness, readiness, metrics and the supervision tree."""
+
+from __future__ import annotations
+
+import hmac
+
+from prometheus_client import CONTENT_TYPE_LATEST
+from quart import Blueprint, Response, request
+
+from smartpip.http.problems import ApiError
+from smartpip.runtime.lifecycle import Lifecycle
+from smartpip.runtime.resources import Resources
+
+__all__ = ["ops_blueprint"]
+
+
+def ops_blueprint(resources: Resources, lifecycle: Lifecycle) -> Blueprint:
+    """Routes for load balancers, Prometheus and operators."""
+    bp = Blueprint("ops", __name__)
+    health = resources.health.state
+
+    @bp.get("/healthz")
+    async def healthz() -> tuple[dict[str, str], int]:
+        # GET and HEAD are answered by smartpip.http.middleware before Quart (the liveness fast
+        # path); this route documents the path and gives other methods their 405.
+        return {"status": "ok"}, 200  # pragma: no cover
+
+    @bp.get("/readyz")
+    async def readyz() -> tuple[dict[str, object], int, dict[str, str]]:
+        checks = {
+            "postgres": "ok" if health.postgres else "down",
+            "migrations": "ok" if health.migrations else "pending",
+            "redis": "ok" if health.redis else "degraded",
+        }
+        if lifecycle.draining:
+            status, code = "draining", 503
+        elif not health.ready:
+            status, code = "unavailable", 503
+        else:
+            status, code = ("ready" if health.redis else "degraded"), 200
+        headers = {"Retry-After": "5"} if code == 503 else {}
+        return {"status": status, "checks": checks}, code, headers
+
+    @bp.get("/metrics")
+    async def metrics() -> Response:
+        return Response(resources.metrics.render(), content_type=CONTENT_TYPE_LATEST)
+
+    @bp.get("/ops/supervisors")
+    async def supervisors() -> dict[str, object]:
+        expected = resources.config.ops_token
+        if expected is None:
+            raise ApiError(404, "the requested resource does not exist")
+        scheme, _, token = request.headers.get("Authorization", "").partition(" ")
+        if scheme.lower() != "bearer" or not hmac.compare_digest(
+            token.strip().encode(), expected.encode()
+        ):
+            raise ApiError(
+                401,
+                "a valid ops bearer token is required",
+                headers={"WWW-Authenticate": 'Bearer realm="ops"'},
+            )
+        return {"children": resources.supervision.snapshot()}
+
+    return bp

@@ -1,0 +1,172 @@
+"""The composition root: opens every long-lived resource once and passes it in.
+
+Nothing in the service reaches for a module-level pool, client or registry; each consumer
+receives what it needs from :class:`Resources`, which :func:`open_resources` builds and closes.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
+from datetime import timedelta
+
+import attrs
+import httpx
+
+from smartpip.auth.nonces import Nonces
+from smartpip.auth.oidc import OidcClient, OidcSettings
+from smartpip.auth.sessions import SessionPolicy, Sessions
+from smartpip.config import Config
+from smartpip.http.guards import Guards
+from smartpip.http.ratelimit import RateLimiter
+from smartpip.http.revocation import TokenRevocations
+from smartpip.http.tokens import AccessTokens
+from smartpip.metrics import Metrics
+from smartpip.suggest.metrics import SuggestMetrics
+from smartpip.suggest.quota import QuotaGate
+from smartpip.suggest.service import Suggester, SuggestSettings
+from smartpip.youtube import YouTubeClient, YouTubeSettings
+from store.migrations import load_migrations
+from store.postgres import Database, PostgresSettings, open_database
+from store.redis import RedisSettings, RedisStore, open_redis
+from supervisors import StatusRegistry
+from tasks.health import HealthMonitor
+
+__all__ = ["Resources", "open_resources"]
+
+
+@attrs.frozen
+class Resources:
+    """Everything built at startup, shared by the HTTP app and the supervised tasks."""
+
+    config: Config
+    db: Database
+    redis: RedisStore
+    http: httpx.AsyncClient
+    metrics: Metrics
+    supervision: StatusRegistry
+    health: HealthMonitor
+    tokens: AccessTokens
+    sessions: Sessions
+    nonces: Nonces
+    guards: Guards
+    oidc: OidcClient | None
+    suggest: Suggester | None
+
+
+def postgres_settings(config: Config) -> PostgresSettings:
+    """The store's Postgres settings derived from the service configuration."""
+    return PostgresSettings(
+        url=config.database_url,
+        max_size=config.db_pool_size,
+        acquire_timeout=config.db_acquire_timeout,
+        queue_timeout=config.db_queue_timeout,
+        statement_timeout_ms=config.db_statement_timeout_ms,
+        # A query may run for its statement timeout; past that plus a margin, stop waiting.
+        query_timeout=config.db_statement_timeout_ms / 1000 + 1.0,
+    )
+
+
+def session_policy(config: Config) -> SessionPolicy:
+    """Refresh-session lifetimes from the configuration."""
+    return SessionPolicy(
+        idle=timedelta(days=config.session_idle_days),
+        absolute=timedelta(days=config.session_absolute_days),
+        reuse_grace=timedelta(seconds=config.refresh_grace_seconds),
+    )
+
+
+def oidc_client(config: Config, http: httpx.AsyncClient) -> OidcClient | None:
+    """The OpenID provider client, or None when sign-in is not configured."""
+    if config.oidc_client_id is None or config.oidc_client_secret is None:
+        return None
+    settings = OidcSettings(
+        issuer=config.oidc_issuer,
+        client_id=config.oidc_client_id,
+        client_secret=config.oidc_client_secret,
+    )
+    return OidcClient(settings, http)
+
+
+def suggester(
+    config: Config,
+    http: httpx.AsyncClient,
+    redis: RedisStore,
+    metrics: Metrics,
+    clock: Callable[[], float],
+) -> Suggester | None:
+    """The suggest service, or None when no YouTube key is configured (suggest disabled)."""
+    if config.youtube_api_key is None:
+        return None
+    suggest_metrics = SuggestMetrics(metrics.registry)
+    client = YouTubeClient(
+        YouTubeSettings(
+            api_url=config.youtube_api_url,
+            api_key=config.youtube_api_key,
+            max_results=config.suggest_max_results,
+        ),
+        http,
+        on_call=suggest_metrics.upstream_call,
+    )
+    gate = QuotaGate(redis, daily_budget=config.suggest_daily_budget, clock=clock)
+    settings = SuggestSettings(
+        ttl_seconds=config.suggest_ttl_seconds,
+        stale_seconds=config.suggest_stale_seconds,
+        max_results=config.suggest_max_results,
+        wait_seconds=config.suggest_wait_seconds,
+        concurrency=config.suggest_concurrency,
+        daily_budget=config.suggest_daily_budget,
+        weights=config.suggest_weights,
+    )
+    return Suggester(client, redis, gate, suggest_metrics, settings, clock=clock)
+
+
+@asynccontextmanager
+async def open_resources(
+    config: Config, *, clock: Callable[[], float] = time.time
+) -> AsyncIterator[Resources]:
+    """Open the Postgres pool, the Redis client, the outbound HTTP client and the metrics.
+
+    Args:
+        config: The configuration.
+        clock: Wall-clock seconds for suggest's cache freshness and quota day (tests move it).
+    """
+    metrics = Metrics()
+    redis_settings = RedisSettings(
+        url=config.redis_url,
+        prefix=config.redis_prefix,
+        connect_timeout=config.redis_connect_timeout,
+        command_timeout=config.redis_command_timeout,
+    )
+    timeout = httpx.Timeout(config.http_timeout, connect=min(2.0, config.http_timeout))
+    async with (
+        open_database(postgres_settings(config)) as db,
+        open_redis(redis_settings) as redis,
+        httpx.AsyncClient(timeout=timeout, follow_redirects=False) as http,
+    ):
+        health = HealthMonitor(db, redis, load_migrations())
+        metrics.watch(db.stats, health.state.up)
+        tokens = AccessTokens(config.jwt_keys)
+        # One checker: the guard reads what logout, reuse detection and deletion write.
+        revocations = TokenRevocations(redis)
+        yield Resources(
+            config=config,
+            db=db,
+            redis=redis,
+            http=http,
+            metrics=metrics,
+            supervision=StatusRegistry(),
+            health=health,
+            tokens=tokens,
+            sessions=Sessions(db, tokens, session_policy(config), revocations),
+            nonces=Nonces(config.jwt_keys, redis),
+            guards=Guards(
+                tokens,
+                RateLimiter(redis, metrics.registry),
+                config.trusted_proxies,
+                revocations,
+            ),
+            oidc=oidc_client(config, http),
+            suggest=suggester(config, http, redis, metrics, clock),
+        )
