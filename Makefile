@@ -21,7 +21,7 @@ venv: $(STAMP)
 run: venv
 	exec $(VENV)/bin/smartpip serve
 
-## ruff, mypy (strict), then pytest.
+## ruff, mypy (strict), the import rules (import-linter), then pytest.
 test: lint
 	$(VENV)/bin/pytest
 
@@ -29,6 +29,7 @@ lint: venv
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
 	$(VENV)/bin/mypy
+	$(VENV)/bin/lint-imports
 
 format: venv
 	$(VENV)/bin/ruff check --fix .

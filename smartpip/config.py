@@ -23,7 +23,6 @@ import attrs
 from smartpip.envreader import (
     HISTORY_PROVIDERS,
     EnvReader,
-    Network,
     check_bind,
     check_origin,
     check_pg_url,
@@ -33,11 +32,13 @@ from smartpip.envreader import (
     checked,
     parse_network,
 )
+from smartpip.http.clientip import Network
 from smartpip.http.ratelimit import Policy, parse_policy
+from smartpip.http.tokens import JwtKey
 from smartpip.suggest.normalize import parse_stopwords
 from smartpip.suggest.ranking import RankingWeights
 
-__all__ = ["Config", "ConfigError", "JwtKey"]
+__all__ = ["Config", "ConfigError"]
 
 # Why 32: HS256 keys shorter than the hash output (32 bytes) weaken the MAC (RFC 7518 3.2).
 MIN_SECRET_BYTES = 32
@@ -67,17 +68,6 @@ class ConfigError(Exception):
     def __init__(self, problems: list[str]) -> None:
         super().__init__("invalid configuration:\n" + "\n".join(f"  - {p}" for p in problems))
         self.problems = problems
-
-
-@attrs.frozen(repr=False)
-class JwtKey:
-    """One signing key: ``kid`` names it in token headers, ``secret`` is the HMAC key."""
-
-    kid: str
-    secret: bytes
-
-    def __repr__(self) -> str:
-        return f"JwtKey(kid={self.kid!r}, secret=<redacted>)"
 
 
 @attrs.frozen

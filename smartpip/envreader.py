@@ -12,13 +12,13 @@ from typing import Any, TypeVar
 from urllib.parse import urlsplit
 
 from smartpip.history.model import KNOWN_PROVIDERS, select_providers
+from smartpip.http.clientip import Network
 from smartpip.http.ratelimit import Policy, parse_policy
 
 __all__ = [
     "HISTORY_PROVIDERS",
     "PREFIX",
     "EnvReader",
-    "Network",
     "check_bind",
     "check_origin",
     "check_pg_url",
@@ -32,7 +32,6 @@ __all__ = [
 T = TypeVar("T")
 PREFIX = "SMARTPIP_"
 HISTORY_PROVIDERS = tuple(KNOWN_PROVIDERS)
-Network = ipaddress.IPv4Network | ipaddress.IPv6Network
 
 
 class EnvReader:

@@ -18,8 +18,8 @@ import pytest
 import trio
 from quart import Blueprint
 
-from smartpip.config import Config, JwtKey
-from smartpip.http.tokens import AccessTokens
+from smartpip.config import Config
+from smartpip.http.tokens import AccessTokens, JwtKey
 from smartpip.runtime.main import main
 from tests.conftest import ADMIN_URL, REDIS_URL, url_for
 from tests.support.polling import eventually, wait_exit

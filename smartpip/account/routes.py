@@ -16,11 +16,11 @@ from typing import Any
 import trio
 from quart import Blueprint, Response, jsonify
 
-from smartpip.http.guards import account_gone
+from smartpip.http.guards import Guards, account_gone
+from smartpip.http.ratelimit import Policy
 from smartpip.http.revocation import TokenRevocations
 from smartpip.http.tokens import AccessClaims
 from smartpip.logs import get_logger
-from smartpip.runtime.resources import Resources
 from store.account import UserExport, delete_account, select_user_export
 from store.postgres import Database
 from store.users import select_user
@@ -114,27 +114,32 @@ async def delete_user(db: Database, revocations: TokenRevocations, user_id: uuid
     return removed is not None
 
 
-def account_blueprint(resources: Resources) -> Blueprint:
-    """``/v1/me``: who the bearer token belongs to, their data export, and erasure."""
+def account_blueprint(db: Database, guards: Guards, *, reads: Policy, writes: Policy) -> Blueprint:
+    """``/v1/me``: who the bearer token belongs to, their data export, and erasure.
+
+    Args:
+        db: Where the account's rows are.
+        guards: Bearer authentication and rate limits (and the revocation checker).
+        reads: The per-user limit of the reads.
+        writes: The per-user limit of the deletion.
+    """
     bp = Blueprint("account", __name__, url_prefix="/v1")
-    guards = resources.guards
-    config = resources.config
     # The guards' own checker: every authenticated route refuses tokens of users deleted
     # here at once (and, through Redis, on the other replicas).
     revocations = guards.revocations
 
     @bp.get("/me")
-    @guards.user(limit=config.rate_limit_user)
+    @guards.user(limit=reads)
     async def me(user: AccessClaims) -> dict[str, object]:
-        row = await resources.db.read(select_user, user.user_id)
+        row = await db.read(select_user, user.user_id)
         if row is None:
             raise account_gone()
         return {"id": str(row.id), "createdAt": row.created_at.isoformat()}
 
     @bp.get("/me/export")
-    @guards.user(limit=config.rate_limit_user)
+    @guards.user(limit=reads)
     async def export(user: AccessClaims) -> Response:
-        data = await resources.db.run(select_user_export, user.user_id)
+        data = await db.run(select_user_export, user.user_id)
         if data is None:
             raise account_gone()
         response = jsonify(export_body(data))
@@ -143,9 +148,9 @@ def account_blueprint(resources: Resources) -> Blueprint:
         return response
 
     @bp.delete("/me")
-    @guards.user(limit=config.rate_limit_writes)
+    @guards.user(limit=writes)
     async def delete_me(user: AccessClaims) -> tuple[str, int]:
-        await delete_user(resources.db, revocations, user.user_id)
+        await delete_user(db, revocations, user.user_id)
         return "", 204
 
     return bp

@@ -22,7 +22,7 @@ from collections.abc import Callable, Sequence
 
 import attrs
 
-from smartpip.config import JwtKey
+from smartpip.http.tokens import JwtKey
 from smartpip.logs import get_logger
 from store.nonces import claim_nonce
 from store.redis import RedisStore, RedisUnavailable

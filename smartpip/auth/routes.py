@@ -12,19 +12,21 @@ and tell the user sign-in is unavailable.
 from __future__ import annotations
 
 import re
+from collections.abc import Iterable
 from datetime import UTC, datetime
 
 import attrs
 from quart import Blueprint, request
 
-from smartpip.auth.nonces import NonceRejected
+from smartpip.auth.nonces import NonceRejected, Nonces
 from smartpip.auth.oidc import OidcClient, OidcMisconfigured, OidcRejected, OidcUnavailable
-from smartpip.auth.sessions import IssuedTokens, SessionRejected
+from smartpip.auth.sessions import IssuedTokens, SessionRejected, Sessions
 from smartpip.http.bodies import bounded, matches, structure
+from smartpip.http.guards import Guards
 from smartpip.http.jsonbody import read_json
 from smartpip.http.problems import ApiError
+from smartpip.http.ratelimit import Policy
 from smartpip.http.tokens import AccessClaims
-from smartpip.runtime.resources import Resources
 
 __all__ = ["auth_blueprint"]
 
@@ -81,30 +83,45 @@ def _unauthorized(detail: str) -> ApiError:
     return ApiError(401, detail, headers={"WWW-Authenticate": 'Bearer realm="smartpip"'})
 
 
-def auth_blueprint(resources: Resources) -> Blueprint:
-    """``/v1/auth/*``."""
+def auth_blueprint(
+    sessions: Sessions,
+    nonces: Nonces,
+    oidc: OidcClient | None,
+    guards: Guards,
+    *,
+    limit: Policy,
+    redirect_uris: Iterable[str],
+) -> Blueprint:
+    """``/v1/auth/*``.
+
+    Args:
+        sessions: Refresh-token families and our access tokens.
+        nonces: The single-use sign-in nonces.
+        oidc: The OpenID provider; None when sign-in is not configured (then 404).
+        guards: Bearer authentication and rate limits.
+        limit: The per-address limit of every route here.
+        redirect_uris: The redirect URIs the extension may use.
+    """
     bp = Blueprint("auth", __name__, url_prefix="/v1/auth")
-    config = resources.config
-    guards = resources.guards
-    limited = guards.limited(config.rate_limit_auth)
-    allowed_redirects = frozenset(config.oidc_redirect_uris)
+    limited = guards.limited(limit)
+    allowed_redirects = frozenset(redirect_uris)
 
     def provider() -> OidcClient:
-        if resources.oidc is None:
+        if oidc is None:
             raise ApiError(404, "sign-in is not configured on this server")
-        return resources.oidc
+        return oidc
 
     @bp.post("/oidc/start")
     @limited
     async def start() -> dict[str, object]:
         provider()
-        login = resources.nonces.start()
+        login = nonces.start()
         return {"state": login.state, "nonce": login.nonce, "expiresIn": login.expires_in}
 
     @bp.post("/oidc/callback")
     @limited
     async def callback() -> dict[str, object]:
-        oidc = provider()
+        client = provider()
         data = await read_json(request)
         if not isinstance(data, dict) or ("code" in data) == ("idToken" in data):
             raise ApiError(
@@ -118,9 +135,9 @@ def auth_blueprint(resources: Resources) -> Blueprint:
         else:
             body = structure(data, IdTokenCallback)
         try:
-            resources.nonces.check(body.nonce)  # cheap and local: before any upstream call
+            nonces.check(body.nonce)  # cheap and local: before any upstream call
             if isinstance(body, CodeCallback):
-                id_token = await oidc.exchange_code(
+                id_token = await client.exchange_code(
                     code=body.code,
                     code_verifier=body.code_verifier,
                     redirect_uri=body.redirect_uri,
@@ -128,10 +145,10 @@ def auth_blueprint(resources: Resources) -> Blueprint:
                 method = "code"
             else:
                 id_token, method = body.id_token, "id_token"
-            identity = await oidc.verify_id_token(id_token)
+            identity = await client.verify_id_token(id_token)
             if identity.nonce != body.nonce:
                 raise _unauthorized("id token nonce does not match")
-            await resources.nonces.consume(body.nonce)
+            await nonces.consume(body.nonce)
         except (NonceRejected, OidcRejected) as error:
             raise _unauthorized(str(error)) from None
         except OidcMisconfigured:  # logged (as a warning, without the secret) by the client
@@ -148,7 +165,7 @@ def auth_blueprint(resources: Resources) -> Blueprint:
                 "the sign-in provider cannot be reached; retry shortly",
                 headers={"Retry-After": OIDC_RETRY_AFTER},
             ) from None
-        issued = await resources.sessions.sign_in(identity.issuer, identity.subject, method=method)
+        issued = await sessions.sign_in(identity.issuer, identity.subject, method=method)
         return _tokens_body(issued)
 
     @bp.get("/session")
@@ -166,7 +183,7 @@ def auth_blueprint(resources: Resources) -> Blueprint:
     async def refresh() -> dict[str, object]:
         body = structure(await read_json(request), RefreshBody)
         try:
-            issued = await resources.sessions.refresh(body.refresh_token)
+            issued = await sessions.refresh(body.refresh_token)
         except SessionRejected as error:
             raise _unauthorized(f"refresh token {error}") from None
         return _tokens_body(issued)
@@ -175,7 +192,7 @@ def auth_blueprint(resources: Resources) -> Blueprint:
     @limited
     async def logout() -> tuple[str, int]:
         body = structure(await read_json(request), RefreshBody)
-        await resources.sessions.logout(body.refresh_token)
+        await sessions.logout(body.refresh_token)
         return "", 204
 
     return bp

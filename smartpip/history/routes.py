@@ -25,11 +25,11 @@ from smartpip.history.model import (
 )
 from smartpip.http.bodies import structure
 from smartpip.http.etags import json_with_etag
-from smartpip.http.guards import account_gone
+from smartpip.http.guards import Guards, account_gone
 from smartpip.http.jsonbody import read_json
 from smartpip.http.problems import ApiError
+from smartpip.http.ratelimit import Policy
 from smartpip.http.tokens import AccessClaims
-from smartpip.runtime.resources import Resources
 from store.history import (
     HistoryOwnerMissing,
     delete_history,
@@ -37,17 +37,26 @@ from store.history import (
     record_watch,
     select_history,
 )
+from store.postgres import Database
 
 __all__ = ["history_blueprint"]
 
 
 def history_blueprint(
-    resources: Resources, *, providers: Mapping[str, ProviderRule] = KNOWN_PROVIDERS
+    db: Database,
+    guards: Guards,
+    *,
+    reads: Policy,
+    writes: Policy,
+    providers: Mapping[str, ProviderRule] = KNOWN_PROVIDERS,
 ) -> Blueprint:
     """``/v1/history``.
 
     Args:
-        resources: The app's resources (database, guards, config).
+        db: Where the history is.
+        guards: Bearer authentication and rate limits.
+        reads: The per-user limit of the reads.
+        writes: The per-user limit of the writes.
         providers: The allowed providers (``smartpip.history.model.select_providers`` of the
             configured names); all known ones by default.
 
@@ -55,10 +64,6 @@ def history_blueprint(
         The blueprint, named ``history``.
     """
     bp = Blueprint("history", __name__, url_prefix="/v1/history")
-    guards = resources.guards
-    db = resources.db
-    reads = resources.config.rate_limit_user
-    writes = resources.config.rate_limit_writes
 
     @bp.get("")
     @guards.user(limit=reads)

@@ -25,10 +25,12 @@ from __future__ import annotations
 import ipaddress
 from collections.abc import Iterable, Mapping, Sequence
 
-__all__ = ["UNKNOWN_CLIENT", "Headers", "TrustedNetworks", "client_ip", "parse_ip"]
+__all__ = ["UNKNOWN_CLIENT", "Headers", "Network", "TrustedNetworks", "client_ip", "parse_ip"]
 
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
-TrustedNetworks = Sequence[ipaddress.IPv4Network | ipaddress.IPv6Network]
+#: A network of trusted proxies (``SMARTPIP_TRUSTED_PROXIES`` entries).
+Network = ipaddress.IPv4Network | ipaddress.IPv6Network
+TrustedNetworks = Sequence[Network]
 # A header mapping (names in any case), the ASGI scope's raw ``[(name, value), ...]`` list, or
 # ``(name, value)`` text pairs (iterating werkzeug's ``Headers``). Prefer the ASGI list: it
 # keeps repeated headers, which a plain mapping has merged or dropped.

@@ -35,8 +35,7 @@ from typing import Any
 
 from quart import ResponseReturnValue, make_response, request
 
-from smartpip.envreader import Network
-from smartpip.http.clientip import client_ip
+from smartpip.http.clientip import Network, client_ip
 from smartpip.http.problems import ApiError
 from smartpip.http.ratelimit import Decision, Policy, RateLimiter
 from smartpip.http.revocation import TokenRevocations

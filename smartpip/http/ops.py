@@ -3,21 +3,37 @@
 from __future__ import annotations
 
 import hmac
+from collections.abc import Callable
 
 from prometheus_client import CONTENT_TYPE_LATEST
 from quart import Blueprint, Response, request
 
 from smartpip.http.problems import ApiError
-from smartpip.runtime.lifecycle import Lifecycle
-from smartpip.runtime.resources import Resources
+from smartpip.metrics import Metrics
+from supervisors import StatusRegistry
+from tasks.health import HealthState
 
 __all__ = ["ops_blueprint"]
 
 
-def ops_blueprint(resources: Resources, lifecycle: Lifecycle) -> Blueprint:
-    """Routes for load balancers, Prometheus and operators."""
+def ops_blueprint(
+    health: HealthState,
+    draining: Callable[[], bool],
+    metrics: Metrics,
+    supervision: StatusRegistry,
+    *,
+    ops_token: str | None,
+) -> Blueprint:
+    """Routes for load balancers, Prometheus and operators.
+
+    Args:
+        health: The health monitor's last findings (read on every ``/readyz``).
+        draining: Whether the process is shutting down (``/readyz`` answers 503 then).
+        metrics: The registry ``/metrics`` renders.
+        supervision: The supervision tree ``/ops/supervisors`` shows.
+        ops_token: The bearer token of ``/ops/*``; None: those routes answer 404.
+    """
     bp = Blueprint("ops", __name__)
-    health = resources.health.state
 
     @bp.get("/healthz")
     async def healthz() -> tuple[dict[str, str], int]:
@@ -32,7 +48,7 @@ def ops_blueprint(resources: Resources, lifecycle: Lifecycle) -> Blueprint:
             "migrations": "ok" if health.migrations else "pending",
             "redis": "ok" if health.redis else "degraded",
         }
-        if lifecycle.draining:
+        if draining():
             status, code = "draining", 503
         elif not health.ready:
             status, code = "unavailable", 503
@@ -42,12 +58,12 @@ def ops_blueprint(resources: Resources, lifecycle: Lifecycle) -> Blueprint:
         return {"status": status, "checks": checks}, code, headers
 
     @bp.get("/metrics")
-    async def metrics() -> Response:
-        return Response(resources.metrics.render(), content_type=CONTENT_TYPE_LATEST)
+    async def prometheus() -> Response:
+        return Response(metrics.render(), content_type=CONTENT_TYPE_LATEST)
 
     @bp.get("/ops/supervisors")
     async def supervisors() -> dict[str, object]:
-        expected = resources.config.ops_token
+        expected = ops_token
         if expected is None:
             raise ApiError(404, "the requested resource does not exist")
         scheme, _, token = request.headers.get("Authorization", "").partition(" ")
@@ -59,6 +75,6 @@ def ops_blueprint(resources: Resources, lifecycle: Lifecycle) -> Blueprint:
                 "a valid ops bearer token is required",
                 headers={"WWW-Authenticate": 'Bearer realm="ops"'},
             )
-        return {"children": resources.supervision.snapshot()}
+        return {"children": supervision.snapshot()}
 
     return bp

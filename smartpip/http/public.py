@@ -3,13 +3,11 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from importlib import metadata
 from importlib import resources as package_files
 
 from quart import Blueprint, Response
-
-from smartpip.http.status import feature_states
-from smartpip.runtime.resources import Resources
 
 __all__ = ["api_v1_blueprint", "load_openapi"]
 
@@ -19,8 +17,12 @@ def load_openapi() -> bytes:
     return package_files.files("smartpip.http").joinpath("openapi.json").read_bytes()
 
 
-def api_v1_blueprint(resources: Resources) -> Blueprint:
-    """Routes under ``/v1`` that are open to anyone."""
+def api_v1_blueprint(features: Callable[[], dict[str, str]]) -> Blueprint:
+    """Routes under ``/v1`` that are open to anyone.
+
+    Args:
+        features: Each feature's state now (:func:`smartpip.http.status.feature_states`).
+    """
     bp = Blueprint("api_v1", __name__, url_prefix="/v1")
     version = metadata.version("smartpip")
     openapi = load_openapi()
@@ -28,11 +30,7 @@ def api_v1_blueprint(resources: Resources) -> Blueprint:
 
     @bp.get("/status")
     async def status() -> dict[str, object]:
-        live = {"suggest": resources.suggest.state()} if resources.suggest else None
-        return {
-            "version": version,
-            "features": feature_states(resources.config, resources.health.state, live=live),
-        }
+        return {"version": version, "features": features()}
 
     @bp.get("/openapi.json")
     async def openapi_document() -> Response:

@@ -8,14 +8,13 @@ reads this document to switch features off cleanly instead of discovering failur
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 
 import attrs
 
-from smartpip.config import Config
 from tasks.health import HealthState
 
-__all__ = ["FEATURES", "Feature", "feature_states"]
+__all__ = ["Feature", "feature_states"]
 
 
 @attrs.frozen
@@ -32,53 +31,32 @@ class Feature:
 
     name: str
     shipped: bool
-    configured: Callable[[Config], bool] = lambda _config: True
+    configured: bool = True
     needs: tuple[str, ...] = ()
     degrades_without: tuple[str, ...] = ()
-
-
-# Later issues flip ``shipped`` as each feature's endpoints land.
-FEATURES: tuple[Feature, ...] = (
-    Feature("history", shipped=True, needs=("postgres",), degrades_without=("redis",)),
-    # Without Redis suggest still answers (no shared cache, a small local search allowance).
-    Feature(
-        "suggest",
-        shipped=True,
-        configured=lambda config: config.youtube_api_key is not None,
-        degrades_without=("redis",),
-    ),
-    Feature(
-        "playlist",
-        shipped=False,
-        configured=lambda config: config.oidc_client_id is not None,
-        needs=("postgres",),
-    ),
-)
 
 
 _SEVERITY = {"up": 0, "degraded": 1, "down": 2}
 
 
 def feature_states(
-    config: Config,
     health: HealthState,
-    features: Sequence[Feature] = FEATURES,
+    features: Sequence[Feature],
     *,
     live: Mapping[str, str] | None = None,
 ) -> dict[str, str]:
-    """The availability of every feature given the configuration and the last health probe.
+    """The availability of every feature given its configuration and the last health probe.
 
     Args:
-        config: The configuration.
         health: The last dependency probe.
-        features: The features to report.
+        features: The features to report (``smartpip.runtime.features``).
         live: A feature's own view of itself (``up``, ``degraded``, ``down``), e.g. suggest's
             breaker; the worse of it and the dependency-based state is reported.
     """
     up = {"postgres": health.ready, "redis": health.redis}
     states: dict[str, str] = {}
     for feature in features:
-        if not feature.shipped or not feature.configured(config):
+        if not feature.shipped or not feature.configured:
             states[feature.name] = "disabled"
         elif not all(up[dep] for dep in feature.needs):
             states[feature.name] = "down"

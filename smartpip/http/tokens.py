@@ -38,9 +38,14 @@ import attrs
 import jwt
 from jwt.types import Options
 
-from smartpip.config import JwtKey
-
-__all__ = ["ACCESS_TOKEN_TTL", "SESSION_CLAIM", "AccessClaims", "AccessTokens", "TokenInvalid"]
+__all__ = [
+    "ACCESS_TOKEN_TTL",
+    "SESSION_CLAIM",
+    "AccessClaims",
+    "AccessTokens",
+    "JwtKey",
+    "TokenInvalid",
+]
 
 #: Lifetime of an access token in seconds: short, since it cannot be revoked.
 ACCESS_TOKEN_TTL = 900
@@ -69,6 +74,17 @@ MIN_KEY_BYTES = 32
 MAX_TOKEN_CHARS = 4096
 # 128 random bits, URL-safe base64.
 _JTI_BYTES = 16
+
+
+@attrs.frozen(repr=False)
+class JwtKey:
+    """One signing key: ``kid`` names it in token headers, ``secret`` is the HMAC key."""
+
+    kid: str
+    secret: bytes
+
+    def __repr__(self) -> str:
+        return f"JwtKey(kid={self.kid!r}, secret=<redacted>)"
 
 
 class TokenInvalid(Exception):

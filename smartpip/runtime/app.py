@@ -1,108 +1,30 @@
-"""The HTTP application: a quart-trio app built from :class:`~smartpip.runtime.resources.Resources`.
+"""The service's HTTP application: every feature's routes wired to what they use.
 
-:func:`create_app` is the only place that assembles routes, error handlers and middleware;
-route modules receive their dependencies as arguments (no module-level app or singletons).
-Background work never runs on ``app.nursery``: supervised tasks live in the root nursery.
+:func:`create_app` is the only place that assembles routes from the resources; route modules
+receive the services they use as arguments (no module-level app or singletons, never the whole
+:class:`~smartpip.runtime.resources.Resources`).
 """
 
 from __future__ import annotations
 
-import time
-from collections.abc import Callable, Mapping
-from typing import Any, cast
-
-from quart import Blueprint, Response, request
-from quart_trio import QuartTrio
-from werkzeug.exceptions import HTTPException, MethodNotAllowed
+from quart import Blueprint
 
 from smartpip.account.routes import account_blueprint
 from smartpip.auth.routes import auth_blueprint
 from smartpip.history.model import select_providers
 from smartpip.history.routes import history_blueprint
-from smartpip.http.middleware import (
-    MAX_BODY_BYTES,
-    SCOPE_REQUEST_ID,
-    SCOPE_ROUTE,
-    HygieneMiddleware,
-)
+from smartpip.http.app import create_http_app
+from smartpip.http.middleware import HygieneMiddleware
 from smartpip.http.ops import ops_blueprint
-from smartpip.http.problems import ApiError, problem_body, problem_headers, retry_after_seconds
 from smartpip.http.public import api_v1_blueprint
-from smartpip.logs import get_logger
+from smartpip.http.status import feature_states
+from smartpip.runtime.features import features
 from smartpip.runtime.lifecycle import Lifecycle
 from smartpip.runtime.resources import Resources
 from smartpip.settings.routes import settings_blueprint
 from smartpip.suggest.routes import suggest_blueprint
-from store.postgres import DatabaseUnavailable
-from store.redis import RedisUnavailable
 
-__all__ = ["RETRY_AFTER_SECONDS", "create_app", "problem_response"]
-
-# Why 2 s: long enough for the pool to reconnect after a blip, short enough not to stall the
-# extension, which falls back to its local state meanwhile.
-RETRY_AFTER_SECONDS = 2
-# Why 10 s: often enough to follow an outage in the log, rare enough not to flood it.
-OUTAGE_LOG_SECONDS = 10.0
-
-log = get_logger(__name__)
-
-
-def _scope() -> dict[str, Any]:
-    """The current request's ASGI scope, which the middleware shares (our own keys included)."""
-    return cast(dict[str, Any], request.scope)
-
-
-def problem_response(
-    status: int,
-    detail: str | None,
-    *,
-    code: str | None = None,
-    headers: dict[str, str] | None = None,
-    errors: list[dict[str, str]] | None = None,
-    retryable: bool | None = None,
-    extra: Mapping[str, object] | None = None,
-) -> Response:
-    """A problem+json response for the current request."""
-    request_id = str(_scope().get(SCOPE_REQUEST_ID, "-"))
-    body = problem_body(
-        status,
-        detail,
-        request_id=request_id,
-        code=code,
-        errors=errors,
-        retry_after=retry_after_seconds(headers),
-        retryable=retryable,
-        extra=extra,
-    )
-    return Response(body, status=status, headers=problem_headers(headers))
-
-
-class _OutageLog:
-    """One warning per dependency per :data:`OUTAGE_LOG_SECONDS`, however many requests fail.
-
-    While Postgres is known to be down every request fails at once, so a client that ignores
-    ``Retry-After`` could write thousands of identical lines a second; the count of the
-    requests refused since the last line goes into the next one instead.
-    """
-
-    def __init__(self, clock: Callable[[], float] = time.monotonic) -> None:
-        self._clock = clock
-        self._last: dict[str, float] = {}
-        self._suppressed: dict[str, int] = {}
-
-    def warn(self, dependency: str, error: str) -> None:
-        now = self._clock()
-        last = self._last.get(dependency)
-        if last is not None and now - last < OUTAGE_LOG_SECONDS:
-            self._suppressed[dependency] = self._suppressed.get(dependency, 0) + 1
-            return
-        self._last[dependency] = now
-        log.warning(
-            "dependency unavailable",
-            dependency=dependency,
-            error=error,
-            refused_since_last_line=self._suppressed.pop(dependency, 0),
-        )
+__all__ = ["create_app"]
 
 
 def create_app(
@@ -119,72 +41,57 @@ def create_app(
         The Quart app wrapped in :class:`HygieneMiddleware`; the Quart app itself is
         available as ``.app``.
     """
-    app = QuartTrio(__name__)
-    app.config["MAX_CONTENT_LENGTH"] = MAX_BODY_BYTES
-    # A body that has not fully arrived this long after the head is a 408 (connection closed).
-    app.config["BODY_TIMEOUT"] = resources.config.body_timeout
-    # The middleware's request deadline bounds the whole exchange; Quart's own 60 s response
-    # timeout would only cut a response short after it.
-    app.config["RESPONSE_TIMEOUT"] = None
-    app.config["PROPAGATE_EXCEPTIONS"] = False
-    app.json.sort_keys = False  # type: ignore[attr-defined]
-    app.register_blueprint(ops_blueprint(resources, lifecycle))
-    app.register_blueprint(api_v1_blueprint(resources))
-    app.register_blueprint(auth_blueprint(resources))
-    app.register_blueprint(account_blueprint(resources))
-    providers = select_providers(resources.config.history_providers)
-    app.register_blueprint(history_blueprint(resources, providers=providers))
-    app.register_blueprint(settings_blueprint(resources))
-    app.register_blueprint(suggest_blueprint(resources))
-    for blueprint in extra or ():
-        app.register_blueprint(blueprint)
+    config, guards, db = resources.config, resources.guards, resources.db
+    suggester = resources.suggest
+    enabled = features(config)
 
-    @app.before_request
-    async def record_route() -> None:
-        if request.url_rule is not None:
-            _scope()[SCOPE_ROUTE] = request.url_rule.rule
+    def feature_status() -> dict[str, str]:
+        live = {"suggest": suggester.state()} if suggester is not None else None
+        return feature_states(resources.health.state, enabled, live=live)
 
-    @app.errorhandler(ApiError)
-    async def api_error(error: ApiError) -> Response:
-        return problem_response(
-            error.status,
-            error.detail,
-            code=error.code,
-            headers=error.headers,
-            errors=[dict(e) for e in error.errors] if error.errors is not None else None,
-            retryable=error.retryable,
-            extra=error.extra,
-        )
-
-    @app.errorhandler(HTTPException)
-    async def http_error(error: HTTPException) -> Response:
-        status = error.code or 500
-        headers: dict[str, str] = {}
-        if isinstance(error, MethodNotAllowed) and error.valid_methods:
-            headers["Allow"] = ", ".join(sorted(error.valid_methods))
-        detail = None if status >= 500 else error.description
-        return problem_response(status, detail, headers=headers)
-
-    outage_log = _OutageLog()
-
-    async def dependency_unavailable(error: Exception) -> Response:
-        dependency = "postgres" if isinstance(error, DatabaseUnavailable) else "redis"
-        outage_log.warn(dependency, str(error))
-        return problem_response(
-            503,
-            f"{'the database' if dependency == 'postgres' else 'a dependency'} is unavailable; "
-            "retry shortly",
-            code="service_unavailable",
-            headers={"Retry-After": str(RETRY_AFTER_SECONDS)},
-        )
-
-    app.register_error_handler(DatabaseUnavailable, dependency_unavailable)
-    app.register_error_handler(RedisUnavailable, dependency_unavailable)
-
-    return HygieneMiddleware(
-        app,
-        resources.metrics,
-        resources.config.cors_origins,
-        log_level=resources.config.log_level,
-        request_timeout=resources.config.request_timeout,
+    blueprints = [
+        ops_blueprint(
+            resources.health.state,
+            lambda: lifecycle.draining,
+            resources.metrics,
+            resources.supervision,
+            ops_token=config.ops_token,
+        ),
+        api_v1_blueprint(feature_status),
+        auth_blueprint(
+            resources.sessions,
+            resources.nonces,
+            resources.oidc,
+            guards,
+            limit=config.rate_limit_auth,
+            redirect_uris=config.oidc_redirect_uris,
+        ),
+        account_blueprint(
+            db, guards, reads=config.rate_limit_user, writes=config.rate_limit_writes
+        ),
+        history_blueprint(
+            db,
+            guards,
+            reads=config.rate_limit_user,
+            writes=config.rate_limit_writes,
+            providers=select_providers(config.history_providers),
+        ),
+        settings_blueprint(
+            db, guards, reads=config.rate_limit_user, writes=config.rate_limit_writes
+        ),
+        suggest_blueprint(
+            suggester,
+            guards,
+            limit=config.rate_limit_suggest,
+            stopwords=frozenset(config.suggest_stopwords),
+        ),
+        *(extra or ()),
+    ]
+    return create_http_app(
+        blueprints,
+        metrics=resources.metrics,
+        cors_origins=config.cors_origins,
+        log_level=config.log_level,
+        request_timeout=config.request_timeout,
+        body_timeout=config.body_timeout,
     )

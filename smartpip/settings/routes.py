@@ -23,11 +23,12 @@ from quart import Blueprint, Response, request
 
 from smartpip.http.bodies import structure
 from smartpip.http.etags import etag_for, json_with_etag
-from smartpip.http.guards import account_gone
+from smartpip.http.guards import Guards, account_gone
 from smartpip.http.jsonbody import read_json
 from smartpip.http.problems import ApiError
+from smartpip.http.ratelimit import Policy
 from smartpip.http.tokens import AccessClaims
-from smartpip.runtime.resources import Resources
+from store.postgres import Database
 from store.settings import (
     SettingsRow,
     SiteFlags,
@@ -260,7 +261,7 @@ def _with_etag(settings: SettingsRow) -> Response:
     return Response(body, content_type="application/json", headers={"ETag": etag_for(body)})
 
 
-def settings_blueprint(resources: Resources) -> Blueprint:
+def settings_blueprint(db: Database, guards: Guards, *, reads: Policy, writes: Policy) -> Blueprint:
     """``/v1/settings``: read, replace and merge the signed-in user's settings.
 
     - ``GET`` answers ``{autoPip, skipSeconds, siteFlags}`` (defaults ``false``, ``10``,
@@ -271,7 +272,7 @@ def settings_blueprint(resources: Resources) -> Blueprint:
       it; hosts not mentioned stay. The merged result must still fit the limits (422).
     - Both writes answer 200 with the new document and its ``ETag``, honour ``If-Match``
       (412 ``precondition_failed`` when the stored document has another tag) and are limited
-      per user by ``rate_limit_writes``.
+      per user by ``writes`` (reads by ``reads``).
 
     Hosts are lower-case DNS names (labels of ``[a-z0-9-]``, 1-63 characters, no leading or
     trailing hyphen; at most 253 characters): no scheme, port, path, trailing dot or
@@ -280,11 +281,9 @@ def settings_blueprint(resources: Resources) -> Blueprint:
     16 per host; at most 200 hosts and 8 KiB of compact JSON in all.
     """
     bp = Blueprint("settings", __name__, url_prefix="/v1")
-    guards = resources.guards
-    db = resources.db
 
     @bp.get("/settings")
-    @guards.user(limit=resources.config.rate_limit_user)
+    @guards.user(limit=reads)
     async def get_settings(user: AccessClaims) -> Response:
         try:
             settings = await db.read(select_settings, user.user_id)
@@ -293,14 +292,14 @@ def settings_blueprint(resources: Resources) -> Blueprint:
         return json_with_etag(canonical_document(settings))
 
     @bp.put("/settings")
-    @guards.user(limit=resources.config.rate_limit_writes)
+    @guards.user(limit=writes)
     async def put_settings(user: AccessClaims) -> Response:
         body = structure(await read_json(request), _PutBody, status=422)
         _checked(body, patch=False)
         return await _write(user.user_id, _replacement(body))
 
     @bp.patch("/settings")
-    @guards.user(limit=resources.config.rate_limit_writes)
+    @guards.user(limit=writes)
     async def patch_settings(user: AccessClaims) -> Response:
         body = structure(await read_json(request), _PatchBody, status=422)
         _checked(body, patch=True)

@@ -18,11 +18,12 @@ from datetime import datetime
 
 from quart import Blueprint, Response, request
 
+from smartpip.http.guards import Guards
 from smartpip.http.problems import ApiError
+from smartpip.http.ratelimit import Policy
 from smartpip.http.tokens import AccessClaims
-from smartpip.runtime.resources import Resources
 from smartpip.suggest import QueryRejected, normalize_query
-from smartpip.suggest.service import SuggestUnavailable, UpstreamError
+from smartpip.suggest.service import Suggester, SuggestUnavailable, UpstreamError
 
 __all__ = ["suggest_blueprint"]
 
@@ -42,15 +43,25 @@ def _unavailable(detail: str, retry_after: str, resets_at: datetime | None = Non
     )
 
 
-def suggest_blueprint(resources: Resources) -> Blueprint:
-    """``/v1/suggest``; answers 503 ``suggest_unavailable`` when no YouTube key is set."""
+def suggest_blueprint(
+    suggester: Suggester | None,
+    guards: Guards,
+    *,
+    limit: Policy,
+    stopwords: frozenset[str] = frozenset(),
+) -> Blueprint:
+    """``/v1/suggest``; answers 503 ``suggest_unavailable`` when no YouTube key is set.
+
+    Args:
+        suggester: The suggest service; None when suggest is not configured.
+        guards: Bearer authentication and rate limits.
+        limit: The per-user limit.
+        stopwords: Extra stopwords dropped from queries (``SMARTPIP_SUGGEST_STOPWORDS``).
+    """
     bp = Blueprint("suggest", __name__, url_prefix="/v1/suggest")
-    suggester = resources.suggest
-    config = resources.config
-    stopwords = frozenset(config.suggest_stopwords)
 
     @bp.get("")
-    @resources.guards.user(limit=config.rate_limit_suggest)
+    @guards.user(limit=limit)
     async def suggest(user: AccessClaims) -> Response:
         del user  # the answer is the same for everyone; no identity goes to YouTube
         if suggester is None:

@@ -17,7 +17,7 @@ import pytest
 import trio
 
 from smartpip.auth.nonces import Nonces
-from smartpip.config import JwtKey
+from smartpip.http.tokens import JwtKey
 from tests.app.conftest import KEY, REDIRECT, AppFactory, AuthAppFactory, RunningApp
 from tests.app.signin import assert_401, bearer, refresh, sign_in, sign_in_with_code, start
 from tests.fakes.oidc_provider import FakeOidcProvider, foreign_key, s256

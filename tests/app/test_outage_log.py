@@ -6,7 +6,7 @@ import logging
 
 import pytest
 
-from smartpip.runtime.app import OUTAGE_LOG_SECONDS, _OutageLog
+from smartpip.http.app import OUTAGE_LOG_SECONDS, _OutageLog
 from tests.support.clock import FakeClock
 
 

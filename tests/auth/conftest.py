@@ -8,9 +8,8 @@ from collections.abc import AsyncIterator
 import pytest
 
 from smartpip.auth.sessions import SessionPolicy, Sessions
-from smartpip.config import JwtKey
 from smartpip.http.revocation import TokenRevocations
-from smartpip.http.tokens import AccessTokens
+from smartpip.http.tokens import AccessTokens, JwtKey
 from store.postgres import Database, PostgresSettings, open_database
 from store.redis import RedisStore
 from tests.support.clock import FakeClock

@@ -15,12 +15,12 @@ import pytest
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 
-from smartpip.config import JwtKey
 from smartpip.http.tokens import (
     ACCESS_TOKEN_TTL,
     SESSION_CLAIM,
     AccessClaims,
     AccessTokens,
+    JwtKey,
     TokenInvalid,
 )
 from tests.auth.conftest import KEY, OLD_KEY

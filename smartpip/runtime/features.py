@@ -1,0 +1,31 @@
+"""The features ``/v1/status`` reports, as this deployment's configuration enables them."""
+
+from __future__ import annotations
+
+from smartpip.config import Config
+from smartpip.http.status import Feature
+
+__all__ = ["features"]
+
+
+def features(config: Config) -> tuple[Feature, ...]:
+    """history, suggest and playlist: shipped or not, configured or not, what each needs.
+
+    Later issues flip ``shipped`` as each feature's endpoints land.
+    """
+    return (
+        Feature("history", shipped=True, needs=("postgres",), degrades_without=("redis",)),
+        # Without Redis suggest still answers (no shared cache, a small local search allowance).
+        Feature(
+            "suggest",
+            shipped=True,
+            configured=config.youtube_api_key is not None,
+            degrades_without=("redis",),
+        ),
+        Feature(
+            "playlist",
+            shipped=False,
+            configured=config.oidc_client_id is not None,
+            needs=("postgres",),
+        ),
+    )
