@@ -14,7 +14,7 @@ answer (``Availability.suspect``), at most every :data:`SUSPECT_GAP`.
 from __future__ import annotations
 
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import attrs
@@ -24,7 +24,6 @@ import trio
 from store.migrations import Migration, MigrationError, migration_status
 from store.postgres import Database, DatabaseUnavailable
 from store.redis import RedisStore, RedisUnavailable
-from supervisors import ChildSpec, StatusRegistry, periodic_child
 
 __all__ = ["DOWN_INTERVAL", "SUSPECT_GAP", "HealthMonitor", "HealthState"]
 
@@ -66,7 +65,7 @@ def _pending(conn: psycopg.Connection[Any], migrations: Sequence[Migration]) -> 
 
 @attrs.define
 class HealthMonitor:
-    """Probes the dependencies; :meth:`child` makes it a supervised periodic job."""
+    """Probes the dependencies; ``smartpip/runtime/tree.py`` runs :meth:`probe` periodically."""
 
     db: Database
     redis: RedisStore
@@ -96,17 +95,17 @@ class HealthMonitor:
         state.checked_at = time.time()
         return state
 
-    def child(self, registry: StatusRegistry, interval: float) -> ChildSpec:
-        """A supervised child that probes every ``interval`` seconds, every
-        :data:`DOWN_INTERVAL` while Postgres is down, and when a database call suspects it is."""
+    def pace(self, interval: float) -> Callable[[], float]:
+        """The delay before the next probe: ``interval``, or :data:`DOWN_INTERVAL` at most while
+        Postgres is down (so that recovery is noticed quickly)."""
 
-        def pace() -> float:
+        def delay() -> float:
             return interval if self.state.postgres else min(interval, DOWN_INTERVAL)
 
-        async def suspected() -> None:
-            await trio.sleep(SUSPECT_GAP)
-            await self.db.availability.wait_suspected()
+        return delay
 
-        return periodic_child(
-            "health-monitor", self.probe, interval=pace, wake=suspected, registry=registry
-        )
+    async def suspected(self) -> None:
+        """Return when a database call suspects Postgres is down (probe early then); at most
+        every :data:`SUSPECT_GAP` seconds."""
+        await trio.sleep(SUSPECT_GAP)
+        await self.db.availability.wait_suspected()

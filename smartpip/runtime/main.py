@@ -34,6 +34,7 @@ from smartpip.logs import get_logger
 from smartpip.runtime.app import create_app
 from smartpip.runtime.lifecycle import Lifecycle, watch_signals
 from smartpip.runtime.resources import Resources, open_resources, postgres_settings
+from smartpip.runtime.tree import supervision_tree
 from store.bootstrap import migrate_database
 from store.migrations import MigrationError
 from store.postgres import DatabaseUnavailable, open_database
@@ -163,9 +164,7 @@ async def run_service(
             limit=gate.limit,
         )
     resources.metrics.watch_connections(lambda: gate.open, lambda: gate.refused)
-    children = [resources.health.child(resources.supervision, resources.config.health_interval)]
-    if resources.suggest is not None:
-        children += resources.suggest.children(resources.supervision)
+    children = supervision_tree(resources)
     async with trio.open_nursery() as nursery:
         await nursery.start(
             partial(

@@ -53,6 +53,7 @@ class Resources:
     guards: Guards
     oidc: OidcClient | None
     suggest: Suggester | None
+    clock: Callable[[], float] = time.time
 
 
 def postgres_settings(config: Config) -> PostgresSettings:
@@ -169,4 +170,5 @@ async def open_resources(
             ),
             oidc=oidc_client(config, http),
             suggest=suggester(config, http, redis, metrics, clock),
+            clock=clock,
         )

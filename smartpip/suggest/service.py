@@ -64,7 +64,7 @@ from smartpip.youtube import (
     YouTubeClient,
 )
 from store.backoff import RedisBackoff
-from store.popularity import DEFAULT_WINDOW_SECONDS, record_queries, top_queries
+from store.popularity import DEFAULT_WINDOW_SECONDS, top_queries
 from store.redis import RedisStore, RedisUnavailable
 from store.suggest_cache import (
     CacheEntry,
@@ -76,7 +76,7 @@ from store.suggest_cache import (
     take_lease,
     write_entry,
 )
-from supervisors import ChildSpec, StatusRegistry, periodic_child
+from tasks.suggest import QueryCounts
 
 __all__ = [
     "Answer",
@@ -97,9 +97,6 @@ CacheResult = Literal["HIT", "MISS", "STALE"]
 # Units of the calls, as YouTube charges them (see docs/suggest.md).
 SEARCH_UNITS = 100
 VIDEOS_UNITS = 1
-# Why 10,000: distinct queries counted between two flushes; at ~100 bytes each about 1 MB.
-# Past it, new queries wait for the next flush window (the counted ones keep counting).
-MAX_PENDING_QUERIES = 10_000
 # Why 1,024: answers are ~2-5 KB, so at most a few MB; a Zipf-shaped demand puts most requests
 # on far fewer queries than that.
 LOCAL_ENTRIES = 1024
@@ -242,6 +239,11 @@ class Suggester:
         settings: See :class:`SuggestSettings`.
         clock: Wall-clock seconds (cache freshness, ranking, the Pacific day).
         monotonic: Monotonic seconds (the Redis back-off).
+
+    Attributes:
+        query_counts: How often each query was asked since the last flush (written to the
+            popularity sets by ``tasks.suggest.SuggestBookkeeping``).
+        redis_backoff: The cache's Redis back-off, shared with the bookkeeping.
     """
 
     def __init__(
@@ -261,16 +263,17 @@ class Suggester:
         self._gate = gate
         self._metrics = metrics
         self._clock = clock
-        self._redis = RedisBackoff(
+        self.redis_backoff = RedisBackoff(
             went_down="suggest cache: Redis unavailable; shared cache off, misses search here",
             came_back="suggest cache: Redis answers again",
             backoff=5.0,
             clock=monotonic,
         )
+        self._redis = self.redis_backoff
+        self.query_counts = QueryCounts()
         self._limiter = trio.CapacityLimiter(settings.concurrency)
         self._flights: dict[str, _Flight] = {}
         self._nursery: trio.Nursery | None = None
-        self._pending: dict[str, int] = {}
         self._local: OrderedDict[str, CacheEntry] = OrderedDict()
 
     # -- the request path ------------------------------------------------------------------
@@ -283,7 +286,7 @@ class Suggester:
                 breaker open, YouTube too slow, the key rejected): 503 with ``retry_after``.
             UpstreamError: No cached copy and YouTube answered unusably: 502.
         """
-        self._note(query.text)
+        self.query_counts.note(query.text)
         keys = cache_keys(self._store, query.text, self.settings.max_results)
         entry = self._local_entry(keys)
         if entry is None:
@@ -541,34 +544,16 @@ class Suggester:
         """Await a store coroutine unless Redis is backed off; None when Redis is away."""
         return await self._redis.attempt(op)
 
-    def _note(self, text: str) -> None:
-        if text in self._pending:
-            self._pending[text] += 1
-        elif len(self._pending) < MAX_PENDING_QUERIES:
-            self._pending[text] = 1
-
-    async def bookkeeping(self) -> None:
-        """Flush the popularity counts and refresh the quota and breaker gauges.
-
-        A failed flush keeps the counts for the next one (still bounded).
-        """
-        pending, self._pending = self._pending, {}
-        if pending:
-            try:
-                await record_queries(self._store, pending, now=self._clock())
-            except RedisUnavailable:
-                for text, count in pending.items():
-                    if text in self._pending or len(self._pending) < MAX_PENDING_QUERIES:
-                        self._pending[text] = self._pending.get(text, 0) + count
-        if self._redis.down:
-            # Without suggest traffic nothing else would notice Redis is back (/v1/status).
-            await self._best_effort(self._store.ping())
+    async def refresh_gauges(self) -> None:
+        """Re-read the day's quota counters and set the quota and breaker gauges."""
         usage = await self._gate.observe()
         self._metrics.set_breaker(self._gate.breaker_reason)
         if usage is not None:
             self._metrics.set_quota(usage, self.settings.daily_budget)
 
-    async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
+    async def run_flights(
+        self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED
+    ) -> None:
         """Own the nursery the flights run in, until cancelled (a supervised child)."""
         try:
             async with trio.open_nursery() as nursery:
@@ -577,18 +562,6 @@ class Suggester:
                 await trio.sleep_forever()
         finally:
             self._nursery = None
-
-    def children(self, registry: StatusRegistry) -> list[ChildSpec]:
-        """The supervised children: the flights' nursery and the periodic bookkeeping."""
-        return [
-            ChildSpec("suggest-flights", self.run),
-            periodic_child(
-                "suggest-bookkeeping",
-                self.bookkeeping,
-                interval=self.settings.bookkeeping_seconds,
-                registry=registry,
-            ),
-        ]
 
 
 _REFUSALS = {

@@ -22,6 +22,7 @@ from smartpip.suggest.ranking import rank as real_rank
 from smartpip.suggest.service import Suggester, SuggestSettings, SuggestUnavailable
 from smartpip.youtube import Video, YouTubeClient, YouTubeSettings
 from store.redis import RedisStore
+from tasks.suggest import QueryCounts, SuggestBookkeeping
 from tests.fakes.youtube import FakeYouTube
 from tests.quota.conftest import proxied_store as proxied_store  # the fixture, shared
 from tests.support.clock import FakeClock
@@ -57,6 +58,13 @@ def build(
     return Suggester(client, store, gate, metrics, SuggestSettings(), monotonic=ticks)
 
 
+async def bookkeep(suggester: Suggester, store: RedisStore) -> None:
+    """One pass of suggest's bookkeeping, as its supervised child runs it."""
+    await SuggestBookkeeping(
+        store, suggester.query_counts, suggester.redis_backoff, suggester.refresh_gauges
+    ).run_once()
+
+
 @pytest.fixture
 def ticks() -> FakeClock:
     """The monotonic clock of the Redis back-offs."""
@@ -73,7 +81,7 @@ async def suggester(
 ) -> Suggester:
     """A running Suggester whose Redis connection goes through ``redis_proxy``."""
     suggester = build(proxied_store, youtube, http, ticks)
-    await nursery.start(suggester.run)
+    await nursery.start(suggester.run_flights)
     return suggester
 
 
@@ -99,38 +107,43 @@ async def test_the_process_copy_is_bounded(
 
 
 async def test_popularity_counts_survive_a_failed_flush(
-    suggester: Suggester, redis_proxy: FaultProxy, caplog: pytest.LogCaptureFixture
+    suggester: Suggester,
+    proxied_store: RedisStore,
+    redis_proxy: FaultProxy,
+    caplog: pytest.LogCaptureFixture,
 ) -> None:
     for text in ("jazz", "jazz", "lofi"):
         await suggester.suggest(normalize_query(text))
     redis_proxy.mode = "down"
-    await suggester.bookkeeping()  # fails: the counts stay pending
+    await bookkeep(suggester, proxied_store)  # fails: the counts stay pending
     assert suggester.state() == "degraded"
     for text in ("lofi", "lofi"):
         await suggester.suggest(normalize_query(text))  # answered from the process copy
     redis_proxy.mode = "pass"
     caplog.clear()  # coredis logs the refused connections at ERROR
-    await suggester.bookkeeping()
+    await bookkeep(suggester, proxied_store)
     assert await suggester.popular(5) == ["lofi", "jazz"]  # 3 against 2: nothing was lost
 
 
 async def test_the_pending_counts_are_flushed_once_redis_answers(
-    suggester: Suggester, redis_store: RedisStore
+    suggester: Suggester, proxied_store: RedisStore, redis_store: RedisStore
 ) -> None:
     for text in ("lofi", "lofi", "jazz"):
         await suggester.suggest(normalize_query(text))
-    await suggester.bookkeeping()
-    await suggester.bookkeeping()  # nothing new: nothing added twice
+    await bookkeep(suggester, proxied_store)
+    await bookkeep(suggester, proxied_store)  # nothing new: nothing added twice
     assert await suggester.popular(5) == ["lofi", "jazz"]
 
 
-async def test_pending_queries_are_bounded(
-    suggester: Suggester, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    monkeypatch.setattr(service_module, "MAX_PENDING_QUERIES", 2)
+def test_pending_queries_are_bounded() -> None:
+    counts = QueryCounts(limit=2)
     for text in ("a1", "b2", "c3", "a1"):
-        suggester._note(text)
-    assert suggester._pending == {"a1": 2, "b2": 1}
+        counts.note(text)
+    assert counts.pending() == {"a1": 2, "b2": 1}
+    taken = counts.take()
+    counts.note("d4")
+    counts.give_back(taken)  # what could not be written comes back, still bounded
+    assert counts.pending() == {"d4": 1, "a1": 2}
 
 
 async def test_a_suggester_that_is_not_running_answers_503(
@@ -145,6 +158,7 @@ async def test_a_suggester_that_is_not_running_answers_503(
 
 async def test_bookkeeping_notices_redis_is_back_without_traffic(
     suggester: Suggester,
+    proxied_store: RedisStore,
     redis_proxy: FaultProxy,
     ticks: FakeClock,
     caplog: pytest.LogCaptureFixture,
@@ -155,7 +169,7 @@ async def test_bookkeeping_notices_redis_is_back_without_traffic(
     redis_proxy.mode = "pass"
     caplog.clear()  # coredis logs the refused connections at ERROR
     ticks.advance(60)  # the back-offs are over
-    await suggester.bookkeeping()
+    await bookkeep(suggester, proxied_store)
     assert suggester.state() == "up"
 
 

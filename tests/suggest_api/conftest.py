@@ -17,6 +17,7 @@ import pytest
 import trio
 from prometheus_client.parser import text_string_to_metric_families
 
+from smartpip.runtime.tree import suggest_bookkeeping
 from tests.app.conftest import AppFactory, RunningApp
 from tests.app.conftest import app_factory as app_factory  # the fixture, shared
 from tests.fakes.youtube import FakeYouTube
@@ -117,11 +118,16 @@ async def suggest_state(app: RunningApp) -> str:
     return state
 
 
+async def bookkeep(app: RunningApp) -> None:
+    """One pass of suggest's bookkeeping (what the supervised child does every 5 s)."""
+    bookkeeping = suggest_bookkeeping(app.resources)
+    assert bookkeeping is not None
+    await bookkeeping.run_once()
+
+
 async def breaker_gauges(app: RunningApp) -> dict[str, float | None]:
     """``suggest_breaker_open`` per reason, after a bookkeeping pass refreshed the gauges."""
-    suggest = app.resources.suggest
-    assert suggest is not None
-    await suggest.bookkeeping()
+    await bookkeep(app)
     return {
         reason: await metric(app, "suggest_breaker_open", reason=reason)
         for reason in ("quota", "upstream", "key_invalid")

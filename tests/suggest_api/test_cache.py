@@ -10,7 +10,7 @@ import httpx
 from smartpip.suggest import normalize_query
 from tests.app.conftest import RunningApp
 from tests.fakes.youtube import FakeYouTube
-from tests.suggest_api.conftest import SuggestApp, User, ask, sign_in
+from tests.suggest_api.conftest import SuggestApp, User, ask, bookkeep, sign_in
 from tests.support.clock import FakeClock
 
 ITEM_FIELDS = {
@@ -165,7 +165,7 @@ async def test_popular_lists_the_most_asked_normalized_queries_first(
         assert (await ask(app, alice, q)).status_code == 200
     suggest = app.resources.suggest
     assert suggest is not None
-    await suggest.bookkeeping()
+    await bookkeep(app)
     assert await suggest.popular(10) == ["rainy lofi", "smooth jazz", "pasta"]
     assert await suggest.popular(2) == ["rainy lofi", "smooth jazz"]
     assert youtube.calls["search"] == 3

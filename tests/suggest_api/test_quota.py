@@ -20,6 +20,7 @@ from tests.fakes.youtube import FakeYouTube
 from tests.suggest_api.conftest import (
     SuggestApp,
     ask,
+    bookkeep,
     breaker_gauges,
     cache_result,
     metric,
@@ -229,9 +230,7 @@ async def test_metrics_follow_calls_cache_results_and_quota(
         assert await calls("search", "ok") == 2.0
         assert await calls("videos", "ok") == 2.0
 
-        suggest = app.resources.suggest
-        assert suggest is not None
-        await suggest.bookkeeping()
+        await bookkeep(app)
         assert await metric(app, "suggest_quota_searches_used") == 2.0
         assert await metric(app, "suggest_quota_searches_remaining") == 3.0
         assert await metric(app, "suggest_quota_units_used") == 101.0 + 201.0

@@ -1,0 +1,69 @@
+"""What runs in this process beside the HTTP server: the supervision tree, in one list.
+
+::
+
+    root supervisor
+      health-monitor        periodic: SMARTPIP_HEALTH_INTERVAL (0.5 s while Postgres is
+                            down; at once when a request suspects it is)      tasks.health
+      suggest-flights       the nursery of the YouTube searches requests share
+                            (only with SMARTPIP_YOUTUBE_API_KEY)              smartpip.suggest
+      suggest-bookkeeping   periodic, 5 s: popularity counts to Redis, quota
+                            and breaker gauges                                tasks.suggest
+
+Every child is permanent: restarted with exponential backoff when it fails, and escalated
+(the process exits 1) past its restart budget (``supervisors``). Domain objects only expose
+the coroutines; their schedules and policies are decided here.
+"""
+
+from __future__ import annotations
+
+from smartpip.runtime.resources import Resources
+from supervisors import ChildSpec, periodic_child
+from tasks.suggest import SuggestBookkeeping
+
+__all__ = ["suggest_bookkeeping", "supervision_tree"]
+
+
+def suggest_bookkeeping(resources: Resources) -> SuggestBookkeeping | None:
+    """Suggest's periodic housekeeping, or None without suggest."""
+    suggester = resources.suggest
+    if suggester is None:
+        return None
+    return SuggestBookkeeping(
+        resources.redis,
+        suggester.query_counts,
+        suggester.redis_backoff,
+        suggester.refresh_gauges,
+        clock=resources.clock,
+    )
+
+
+def supervision_tree(resources: Resources) -> list[ChildSpec]:
+    """Every supervised child of the process, built from the resources.
+
+    Returns:
+        The children, in start order, for ``supervisors.run_supervisor``.
+    """
+    registry = resources.supervision
+    health = resources.health
+    children = [
+        periodic_child(
+            "health-monitor",
+            health.probe,
+            interval=health.pace(resources.config.health_interval),
+            wake=health.suspected,
+            registry=registry,
+        )
+    ]
+    suggester, bookkeeping = resources.suggest, suggest_bookkeeping(resources)
+    if suggester is not None and bookkeeping is not None:
+        children += [
+            ChildSpec("suggest-flights", suggester.run_flights),
+            periodic_child(
+                "suggest-bookkeeping",
+                bookkeeping.run_once,
+                interval=suggester.settings.bookkeeping_seconds,
+                registry=registry,
+            ),
+        ]
+    return children
