@@ -30,7 +30,6 @@ import argparse
 import contextlib
 import datetime as dt
 import json
-import os
 import random
 import secrets
 import signal
@@ -459,14 +458,6 @@ def _progress(message: str) -> None:
     print(message, file=sys.stderr, flush=True)
 
 
-def _start(server: ServerProcess, path: str, deadline_s: float) -> None:
-    try:
-        server.wait_ready(path, deadline_s)
-    except StartError as exc:
-        _progress(f"{exc}\n--- last lines of {server.log_path} ---\n{server.log_tail()}")
-        raise
-
-
 def run_economy(settings: EconomySettings, stamp: str | None = None) -> int:
     """Make one run and print its report; returns the exit code."""
     stamp = stamp or dt.datetime.now(dt.UTC).strftime("%Y%m%dT%H%M%SZ")
@@ -481,20 +472,13 @@ def run_economy(settings: EconomySettings, stamp: str | None = None) -> int:
     except StartError as exc:
         _progress(str(exc))
         return EXIT_BROKEN
-    youtube_key = "bench-" + secrets.token_urlsafe(16)
     redis_prefix = fresh_prefix("economy")
     jwt_keys = "bench:" + secrets.token_urlsafe(32)
     call_log = results_dir / f"{stamp}-economy-youtube-calls.log"
-    plain_env = {**os.environ, "PYTHONUNBUFFERED": "1"}
-    youtube_port = free_port(HOST)
-    youtube = fake_youtube_process(
+    youtube, youtube_key = fake_youtube_process(
         "economy-youtube",
         host=HOST,
-        port=youtube_port,
-        api_key=youtube_key,
         log_path=results_dir / f"{stamp}-economy-youtube.log",
-        cwd=REPO_ROOT,
-        env=plain_env,
         latency_s=settings.upstream_latency_s,
         call_log=call_log,
     )
@@ -534,11 +518,11 @@ def run_economy(settings: EconomySettings, stamp: str | None = None) -> int:
             # Runs last: after both instances and the fake have stopped.
             stack.callback(lambda: _progress(delete_prefix(settings.redis_url, redis_prefix)))
             stack.enter_context(youtube)
-            _start(youtube, YOUTUBE_READY_PATH, settings.ready_timeout_s)
+            youtube.wait_ready_or_report(YOUTUBE_READY_PATH, settings.ready_timeout_s)
             # One after the other: each migrates the shared database on start.
             for server in servers.values():
                 stack.enter_context(server)
-                _start(server, "/healthz", settings.ready_timeout_s)
+                server.wait_ready_or_report("/healthz", settings.ready_timeout_s)
             instances = {name: server.base_url for name, server in servers.items()}
             seconds, signum = trio.run(_drive, settings, instances, servers["A"].env or {}, plan)
             if signum == signal.SIGINT:

@@ -22,6 +22,8 @@ import hashlib
 import html
 import json
 import logging
+import os
+import secrets
 import signal
 import sys
 import time
@@ -34,7 +36,7 @@ import trio
 from hypercorn.config import Config as HypercornConfig
 from hypercorn.trio import serve
 
-from bench.servers import ServerProcess
+from bench.servers import ServerProcess, free_port
 from tests.fakes.youtube import FakeYouTube
 from tests.fakes.youtube_corpus import CorpusVideo
 
@@ -42,6 +44,7 @@ __all__ = ["API_PATH", "BenchYouTube", "api_url", "fake_youtube_process", "main"
 
 API_PATH = "/youtube/v3"
 READY_PATH = "/healthz"
+REPO_ROOT = Path(__file__).resolve().parent.parent
 _METHODS = {API_PATH + "/search": "search", API_PATH + "/videos": "videos"}
 _Response = tuple[int, dict[str, str], bytes]
 # Why 3: enough items for the ranking and a realistic answer size (~1.5 KB), few enough that a
@@ -57,17 +60,19 @@ def api_url(server: ServerProcess) -> str:
 def fake_youtube_process(
     name: str,
     *,
-    host: str,
-    port: int,
-    api_key: str,
     log_path: Path,
-    cwd: Path,
-    env: dict[str, str],
+    host: str = "127.0.0.1",
     any_query: bool = True,
     latency_s: float = 0.0,
     call_log: Path | None = None,
-) -> ServerProcess:
-    """The fake as a `ServerProcess` (not started; enter it, then ``wait_ready(READY_PATH)``)."""
+) -> tuple[ServerProcess, str]:
+    """The fake as a `ServerProcess` on a free port, and the API key it accepts.
+
+    Not started: enter it, then ``wait_ready_or_report(READY_PATH, ...)``. Shared by the wrk
+    run (``bench.run``) and the quota-economy run (``bench.economy``).
+    """
+    api_key = "bench-" + secrets.token_urlsafe(16)
+    port = free_port(host)
     command = [
         sys.executable,
         "-m",
@@ -83,7 +88,16 @@ def fake_youtube_process(
         command.append("--any-query")
     if call_log is not None:
         command += ["--call-log", str(call_log)]
-    return ServerProcess(name, command, host=host, port=port, log_path=log_path, env=env, cwd=cwd)
+    server = ServerProcess(
+        name,
+        command,
+        host=host,
+        port=port,
+        log_path=log_path,
+        env={**os.environ, "PYTHONUNBUFFERED": "1"},
+        cwd=REPO_ROOT,
+    )
+    return server, api_key
 
 
 class BenchYouTube(FakeYouTube):

@@ -198,14 +198,6 @@ def _progress(message: str) -> None:
     print(message, file=sys.stderr, flush=True)
 
 
-def _start(server: ServerProcess, deadline_s: float) -> None:
-    try:
-        server.wait_ready(READY_PATH, deadline_s)
-    except StartError as exc:
-        _progress(f"{exc}\n--- last lines of {server.log_path} ---\n{server.log_tail()}")
-        raise
-
-
 def _git_revision() -> str | None:
     done = subprocess.run(
         ["git", "rev-parse", "--short", "HEAD"],
@@ -234,23 +226,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     _progress(f"pinning: {pinning.note}")
 
     ceiling_port, service_port = free_port(HOST), free_port(HOST)
-    youtube_port = free_port(HOST)
     ceiling_bind, service_bind = f"{HOST}:{ceiling_port}", f"{HOST}:{service_port}"
     try:
         service_cmd = _service_command(args.service_cmd, service_bind, service_port)
     except StartError as exc:
         _progress(str(exc))
         return EXIT_BROKEN
-    youtube_key = "bench-" + secrets.token_urlsafe(16)
     redis_prefix = fresh_prefix("wrk")
-    youtube = fake_youtube_process(
-        "youtube",
-        host=HOST,
-        port=youtube_port,
-        api_key=youtube_key,
-        log_path=results_dir / f"{stamp}-youtube.log",
-        cwd=REPO_ROOT,
-        env={**os.environ, "PYTHONUNBUFFERED": "1"},
+    youtube, youtube_key = fake_youtube_process(
+        "youtube", host=HOST, log_path=results_dir / f"{stamp}-youtube.log"
     )
     service_env = smartpip_env(
         bind=service_bind,
@@ -289,10 +273,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             stack.enter_context(ceiling)
             # The fake YouTube answers before the service starts (suggest's upstream).
             stack.enter_context(youtube)
-            _start(youtube, args.ready_timeout)
+            youtube.wait_ready_or_report(READY_PATH, args.ready_timeout)
             stack.enter_context(service)
-            _start(ceiling, args.ready_timeout)
-            _start(service, args.ready_timeout)
+            ceiling.wait_ready_or_report(READY_PATH, args.ready_timeout)
+            service.wait_ready_or_report(READY_PATH, args.ready_timeout)
             bench = _Bench(args, wrk, pinning, tmp)
             total = (len(endpoints) + 1) * (args.duration + args.warmup)
             _progress(f"servers ready; about {total} s of load follows")

@@ -13,6 +13,7 @@ import shutil
 import signal
 import socket
 import subprocess
+import sys
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -166,6 +167,22 @@ class ServerProcess:
                     last = f"HTTP {answer.status_code}"
                 time.sleep(READY_POLL_INTERVAL_S)
         raise StartError(f"{self.name} not ready after {deadline_s:.0f}s ({last})")
+
+    def wait_ready_or_report(self, path: str, deadline_s: float) -> None:
+        """:meth:`wait_ready`, printing the tail of the process's log to stderr if it fails.
+
+        Raises:
+            StartError: as :meth:`wait_ready`.
+        """
+        try:
+            self.wait_ready(path, deadline_s)
+        except StartError as exc:
+            print(
+                f"{exc}\n--- last lines of {self.log_path} ---\n{self.log_tail()}",
+                file=sys.stderr,
+                flush=True,
+            )
+            raise
 
     def stop(self) -> int | None:
         """SIGTERM, wait up to `STOP_TIMEOUT_S`, then SIGKILL; returns the exit code."""
