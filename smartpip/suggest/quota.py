@@ -39,10 +39,10 @@ from __future__ import annotations
 
 import math
 import time
-from collections.abc import Callable, Coroutine
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from datetime import time as dtime
-from typing import Any, Literal, TypeVar
+from typing import Literal
 from zoneinfo import ZoneInfo
 
 import attrs
@@ -78,7 +78,6 @@ __all__ = [
 
 log = get_logger(__name__)
 
-T = TypeVar("T")
 
 PACIFIC = ZoneInfo("America/Los_Angeles")
 
@@ -312,7 +311,7 @@ class QuotaGate:
             if probe:
                 await end_probe(self._store)
             retry_after = seconds_until_pacific_midnight(now)
-            # Directly, not through _best_effort: this may be the Redis back-off's probe. A
+            # Directly, not through the back-off: this may be the Redis back-off's probe. A
             # failure here falls back to the local path, where the mirror refuses.
             self._mirror("quota", retry_after)
             await open_breaker(self._store, "quota", retry_after, day=day)
@@ -366,11 +365,7 @@ class QuotaGate:
     ) -> None:
         """Open the breaker in Redis (best effort) and, for ``local_seconds``, locally."""
         self._mirror(reason, seconds if local_seconds is None else local_seconds)
-        await self._best_effort(open_breaker(self._store, reason, seconds, day=day))
-
-    async def _best_effort(self, op: Coroutine[Any, Any, T]) -> T | None:
-        """Await a store coroutine unless Redis is backed off; None when Redis is away."""
-        return await self._redis.attempt(op)
+        await self._redis.attempt(open_breaker(self._store, reason, seconds, day=day))
 
     async def observe(self) -> QuotaUsage | None:
         """Refresh :attr:`breaker_reason` and return today's shared usage.
@@ -380,23 +375,23 @@ class QuotaGate:
         comes from the breakers this process opened, and the usage is None.
         """
         now = self._now()
-        state = await self._best_effort(breaker_state(self._store))
+        state = await self._redis.attempt(breaker_state(self._store))
         if self._redis.down:
             local = self._local_breaker
             self._last_reason = local[0] if local and now.timestamp() < local[1] else None
             return None
         state = _today(state, pacific_day(now))
         self._last_reason = state.reason if state else None
-        return await self._best_effort(quota_usage(self._store, pacific_day(now)))
+        return await self._redis.attempt(quota_usage(self._store, pacific_day(now)))
 
     async def add_units(self, units: int = 1) -> None:
         """Count units of calls other than searches (``videos.list``: 1); best effort."""
         day = pacific_day(self._now())
-        await self._best_effort(store_add_units(self._store, day, units))
+        await self._redis.attempt(store_add_units(self._store, day, units))
 
     async def usage(self) -> QuotaUsage | None:
         """Today's shared usage (for the quota gauges), or None while Redis is unavailable."""
-        return await self._best_effort(quota_usage(self._store, pacific_day(self._now())))
+        return await self._redis.attempt(quota_usage(self._store, pacific_day(self._now())))
 
     async def quota_exceeded(self) -> None:
         """YouTube answered ``quotaExceeded``: open the breaker until midnight Pacific."""
@@ -424,7 +419,7 @@ class QuotaGate:
         self._failures = 0
         seconds = self._cooldown + self._half_open
         state = _today(
-            await self._best_effort(breaker_state(self._store)), pacific_day(self._now())
+            await self._redis.attempt(breaker_state(self._store)), pacific_day(self._now())
         )
         if state is not None and state.reason != "upstream" and state.seconds_remaining >= seconds:
             # A quota or key breaker is already open: do not replace it with a shorter one.
@@ -434,7 +429,7 @@ class QuotaGate:
         # local allowance bounds the calls.
         await self._open("upstream", seconds, local_seconds=self._cooldown)
         if probe:
-            await self._best_effort(end_probe(self._store))
+            await self._redis.attempt(end_probe(self._store))
 
     async def upstream_succeeded(self, *, probe: bool = False) -> None:
         """A call answered; the probe's success closes the ``"upstream"`` breaker."""
@@ -442,8 +437,8 @@ class QuotaGate:
         if probe:
             if self._local_breaker is not None and self._local_breaker[0] == "upstream":
                 self._local_breaker = None
-            closed = await self._best_effort(close_breaker(self._store, "upstream"))
+            closed = await self._redis.attempt(close_breaker(self._store, "upstream"))
             if closed:
                 self._last_reason = None
                 log.info("YouTube answers again; suggest breaker closed")
-            await self._best_effort(end_probe(self._store))
+            await self._redis.attempt(end_probe(self._store))

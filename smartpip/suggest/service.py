@@ -37,9 +37,9 @@ from __future__ import annotations
 import json
 import time
 from collections import OrderedDict
-from collections.abc import Callable, Coroutine
+from collections.abc import Callable
 from datetime import UTC, datetime
-from typing import Any, Literal, TypeVar
+from typing import Literal
 
 import attrs
 import trio
@@ -90,7 +90,6 @@ __all__ = [
 ]
 
 log = get_logger(__name__)
-T = TypeVar("T")
 
 CacheResult = Literal["HIT", "MISS", "STALE"]
 
@@ -290,7 +289,7 @@ class Suggester:
         keys = cache_keys(self._store, query.text, self.settings.max_results)
         entry = self._local_entry(keys)
         if entry is None:
-            entry = await self._best_effort(read_entry(self._store, keys))
+            entry = await self._redis.attempt(read_entry(self._store, keys))
         now = self._clock()
         if entry is not None and entry.fresh(now):
             self._keep(keys, entry)
@@ -329,7 +328,7 @@ class Suggester:
         if not 0 <= min_fresh_seconds < self.settings.ttl_seconds:
             raise ValueError(f"min_fresh_seconds must be in [0, {self.settings.ttl_seconds})")
         keys = cache_keys(self._store, query.text, self.settings.max_results)
-        entry = await self._best_effort(read_entry(self._store, keys))
+        entry = await self._redis.attempt(read_entry(self._store, keys))
         if entry is not None and entry.fresh_until - self._clock() > min_fresh_seconds:
             return False
         flight = self._join(query, keys, min_fresh=min_fresh_seconds)
@@ -434,21 +433,23 @@ class Suggester:
 
     async def _fetch(self, flight: _Flight) -> CacheEntry:
         keys = flight.keys
-        token = await self._best_effort(take_lease(self._store, keys, self.settings.lease_seconds))
+        token = await self._redis.attempt(
+            take_lease(self._store, keys, self.settings.lease_seconds)
+        )
         if token is None and not self._redis.down:
             # Held by another replica (or by an earlier flight of this process that gave up
             # waiting; its search still fills the entry).
             return await self._await_other_replica(flight)
         try:
             # The entry may have been filled between the request's read and the lease.
-            entry = await self._best_effort(read_entry(self._store, keys))
+            entry = await self._redis.attempt(read_entry(self._store, keys))
             if entry is not None and self._fresh_enough(entry, flight.min_fresh):
                 return entry
             return await self._search(flight)
         finally:
             if token is not None:
                 with trio.CancelScope(shield=True):
-                    await self._best_effort(release_lease(self._store, keys, token))
+                    await self._redis.attempt(release_lease(self._store, keys, token))
 
     async def _await_other_replica(self, flight: _Flight) -> CacheEntry:
         """Another replica holds the lease: wait for its entry (the flight's deadline bounds it)."""
@@ -535,14 +536,10 @@ class Suggester:
             fresh_until=now + self.settings.ttl_seconds,
             stale_until=now + self.settings.stale_seconds,
         )
-        await self._best_effort(write_entry(self._store, flight.keys, entry, now=now))
+        await self._redis.attempt(write_entry(self._store, flight.keys, entry, now=now))
         return entry
 
     # -- Redis, popularity and gauges -------------------------------------------------------
-
-    async def _best_effort(self, op: Coroutine[Any, Any, T]) -> T | None:
-        """Await a store coroutine unless Redis is backed off; None when Redis is away."""
-        return await self._redis.attempt(op)
 
     async def refresh_gauges(self) -> None:
         """Re-read the day's quota counters and set the quota and breaker gauges."""
