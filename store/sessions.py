@@ -15,7 +15,7 @@ lock holders committed, so for one user these transactions behave as if run one 
   first and the rotation sees ``revoked_at``. Without the lock, a child inserted while the
   revocation waited on the parent's row lock would be missed by the revocation's snapshot and
   survive it;
-- likewise for :func:`revoke_user_sessions` against any rotation of that user.
+- likewise for the deletion of a user's sessions (``store.account``) against any rotation.
 
 Query functions take a connection and never commit: the caller owns the transaction.
 """
@@ -38,7 +38,6 @@ __all__ = [
     "lock_user_sessions",
     "mark_session_used",
     "revoke_family",
-    "revoke_user_sessions",
     "select_session_for_update",
     "select_session_owner",
     "select_user_sessions",
@@ -235,25 +234,6 @@ def revoke_family(conn: psycopg.Connection[Any], family_id: uuid.UUID, at: datet
         How many sessions were revoked now (already revoked ones are left as they were).
     """
     return conn.execute(REVOKE_FAMILY, (at, family_id)).rowcount
-
-
-REVOKE_USER_SESSIONS = """
-UPDATE sessions SET revoked_at = %s WHERE user_id = %s AND revoked_at IS NULL
-"""
-
-
-def revoke_user_sessions(conn: psycopg.Connection[Any], user_id: uuid.UUID, at: datetime) -> int:
-    """Revoke every token of a user, in every family.
-
-    Args:
-        conn: The connection, holding the user's session lock.
-        user_id: The user.
-        at: When (timezone-aware).
-
-    Returns:
-        How many sessions were revoked now.
-    """
-    return conn.execute(REVOKE_USER_SESSIONS, (at, user_id)).rowcount
 
 
 SELECT_USER_SESSIONS = f"SELECT {_COLUMNS} FROM sessions WHERE user_id = %s ORDER BY created_at, id"

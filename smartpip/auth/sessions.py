@@ -49,7 +49,6 @@ from store.sessions import (
     lock_user_sessions,
     mark_session_used,
     revoke_family,
-    revoke_user_sessions,
     select_session_for_update,
     select_session_owner,
 )
@@ -380,22 +379,3 @@ class Sessions:
         if revoke_family(conn, session.family_id, now):
             insert_audit(conn, session.user_id, EVENT_LOGOUT, {"family": str(session.family_id)})
         return session.family_id
-
-    async def revoke_all(self, user_id: uuid.UUID) -> int:
-        """Revoke every session of a user (account deletion). No audit event: the caller's.
-
-        Args:
-            user_id: The user.
-
-        Returns:
-            How many sessions were revoked (0 for an unknown user).
-
-        Raises:
-            DatabaseUnavailable: Postgres is not answering.
-        """
-        return await self._db.run(self._revoke_all, user_id, self._now())
-
-    @staticmethod
-    def _revoke_all(conn: psycopg.Connection[Any], user_id: uuid.UUID, now: datetime) -> int:
-        lock_user_sessions(conn, user_id)
-        return revoke_user_sessions(conn, user_id, now)

@@ -265,11 +265,6 @@ class QuotaGate:
         """The last Redis attempt failed (the gate runs on its local allowance)."""
         return self._redis.down
 
-    @property
-    def consecutive_failures(self) -> int:
-        """Upstream failures in a row seen by this process."""
-        return self._failures
-
     def _now(self) -> datetime:
         return datetime.fromtimestamp(self._clock(), UTC)
 

@@ -222,19 +222,6 @@ async def test_logout_revokes_the_family(
     assert events[2].meta == {"family": str(family)}
 
 
-async def test_revoke_all(sessions: Sessions, db: Database) -> None:
-    a = await sign_in(sessions)
-    b = await sign_in(sessions)
-    bystander = await sign_in(sessions, sub="someone-else")
-    await sessions.refresh(b.refresh_token)
-    assert await sessions.revoke_all(a.user_id) == 3
-    assert await sessions.revoke_all(a.user_id) == 0
-    assert await sessions.revoke_all(uuid.uuid4()) == 0
-    assert await rejected(sessions, a.refresh_token) == "revoked"
-    assert await rejected(sessions, b.refresh_token) == "revoked"
-    assert (await sessions.refresh(bystander.refresh_token)).user_id == bystander.user_id
-
-
 async def test_unknown_and_malformed_refresh_tokens(sessions: Sessions) -> None:
     issued = await sign_in(sessions)
     for token in (
