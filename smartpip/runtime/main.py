@@ -7,7 +7,7 @@
       async with open_resources(config) as resources:      # the composition root
         root nursery
           watch_signals     SIGTERM/SIGINT -> drain -> stop serving; second signal -> cancel
-          run_supervisor    supervised tasks (health monitor, later the jobs)
+          run_supervisor    the supervision tree (smartpip.runtime.tree)
           serve_http        hypercorn's HTTP/1.1 protocol under our accept loop
                             (smartpip.http.server); returns when in-flight requests are done
         (serve_http returned: cancel the supervisors, then the pools close)

@@ -10,7 +10,7 @@ both symptoms are still there:
    it is never answered, and the connection is not closed either.
 
 When this test fails, upstream has changed: read the report in docs/, check the versions,
-and remove the workaround (the shielded final send in smartpip/exchange.py) once both
+and remove the workaround (the shielded final send in smartpip/http/exchange.py) once both
 symptoms are gone.
 """
 
