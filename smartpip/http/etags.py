@@ -13,9 +13,7 @@ import json
 
 from quart import Response, request
 
-from smartpip.http.problems import ApiError
-
-__all__ = ["check_if_match", "etag_for", "if_match_allows", "json_body", "json_with_etag"]
+__all__ = ["etag_for", "if_match_allows", "json_body", "json_with_etag"]
 
 
 def etag_for(body: bytes) -> str:
@@ -56,16 +54,3 @@ def if_match_allows(header: str | None, current: object) -> bool:
         True when ``header`` is None, is ``*``, or lists the ETag of ``current``.
     """
     return header is None or _listed(header, etag_for(json_body(current)))
-
-
-def check_if_match(current: object) -> None:
-    """Refuse a write (412) when ``If-Match`` is present and does not match ``current``.
-
-    ``current`` is the document a GET would answer now; its ETag is compared. Without an
-    ``If-Match`` header the write proceeds (last write wins).
-
-    Raises:
-        ApiError: 412 ``precondition_failed``.
-    """
-    if not if_match_allows(request.headers.get("If-Match"), current):
-        raise ApiError(412, "the resource changed since you read it (If-Match does not match)")

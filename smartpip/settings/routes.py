@@ -28,8 +28,6 @@ from smartpip.http.ratelimit import Policy
 from smartpip.http.tokens import AccessClaims
 from smartpip.settings import service
 from smartpip.settings.model import (
-    MAX_HOSTS,
-    MAX_SITE_FLAGS_BYTES,
     InvalidSettings,
     PatchBody,
     PutBody,
@@ -41,9 +39,7 @@ from smartpip.settings.service import PreconditionFailed, UserGone
 from store.postgres import Database
 from store.settings import SettingsRow
 
-# The two limits are re-exported for the contract fuzz hooks (tests/contract/hooks.py), which
-# import them from here; they are defined, with the other rules, in the model.
-__all__ = ["MAX_HOSTS", "MAX_SITE_FLAGS_BYTES", "settings_blueprint"]
+__all__ = ["settings_blueprint"]
 
 
 @contextmanager

@@ -36,7 +36,7 @@ import schemathesis
 from schemathesis import APIOperation, GenerationMode, HookContext
 from schemathesis import Case as AnyCase
 
-from smartpip.settings.routes import MAX_HOSTS, MAX_SITE_FLAGS_BYTES
+from smartpip.settings.model import MAX_HOSTS, MAX_SITE_FLAGS_BYTES
 from smartpip.suggest import QueryRejected, normalize_query
 
 _DATA: dict[str, Any] = json.loads(Path(os.environ["SMARTPIP_FUZZ_DATA"]).read_text("utf-8"))
