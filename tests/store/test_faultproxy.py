@@ -9,7 +9,8 @@ import attrs
 import pytest
 import trio
 
-from tests.support.faultproxy import FaultProxy
+from store.redis import RedisSettings, open_redis
+from tests.support.faultproxy import FaultProxy, Traffic, _RespCommands
 from tests.support.polling import wait_until
 
 
@@ -142,3 +143,97 @@ async def test_slow_delays_each_chunk(proxy: FaultProxy, client: trio.SocketStre
 async def test_port_before_start_is_an_error() -> None:
     with pytest.raises(RuntimeError):
         _ = FaultProxy("127.0.0.1", 1).port
+
+
+# --- what clients asked -------------------------------------------------------------------
+
+
+def resp(*args: bytes) -> bytes:
+    """One command as a Redis client sends it: an array of bulk strings."""
+    return b"*%d\r\n" % len(args) + b"".join(b"$%d\r\n%s\r\n" % (len(a), a) for a in args)
+
+
+async def test_counts_connections_and_bytes_from_clients(
+    proxy: FaultProxy, echo: EchoServer
+) -> None:
+    with proxy.record() as asked:
+        stream = await connect(proxy)
+        async with stream:
+            with trio.fail_after(5):
+                await stream.send_all(b"hello")
+                assert await receive_exactly(stream, 5) == b"hello"
+    # The echoed reply is not counted: only what clients send toward the server.
+    assert asked == Traffic(connections=1, bytes=5, commands=[])
+    assert proxy.traffic == asked  # the running total since the proxy started
+
+
+async def test_record_counts_only_during_its_block(proxy: FaultProxy) -> None:
+    stream = await connect(proxy)
+    async with stream:
+        with trio.fail_after(5):
+            await stream.send_all(resp(b"PING"))
+            await wait_until(lambda: proxy.traffic.commands == ["PING"])
+            with proxy.record() as asked:
+                pass
+            await stream.send_all(resp(b"PING"))
+            await wait_until(lambda: len(proxy.traffic.commands) == 2)
+    assert asked == Traffic()
+
+
+async def test_hung_still_counts_everything_sent_to_it(
+    proxy: FaultProxy, client: trio.SocketStream, echo: EchoServer
+) -> None:
+    proxy.mode = "hung"
+    with proxy.record() as asked, trio.fail_after(5):
+        # The first command is held at the gate; the ones after it must be counted too,
+        # although none reaches the server.
+        for n in range(3):
+            await client.send_all(resp(b"GET", b"key%d" % n))
+            await wait_until(lambda: len(asked.commands) == n + 1)  # noqa: B023
+    assert asked.commands == ["GET"] * 3
+    assert echo.received == b""
+    proxy.mode = "pass"
+    with trio.fail_after(5):
+        expected = b"".join(resp(b"GET", b"key%d" % n) for n in range(3))
+        assert await receive_exactly(client, len(expected)) == expected  # in order
+
+
+async def test_down_counts_the_connections_it_resets(proxy: FaultProxy) -> None:
+    proxy.mode = "down"
+    with proxy.record() as asked, trio.fail_after(5):
+        fresh = await connect(proxy)
+        async with fresh:
+            await wait_until(lambda: asked.connections == 1)
+    assert asked == Traffic(connections=1)
+
+
+def test_resp_commands_are_parsed_across_any_split() -> None:
+    # Bulk strings may hold "*", "$" and CRLF: the stream is parsed, not searched.
+    stream = resp(b"set", b"k", b"*1\r\n$4\r\nPING\r\n") + resp(b"EVALSHA", b"abc", b"0")
+    for size in (1, 2, 3, 7, len(stream)):
+        parser = _RespCommands()
+        names: list[str] = []
+        for start in range(0, len(stream), size):
+            names += parser.feed(stream[start : start + size])
+        assert names == ["SET", "EVALSHA"], size
+
+
+def test_other_protocols_are_not_taken_for_commands() -> None:
+    parser = _RespCommands()
+    startup = b"\x00\x00\x00\x08\x04\xd2\x16\x2f"  # a Postgres SSLRequest
+    assert parser.feed(startup) == []
+    assert parser.feed(resp(b"PING")) == []  # the connection is not RESP: never parsed again
+
+
+async def test_counts_the_commands_of_a_real_redis_client(redis_proxy: FaultProxy) -> None:
+    settings = RedisSettings(url=f"redis://127.0.0.1:{redis_proxy.port}/0", prefix="unused:")
+    async with open_redis(settings) as store:
+        with redis_proxy.record() as connecting:
+            await store.ping()
+        assert connecting.connections == 1
+        assert connecting.commands[-1] == "PING"  # after the handshake (HELLO, ...)
+        with redis_proxy.record() as asked:
+            await store.ping()
+            await store.call(store.client.get, store.key("missing"))
+        assert asked.connections == 0
+        assert asked.commands == ["PING", "GET"]
