@@ -3,6 +3,7 @@ when Redis is down or frozen (through a fault proxy; the shared server is never 
 
 from __future__ import annotations
 
+import pytest
 import trio
 import trio.testing
 from prometheus_client import CollectorRegistry
@@ -10,11 +11,13 @@ from prometheus_client import CollectorRegistry
 from smartpip.http.ratelimit import Decision, Policy, RateLimiter
 from store.redis import RedisStore
 from tests.support.clock import FakeClock
-from tests.support.faultproxy import FaultProxy
+from tests.support.faultproxy import FaultProxy, Traffic
 from tests.support.polling import eventually
+from tests.support.redistimeouts import backoff_errors, ended_by_a_timeout
 
-# "Answers fast" bound: generous against the 0.5 s connect + 0.25 s command timeouts.
-FAIL_BOUND = 1.0
+# A hang guard, not a speed check: several times the store's timeouts (0.5 s connect + 0.25 s
+# command). What ended a wait is read from the error; speed is the benchmark's business.
+HANG_GUARD = 10.0
 CLIENT = "203.0.113.7"
 
 
@@ -62,13 +65,21 @@ async def test_allowed_again_after_retry_after(redis_store: RedisStore) -> None:
     refused = await limiter.check(policy, CLIENT)
     assert not refused.allowed
     assert refused.retry_after == 1  # 0.5 s, rounded up to whole seconds
-    started = trio.current_time()
+    last_refused = started = trio.current_time()  # after Redis decided the refusal
 
     async def allowed() -> bool:
-        return (await limiter.check(policy, CLIENT)).allowed
+        nonlocal last_refused
+        sent = trio.current_time()  # before Redis decides this one
+        if (await limiter.check(policy, CLIENT)).allowed:
+            return True
+        last_refused = sent
+        return False
 
-    await eventually(allowed, within=2.0)
-    assert trio.current_time() - started <= refused.retry_after + 0.1
+    await eventually(allowed)
+    # Redis never refuses once Retry-After has passed. Measured so that a slow test run can
+    # only shrink the difference (each check is decided after it was sent, the first refusal
+    # before ``started``): no flake under load, unlike timing when the answer arrives.
+    assert last_refused - started < refused.retry_after
 
 
 async def test_two_replicas_share_the_limit(
@@ -105,17 +116,26 @@ async def test_redis_keys_hold_no_raw_address(redis_store: RedisStore) -> None:
 
 
 async def test_redis_down_falls_back_then_returns(
-    proxied_store: RedisStore, redis_proxy: FaultProxy, clock: FakeClock
+    proxied_store: RedisStore,
+    redis_proxy: FaultProxy,
+    clock: FakeClock,
+    caplog: pytest.LogCaptureFixture,
 ) -> None:
     registry = CollectorRegistry()
     limiter = RateLimiter(proxied_store, registry, clock=clock)
     policy = Policy("history", 8, 60)  # local limit: 2
     assert not (await limiter.check(policy, "warm-up")).degraded
     redis_proxy.mode = "down"
-    with trio.fail_after(FAIL_BOUND):
+    with trio.fail_after(HANG_GUARD):
         first = await limiter.check(policy, CLIENT)
     assert first.degraded and first.allowed and is_degraded(limiter)
-    results = [first, *await run(limiter, policy, 2)]
+    # Failed fast: on the reset itself, not by waiting out a timeout.
+    errors = backoff_errors(caplog.records)
+    assert errors and not ended_by_a_timeout(errors[0], proxied_store.settings), errors
+    # Backed off: the next checks do not even dial Redis.
+    with redis_proxy.record() as asked:
+        results = [first, *await run(limiter, policy, 2)]
+    assert asked == Traffic(), f"Redis was asked during the back-off: {asked}"
     assert [d.allowed for d in results] == [True, True, False]
     assert all(d.degraded for d in results)
     assert results[2].headers()["RateLimit-Policy"] == '"history";q=2;w=60'
@@ -125,7 +145,7 @@ async def test_redis_down_falls_back_then_returns(
 
     redis_proxy.mode = "pass"
     clock.advance(1.0)  # the back-off is over: the next check probes Redis again
-    with trio.fail_after(FAIL_BOUND):
+    with trio.fail_after(HANG_GUARD):
         back = await limiter.check(policy, CLIENT)
     assert not back.degraded and not is_degraded(limiter)
     assert (back.allowed, back.remaining) == (True, 7)  # Redis never saw the local requests
@@ -133,19 +153,26 @@ async def test_redis_down_falls_back_then_returns(
 
 
 async def test_redis_hung_answers_within_the_timeout(
-    proxied_store: RedisStore, redis_proxy: FaultProxy, clock: FakeClock
+    proxied_store: RedisStore,
+    redis_proxy: FaultProxy,
+    clock: FakeClock,
+    caplog: pytest.LogCaptureFixture,
 ) -> None:
     limiter = RateLimiter(proxied_store, CollectorRegistry(), clock=clock)
     policy = Policy("history", 8, 60)
     assert not (await limiter.check(policy, "warm-up")).degraded
     redis_proxy.mode = "hung"
-    with trio.fail_after(FAIL_BOUND):
+    with trio.fail_after(HANG_GUARD):
         first = await limiter.check(policy, CLIENT)
     assert first.degraded and first.allowed
-    # During the back-off Redis is not asked at all: each of these would otherwise take the
-    # 0.25 s command timeout.
-    with trio.fail_after(0.2):
+    # Nothing but a timeout could end the wait on the frozen Redis: the store's own did.
+    errors = backoff_errors(caplog.records)
+    assert errors and ended_by_a_timeout(errors[0], proxied_store.settings), errors
+    # During the back-off Redis is not asked at all (counted at the proxy, which receives
+    # what is sent to a frozen server too): no command, no new connection.
+    with redis_proxy.record() as asked:
         rest = await run(limiter, policy, 10)
+    assert asked == Traffic(), f"Redis was asked during the back-off: {asked}"
     assert all(d.degraded for d in rest)
     assert [d.allowed for d in rest] == [True] + [False] * 9
 
@@ -155,7 +182,7 @@ async def test_redis_hung_answers_within_the_timeout(
         clock.advance(1.0)
         return not (await limiter.check(policy, "fresh")).degraded
 
-    await eventually(on_redis_again, within=5.0)
+    await eventually(on_redis_again)
     # The connection is in sync after the stale reply: a fresh bucket counts down correctly.
     assert [d.remaining for d in await run(limiter, policy, 3, "fresher")] == [7, 6, 5]
 
@@ -174,10 +201,11 @@ async def test_one_probe_at_a_time_after_the_backoff(
     async def one() -> None:
         done.append(await limiter.check(policy, CLIENT))
 
-    with trio.fail_after(FAIL_BOUND):
+    with redis_proxy.record() as asked, trio.fail_after(HANG_GUARD):
         async with trio.open_nursery() as nursery:
             for _ in range(5):
                 nursery.start_soon(one)
             await trio.testing.wait_all_tasks_blocked()
             assert len(done) == 4  # the probe alone waits for the frozen Redis
     assert len(done) == 5 and all(d.degraded for d in done)
+    assert asked.commands == ["EVALSHA"], asked  # one probe asked Redis, the others did not
