@@ -15,6 +15,7 @@ The production client (:mod:`smartpip.youtube`) talks to it over real HTTP. Rout
 
 Faults, per method in ``faults["search"]`` / ``faults["videos"]`` (:meth:`inject` sets one or
 both), effective from the next request, in this order: ``latency`` (seconds before answering),
+``hold`` (an event: no answer until the test sets it, so that no timing can race it),
 ``redirect`` (302 elsewhere), ``fail_next`` (that many 5xx ``backendError`` answers, see
 :meth:`fail_next`), ``quota_exceeded`` (403 ``youtube.quota`` ``quotaExceeded``),
 ``forbidden`` (403 with that reason), the key check, ``malformed`` (200, not JSON),
@@ -59,6 +60,7 @@ class Faults:
     """Faults of one API method (see the module docstring)."""
 
     latency: float = 0.0
+    hold: trio.Event | None = None
     redirect: bool = False
     fail_count: int = 0
     fail_status: int = 503
@@ -141,7 +143,10 @@ class FakeYouTube:
         self.last_params[method] = params
         faults = self.faults[method]
         if faults.latency:
+            # The injected fault (a slow YouTube), not a wait for a side effect.
             await trio.sleep(faults.latency)
+        if faults.hold is not None:
+            await faults.hold.wait()
         if faults.redirect:
             return 302, {"location": "http://127.0.0.1:9/elsewhere"}, b""
         if faults.fail_count > 0:

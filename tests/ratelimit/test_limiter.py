@@ -116,13 +116,13 @@ async def test_redis_keys_hold_no_raw_address(redis_store: RedisStore) -> None:
 
 
 async def test_redis_down_falls_back_then_returns(
-    proxied_store: RedisStore,
+    patient_store: RedisStore,
     redis_proxy: FaultProxy,
     clock: FakeClock,
     caplog: pytest.LogCaptureFixture,
 ) -> None:
     registry = CollectorRegistry()
-    limiter = RateLimiter(proxied_store, registry, clock=clock)
+    limiter = RateLimiter(patient_store, registry, clock=clock)
     policy = Policy("history", 8, 60)  # local limit: 2
     assert not (await limiter.check(policy, "warm-up")).degraded
     redis_proxy.mode = "down"
@@ -131,7 +131,7 @@ async def test_redis_down_falls_back_then_returns(
     assert first.degraded and first.allowed and is_degraded(limiter)
     # Failed fast: on the reset itself, not by waiting out a timeout.
     errors = backoff_errors(caplog.records)
-    assert errors and not ended_by_a_timeout(errors[0], proxied_store.settings), errors
+    assert errors and not ended_by_a_timeout(errors[0], patient_store.settings), errors
     # Backed off: the next checks do not even dial Redis.
     with redis_proxy.record() as asked:
         results = [first, *await run(limiter, policy, 2)]

@@ -19,9 +19,15 @@ from store._redis_pool import SlotSafeConnectionPool
 from store.redis import RedisSettings, RedisStore, RedisUnavailable, open_redis
 from tests.support.blackhole import blackhole_port
 from tests.support.faultproxy import FaultProxy
+from tests.support.redistimeouts import ended_by_a_timeout
 
-# "Fails fast" bound: generous against the 0.5 s connect + 0.25 s command timeouts.
-FAIL_BOUND = 1.0
+# A hang guard, not a speed check: several times every timeout used here. "Fails fast" is
+# shown by what ended the wait (the error chain), not by the clock: a dead server by the
+# connection error itself, a frozen one by the store's own timeout.
+HANG_GUARD = 10.0
+# Timeouts for the tests of a dead server: long enough that no timeout can end the wait
+# first even if the test process stalls, so the error shows the failure was seen at once.
+LONG = {"connect_timeout": 3.0, "command_timeout": 3.0}
 
 
 def with_port(url: str, port: int) -> str:
@@ -29,15 +35,34 @@ def with_port(url: str, port: int) -> str:
     return urlunsplit(parts._replace(netloc=f"127.0.0.1:{port}"))
 
 
-def proxied(redis_store: RedisStore, proxy: FaultProxy) -> RedisSettings:
+def proxied(redis_store: RedisStore, proxy: FaultProxy, **timeouts: float) -> RedisSettings:
     return RedisSettings(
-        url=with_port(redis_store.settings.url, proxy.port), prefix=redis_store.prefix
+        url=with_port(redis_store.settings.url, proxy.port), prefix=redis_store.prefix, **timeouts
     )
 
 
-async def ping_fails_fast(store: RedisStore) -> None:
-    with trio.fail_after(FAIL_BOUND), pytest.raises(RedisUnavailable):
+async def ping_fails(store: RedisStore) -> RedisUnavailable:
+    """Ping, which must raise RedisUnavailable (bounded by the hang guard); the error."""
+    with trio.fail_after(HANG_GUARD), pytest.raises(RedisUnavailable) as raised:
         await store.ping()
+    return raised.value
+
+
+def chain(error: BaseException) -> list[BaseException]:
+    """``error`` and its causes."""
+    errors = [error]
+    while errors[-1].__cause__ is not None:
+        errors.append(errors[-1].__cause__)
+    return errors
+
+
+def timed_out(error: BaseException) -> bool:
+    """Whether a timeout (coredis' or the store's backstop) ended the wait."""
+    return any(isinstance(e, TimeoutError | trio.TooSlowError) for e in chain(error))
+
+
+def ended_by_the_command_timeout(error: BaseException, settings: RedisSettings) -> bool:
+    return ended_by_a_timeout(" | ".join(map(str, chain(error))), settings)
 
 
 # --- basics --------------------------------------------------------------------------------
@@ -115,13 +140,14 @@ async def test_command_errors_are_not_unavailability(redis_store: RedisStore) ->
 async def test_down_fails_fast_then_recovers(
     redis_store: RedisStore, redis_proxy: FaultProxy
 ) -> None:
-    async with open_redis(proxied(redis_store, redis_proxy)) as store:
+    async with open_redis(proxied(redis_store, redis_proxy, **LONG)) as store:
         await store.ping()
         redis_proxy.mode = "down"
-        await ping_fails_fast(store)
-        await ping_fails_fast(store)
+        for _ in range(2):  # the open connection reset, then a new one refused
+            error = await ping_fails(store)
+            assert not timed_out(error), chain(error)  # failed on the reset itself
         redis_proxy.mode = "pass"
-        with trio.fail_after(FAIL_BOUND):
+        with trio.fail_after(HANG_GUARD):
             await store.ping()
 
 
@@ -131,7 +157,9 @@ async def test_hung_fails_fast_then_recovers(
     async with open_redis(proxied(redis_store, redis_proxy)) as store:
         await store.ping()
         redis_proxy.mode = "hung"
-        await ping_fails_fast(store)
+        # Only a timeout can end a wait on a frozen server: the store's command timeout did.
+        error = await ping_fails(store)
+        assert ended_by_the_command_timeout(error, store.settings), chain(error)
         failures: list[RedisUnavailable] = []
 
         async def one() -> None:
@@ -140,13 +168,15 @@ async def test_hung_fails_fast_then_recovers(
             except RedisUnavailable as exc:
                 failures.append(exc)
 
-        with trio.fail_after(FAIL_BOUND):
+        with trio.fail_after(HANG_GUARD):
             async with trio.open_nursery() as nursery:
                 for _ in range(5):
                     nursery.start_soon(one)
         assert len(failures) == 5
+        # Each its own command timeout: none waited behind another.
+        assert all(ended_by_the_command_timeout(e, store.settings) for e in failures), failures
         redis_proxy.mode = "pass"
-        with trio.fail_after(FAIL_BOUND):
+        with trio.fail_after(HANG_GUARD):
             await store.ping()
             await store.ping()
 
@@ -163,9 +193,10 @@ async def test_hung_while_connecting_fails_fast(
 ) -> None:
     redis_proxy.mode = "hung"  # the TCP connect succeeds, the handshake never answers
     async with open_redis(proxied(redis_store, redis_proxy)) as store:
-        await ping_fails_fast(store)
+        error = await ping_fails(store)
+        assert ended_by_the_command_timeout(error, store.settings), chain(error)  # HELLO's
         redis_proxy.mode = "pass"
-        with trio.fail_after(FAIL_BOUND):
+        with trio.fail_after(HANG_GUARD):
             await store.ping()
     expect_coredis_handshake_warnings(caplog)
 
@@ -174,9 +205,10 @@ async def test_open_redis_while_unreachable(
     redis_store: RedisStore, redis_proxy: FaultProxy
 ) -> None:
     redis_proxy.mode = "down"
-    with trio.fail_after(FAIL_BOUND):
-        async with open_redis(proxied(redis_store, redis_proxy)) as store:
-            await ping_fails_fast(store)
+    with trio.fail_after(HANG_GUARD):
+        async with open_redis(proxied(redis_store, redis_proxy, **LONG)) as store:
+            error = await ping_fails(store)
+            assert not timed_out(error), chain(error)
             redis_proxy.mode = "pass"
             await store.ping()
 
@@ -186,10 +218,11 @@ async def test_refused_fails_fast_and_cleans_up() -> None:
     probe.bind(("127.0.0.1", 0))
     port = probe.getsockname()[1]
     probe.close()  # nothing listens there now: connects are refused
-    settings = RedisSettings(url=f"redis://127.0.0.1:{port}/0", prefix="unused:")
+    settings = RedisSettings(url=f"redis://127.0.0.1:{port}/0", prefix="unused:", **LONG)
     async with open_redis(settings) as store:
         for _ in range(3):
-            await ping_fails_fast(store)
+            error = await ping_fails(store)
+            assert not timed_out(error), chain(error)  # refused at once
     # Failed attempts must not leave unclosed buffers behind (ResourceWarning -> error here).
     gc.collect()
 
@@ -198,7 +231,10 @@ async def test_blackholed_connect_fails_fast() -> None:
     with blackhole_port() as port:
         settings = RedisSettings(url=f"redis://127.0.0.1:{port}/0", prefix="unused:")
         async with open_redis(settings) as store:
-            await ping_fails_fast(store)
+            error = await ping_fails(store)
+        # Only the connect timeout can end a connect that is never answered.
+        assert "Unable to establish a connection" in str(error)
+        assert timed_out(error), chain(error)
 
 
 # --- coredis slot leak (see store/_redis_pool.py) ----------------------------------------------
