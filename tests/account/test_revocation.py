@@ -59,7 +59,9 @@ async def test_redis_back_the_marker_reaches_every_replica(
         app_factory(jwt_keys=KEY) as second,
     ):
         alice = await seed_user(first, "alice")
-        redis_proxy.mode = "hung"  # a frozen Redis costs at most its timeouts
+        redis_proxy.mode = "hung"
+        # A hang guard: only the store's own timeouts can end the wait on a frozen Redis, and
+        # the 200 shows they did (the 30 s request deadline would answer 503).
         with trio.fail_after(5):
             session = await first.client.get("/v1/auth/session", headers=bearer(alice.access_token))
         assert session.status_code == 200

@@ -31,6 +31,9 @@ from tests.support.rawhttp import Closed, RawConnection, request_bytes
 
 KEEP_ALIVE = 0.2
 #: Ten times the keep-alive timeout: a fixed upstream closes the idle connection long before.
+#: An observation window, not a speed check: these canaries assert that something does NOT
+#: happen, which only a window can show; a loaded machine can only make them report "still
+#: broken" for a fixed upstream (the next run corrects it), never fail while it is broken.
 OBSERVE = 2.0
 VERSIONS = f"hypercorn {metadata.version('hypercorn')}, quart-trio {metadata.version('quart-trio')}"
 
@@ -89,7 +92,8 @@ async def test_upstream_still_wedges_a_connection_whose_body_follows_the_answer(
             with trio.fail_after(5):
                 assert (await conn.response()).status == 200
             # The client's timing, reproduced: its body leaves after the server is done with
-            # the answer (the race that real clients lose by chance).
+            # the answer (the race that real clients lose by chance). A fixed sleep by design:
+            # the injected timing, not a wait for a side effect.
             await trio.sleep(0.05)
             await conn.send(body + request_bytes("GET", "/")[0])
             wedged = True

@@ -121,6 +121,7 @@ class OidcRoutes:
         if mode == "redirect":
             return 302, {"location": provider.issuer + path}, b""
         if mode == "slow":
+            # The injected fault (a slow provider), not a wait for a side effect.
             await trio.sleep(provider.slow_seconds)
         if path == "/jwks":
             return 200, self._cache_headers(provider.jwks_max_age), provider.jwks_text()

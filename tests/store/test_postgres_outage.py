@@ -178,7 +178,8 @@ async def test_a_call_queues_for_its_turn_longer_than_the_acquire_timeout(pg_url
         nursery.start_soon(queued)
         await eventually(lambda: db.stats()["queued"] == 1)
         # The slot stays taken for several acquire timeouts (the load being simulated), which
-        # the old single acquire timeout turned into a 503.
+        # the old single acquire timeout turned into a 503. A fixed sleep by design: it is the
+        # injected load, not a wait for a side effect.
         await trio.sleep(5 * settings.acquire_timeout)
         assert not done.is_set()
         release.set()
