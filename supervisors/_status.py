@@ -50,6 +50,50 @@ def describe_error(error: BaseException) -> str:
 
 
 @attrs.define
+class JobStatus:
+    """What a scheduled job's child adds to its status (see ``supervisors._jobs``).
+
+    Attributes:
+        schedule: its periods, described (``every 600s``, ``daily 03:30 UTC``).
+        kind: ``claim`` or ``lease``.
+        paused: whether it is paused by configuration.
+        period: the current period's key (its start, RFC 3339).
+        holder: who holds the current period (this replica or another), when known.
+        holder_is_self: whether that is this replica.
+        fence: the holder's fencing token (leases).
+        last_run_at: wall time this replica last ran the job.
+        last_outcome: how that run ended (``succeeded``, ``failed``, ``timeout``, ``lost``).
+        last_seconds: how long it took.
+    """
+
+    schedule: str
+    kind: str
+    paused: bool = False
+    period: str | None = None
+    holder: str | None = None
+    holder_is_self: bool | None = None
+    fence: int | None = None
+    last_run_at: float | None = None
+    last_outcome: str | None = None
+    last_seconds: float | None = None
+
+    def snapshot(self) -> dict[str, object]:
+        """JSON-ready, times as RFC 3339."""
+        return {
+            "schedule": self.schedule,
+            "kind": self.kind,
+            "paused": self.paused,
+            "period": self.period,
+            "holder": self.holder,
+            "holderIsSelf": self.holder_is_self,
+            "fence": self.fence,
+            "lastRunAt": _rfc3339(self.last_run_at),
+            "lastOutcome": self.last_outcome,
+            "lastSeconds": None if self.last_seconds is None else round(self.last_seconds, 3),
+        }
+
+
+@attrs.define
 class ChildStatus:
     """The mutable status of one child. Wall times are Unix timestamps in seconds.
 
@@ -62,6 +106,7 @@ class ChildStatus:
         last_success_at: wall time the child last reported success or called started().
         next_run_at: wall time of the next restart or scheduled run, if one is pending.
         leader: whether the child holds its lease (None: not a lease-holding job).
+        job: a scheduled job's own facts (None for other children).
     """
 
     supervisor: str
@@ -72,6 +117,7 @@ class ChildStatus:
     last_success_at: float | None = None
     next_run_at: float | None = None
     leader: bool | None = None
+    job: JobStatus | None = None
 
 
 def _rfc3339(timestamp: float | None) -> str | None:
@@ -175,7 +221,8 @@ class StatusRegistry:
 
         Returns:
             ``{name: {"supervisor", "state", "restarts", "last_error", "last_error_at",
-            "last_success_at", "next_run_at", "leader"}}``.
+            "last_success_at", "next_run_at", "leader"}}``, plus ``"job"`` for scheduled
+            jobs (:meth:`JobStatus.snapshot`).
         """
         return {
             name: {
@@ -187,6 +234,7 @@ class StatusRegistry:
                 "last_success_at": _rfc3339(status.last_success_at),
                 "next_run_at": _rfc3339(status.next_run_at),
                 "leader": status.leader,
+                **({"job": status.job.snapshot()} if status.job is not None else {}),
             }
             for name, status in sorted(self._statuses.items())
         }
