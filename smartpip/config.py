@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import ipaddress
 import os
+import re
 import secrets
 from collections.abc import Mapping
 from typing import Any
@@ -37,6 +38,8 @@ from smartpip.http.ratelimit import Policy, parse_policy
 from smartpip.http.tokens import JwtKey
 from smartpip.suggest.normalize import parse_stopwords
 from smartpip.suggest.ranking import RankingWeights
+from supervisors import Schedule
+from tasks.catalogue import JOBS, parse_schedule
 
 __all__ = ["Config", "ConfigError"]
 
@@ -119,6 +122,10 @@ class Config:
     suggest_concurrency: int = 4
     suggest_stopwords: tuple[str, ...] = ()
     suggest_weights: RankingWeights = attrs.field(factory=RankingWeights)
+    replica_name: str | None = None
+    job_lease_seconds: float = 30.0
+    jobs_paused: tuple[str, ...] = ()
+    jobs_schedule: tuple[tuple[str, Schedule], ...] = ()
     request_timeout: float = 30.0
     body_timeout: float = 10.0
     keepalive_timeout: float = 5.0
@@ -193,6 +200,10 @@ class Config:
             "suggest_concurrency": r.number("SUGGEST_CONCURRENCY", 4, int, 1, 64),
             "suggest_stopwords": _stopwords(r),
             "suggest_weights": _weights(r),
+            "replica_name": r.get("REPLICA_NAME", "", _check_replica_name) or None,
+            "job_lease_seconds": r.number("JOB_LEASE_SECONDS", 30.0, float, 3.0, 600.0),
+            "jobs_paused": r.listing("JOBS_PAUSED", _known_job),
+            "jobs_schedule": r.listing("JOBS_SCHEDULE", _job_schedule),
             "request_timeout": r.number("REQUEST_TIMEOUT", 30.0, float, 1.0, 600.0),
             "body_timeout": r.number("BODY_TIMEOUT", 10.0, float, 0.5, 300.0),
             "keepalive_timeout": r.number("KEEPALIVE_TIMEOUT", 5.0, float, 0.5, 300.0),
@@ -249,6 +260,8 @@ class Config:
                 value = None if value is None else "<redacted>"
             elif field.name in {"database_url", "redis_url"}:
                 value = _redact_url(value)
+            elif field.name == "jobs_schedule":
+                value = {name: schedule.describe() for name, schedule in self.jobs_schedule}
             elif isinstance(value, tuple):
                 value = [str(v) for v in value]
             elif isinstance(value, Policy):
@@ -257,6 +270,29 @@ class Config:
                 value = attrs.asdict(value)
             out[field.name] = value
         return out
+
+
+_REPLICA_NAME = re.compile(r"[A-Za-z0-9._-]{1,64}")
+
+
+def _check_replica_name(value: str) -> str | None:
+    if _REPLICA_NAME.fullmatch(value):
+        return None
+    return "must be 1-64 characters of [A-Za-z0-9._-]"
+
+
+def _known_job(name: str) -> str:
+    if name not in JOBS:
+        raise ValueError(f"no job is called {name!r} (jobs: {', '.join(sorted(JOBS)) or 'none'})")
+    return name
+
+
+def _job_schedule(item: str) -> tuple[str, Schedule]:
+    """``name=every 10m`` or ``name=daily 03:30 UTC``."""
+    name, sep, text = item.partition("=")
+    if not sep:
+        raise ValueError("entries must be name=schedule")
+    return _known_job(name.strip()), parse_schedule(text)
 
 
 def _parse_jwt_keys(raw: str, r: EnvReader) -> tuple[JwtKey, ...]:

@@ -12,6 +12,7 @@ from collections.abc import Callable, Iterator, Mapping
 from prometheus_client import (
     CollectorRegistry,
     Counter,
+    Gauge,
     Histogram,
     PlatformCollector,
     ProcessCollector,
@@ -19,6 +20,8 @@ from prometheus_client import (
 )
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
+
+from supervisors import Outcome, RunRecord
 
 __all__ = ["KNOWN_METHODS", "UNMATCHED_ROUTE", "Metrics"]
 
@@ -29,6 +32,8 @@ POOL_GAUGES = ("size", "available", "busy", "waiting", "queued", "min", "max")
 # Why these buckets: the API answers in single-digit milliseconds when healthy; the tail
 # buckets show dependency timeouts (0.25 s Redis, 1 s Postgres acquire, 5 s statements).
 LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
+# Why these: jobs take from milliseconds (a claim held elsewhere) to an hour (a backup).
+JOB_BUCKETS = (0.01, 0.1, 0.5, 1.0, 5.0, 15.0, 60.0, 300.0, 900.0, 3600.0)
 
 
 class _SnapshotCollector(Collector):
@@ -94,12 +99,40 @@ class Metrics:
             registry=self.registry,
         )
         self._request_children: dict[tuple[str, str, int], tuple[Counter, Histogram]] = {}
+        self.job_runs = Counter(
+            "job_runs_total",
+            "Periods of scheduled jobs seen by this replica, by outcome (succeeded, failed, "
+            "timeout, lost; held: another replica ran it; unclaimed; paused)",
+            ["job", "outcome"],
+            registry=self.registry,
+        )
+        self.job_duration = Histogram(
+            "job_duration_seconds",
+            "Time a scheduled job's run took on this replica",
+            ["job"],
+            buckets=JOB_BUCKETS,
+            registry=self.registry,
+        )
+        self.job_last_success = Gauge(
+            "job_last_success_timestamp_seconds",
+            "When this replica last ran the job successfully (Unix time)",
+            ["job"],
+            registry=self.registry,
+        )
         self.supervisor_restarts = Counter(
             "supervisor_restarts_total",
             "Restarts of supervised tasks",
             ["child"],
             registry=self.registry,
         )
+
+    def on_job_run(self, record: RunRecord) -> None:
+        """Job-loop hook: count one run (or non-run) of a scheduled job's period."""
+        self.job_runs.labels(record.job, record.outcome.value).inc()
+        if record.outcome in (Outcome.SUCCEEDED, Outcome.FAILED, Outcome.TIMEOUT, Outcome.LOST):
+            self.job_duration.labels(record.job).observe(record.seconds)
+        if record.outcome is Outcome.SUCCEEDED:
+            self.job_last_success.labels(record.job).set_to_current_time()
 
     def watch(
         self,

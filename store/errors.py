@@ -10,6 +10,7 @@ propagate unchanged for the caller to handle.
     Exception
     ├── DatabaseUnavailable     Postgres unreachable, broken, saturated or too slow
     ├── RedisUnavailable        Redis unreachable, broken or too slow
+    ├── FencedOut               a job's write carried a stale fencing token (store.jobs)
     └── MigrationError          the schema cannot be brought up to date
         └── ChecksumMismatch    an applied migration file was edited afterwards
 
@@ -19,7 +20,13 @@ Each is importable from the module that raises it (``store.postgres``, ``store.r
 
 from __future__ import annotations
 
-__all__ = ["ChecksumMismatch", "DatabaseUnavailable", "MigrationError", "RedisUnavailable"]
+__all__ = [
+    "ChecksumMismatch",
+    "DatabaseUnavailable",
+    "FencedOut",
+    "MigrationError",
+    "RedisUnavailable",
+]
 
 
 class DatabaseUnavailable(Exception):
@@ -33,6 +40,14 @@ class DatabaseUnavailable(Exception):
 
 class RedisUnavailable(Exception):
     """Redis could not be reached, dropped the connection, or did not answer in time."""
+
+
+class FencedOut(Exception):
+    """A scheduled job's write carried a fencing token that is no longer the period's.
+
+    Another replica took the period over (the caller's lease lapsed while it was paused or
+    cut off): the write was refused and nothing was written.
+    """
 
 
 class MigrationError(Exception):

@@ -52,6 +52,7 @@ __all__ = [
     "Acquired",
     "Claims",
     "Held",
+    "JobBody",
     "JobRun",
     "JobSpec",
     "Outcome",
@@ -107,7 +108,10 @@ class Held:
 class Claims(Protocol):
     """Which replica runs a period: a claim or a lease store (see the module docstring)."""
 
-    kind: str  # "claim" or "lease"
+    @property
+    def kind(self) -> str:
+        """``claim`` or ``lease``."""
+        ...
 
     async def acquire(self, job: str, period: Period, holder: str) -> Acquired | Held:
         """Take the period for ``holder``, or say who has it."""

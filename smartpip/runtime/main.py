@@ -39,7 +39,7 @@ from store.bootstrap import migrate_database
 from store.migrations import MigrationError
 from store.postgres import DatabaseUnavailable, open_database
 from store.users import upsert_user
-from supervisors import EscalationError, run_supervisor
+from supervisors import EscalationError, JobSpec, run_supervisor
 
 __all__ = ["StartupError", "dev_token", "hypercorn_config", "main", "migrate", "serve_http"]
 
@@ -149,11 +149,13 @@ async def run_service(
     lifecycle: Lifecycle,
     *,
     extra: Sequence[Blueprint] = (),
+    extra_jobs: Sequence[JobSpec] = (),
     task_status: trio.TaskStatus[list[str]] = trio.TASK_STATUS_IGNORED,
 ) -> None:
     """Run the supervisors and the HTTP server until the server has shut down.
 
-    Reports the bound addresses through ``task_status`` once both are running.
+    Reports the bound addresses through ``task_status`` once both are running. ``extra`` and
+    ``extra_jobs`` add blueprints and scheduled jobs beside the service's own (tests).
     """
     app = create_app(resources, lifecycle, extra=list(extra))
     gate = ConnectionGate(connection_limit(resources.config.max_connections))
@@ -164,7 +166,7 @@ async def run_service(
             limit=gate.limit,
         )
     resources.metrics.watch_connections(lambda: gate.open, lambda: gate.refused)
-    children = supervision_tree(resources)
+    children = supervision_tree(resources, extra_jobs=extra_jobs)
     async with trio.open_nursery() as nursery:
         await nursery.start(
             partial(
@@ -188,12 +190,15 @@ async def run_service(
     log.info("stopped")
 
 
-async def main(config: Config, *, extra: Sequence[Blueprint] = ()) -> int:
+async def main(
+    config: Config, *, extra: Sequence[Blueprint] = (), extra_jobs: Sequence[JobSpec] = ()
+) -> int:
     """The whole process. Returns the exit status.
 
     Args:
         config: the validated configuration.
         extra: additional blueprints mounted beside the API (tests use this).
+        extra_jobs: additional scheduled jobs (tests use this).
     """
     lifecycle = Lifecycle()
     applied = await migrate(config)
@@ -205,7 +210,7 @@ async def main(config: Config, *, extra: Sequence[Blueprint] = ()) -> int:
         async with trio.open_nursery() as root:
             await root.start(watch_signals, lifecycle, config.drain_seconds, root.cancel_scope)
             try:
-                await run_service(resources, lifecycle, extra=extra)
+                await run_service(resources, lifecycle, extra=extra, extra_jobs=extra_jobs)
             except* EscalationError as group:
                 for error in group.exceptions:
                     log.error(

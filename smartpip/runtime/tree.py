@@ -17,8 +17,11 @@ the coroutines; their schedules and policies are decided here.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
+from smartpip.runtime.jobs import job_specs, replica_name
 from smartpip.runtime.resources import Resources
-from supervisors import ChildSpec, periodic_child
+from supervisors import ChildSpec, JobSpec, job_child, periodic_child
 from tasks.suggest import SuggestBookkeeping
 
 __all__ = ["suggest_bookkeeping", "supervision_tree"]
@@ -38,8 +41,14 @@ def suggest_bookkeeping(resources: Resources) -> SuggestBookkeeping | None:
     )
 
 
-def supervision_tree(resources: Resources) -> list[ChildSpec]:
+def supervision_tree(
+    resources: Resources, *, extra_jobs: Sequence[JobSpec] = ()
+) -> list[ChildSpec]:
     """Every supervised child of the process, built from the resources.
+
+    Args:
+        resources: The composition root's resources.
+        extra_jobs: Scheduled jobs to run beside the service's own (tests).
 
     Returns:
         The children, in start order, for ``supervisors.run_supervisor``.
@@ -66,4 +75,14 @@ def supervision_tree(resources: Resources) -> list[ChildSpec]:
                 registry=registry,
             ),
         ]
+    holder = replica_name(resources.config)
+    children += [
+        job_child(
+            spec,
+            holder=holder,
+            registry=registry,
+            on_run=resources.metrics.on_job_run,
+        )
+        for spec in [*job_specs(resources), *extra_jobs]
+    ]
     return children

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import threading
-import time
 import uuid
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -23,6 +22,7 @@ from store.sessions import (
     select_user_sessions,
 )
 from store.users import select_user, upsert_user
+from tests.support.pg import wait_until_blocked
 
 ISS = "https://accounts.google.com"
 NOW = datetime(2030, 1, 1, tzinfo=UTC)
@@ -158,18 +158,6 @@ async def test_insert_session_checks_the_hash_length(db: Database) -> None:
 
     with pytest.raises(ValueError, match="32 bytes"):
         await db.run(insert_short)
-
-
-def wait_until_blocked(observer: psycopg.Connection[Any], pid: int) -> None:
-    """Poll until backend ``pid`` waits on a lock (bounded)."""
-    deadline = time.monotonic() + 5
-    query = "SELECT wait_event_type FROM pg_stat_activity WHERE pid = %s"
-    while time.monotonic() < deadline:
-        row = observer.execute(query, (pid,)).fetchone()
-        if row is not None and row[0] == "Lock":
-            return
-        time.sleep(0.01)
-    raise AssertionError("the second transaction never waited for the lock")
 
 
 def test_revocation_waits_for_a_rotation_in_flight_and_covers_its_child(pg_url: str) -> None:

@@ -2,13 +2,21 @@
 
 from __future__ import annotations
 
+import time
 import uuid
+from typing import Any
 
 import psycopg
 from psycopg import sql
 from psycopg.conninfo import conninfo_to_dict, make_conninfo
 
-__all__ = ["create_database", "drop_database", "unique_database_url", "url_with"]
+__all__ = [
+    "create_database",
+    "drop_database",
+    "unique_database_url",
+    "url_with",
+    "wait_until_blocked",
+]
 
 
 def url_with(url: str, **params: str) -> str:
@@ -40,3 +48,15 @@ def drop_database(url: str) -> None:
         conn.execute(
             sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(dbname))
         )
+
+
+def wait_until_blocked(observer: psycopg.Connection[Any], pid: int) -> None:
+    """Poll until backend ``pid`` waits on a lock (bounded)."""
+    deadline = time.monotonic() + 5
+    query = "SELECT wait_event_type FROM pg_stat_activity WHERE pid = %s"
+    while time.monotonic() < deadline:
+        row = observer.execute(query, (pid,)).fetchone()
+        if row is not None and row[0] == "Lock":
+            return
+        time.sleep(0.01)
+    raise AssertionError("the second transaction never waited for the lock")
