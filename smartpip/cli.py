@@ -1,4 +1,4 @@
-"""The ``smartpip`` command: ``serve``, ``migrate`` and ``config check``.
+"""The ``smartpip`` command: ``serve``, ``migrate``, ``config check``, ``token``, ``jobs``.
 
 Configuration problems are printed as a list naming each variable and exit with status 2,
 without a traceback; a dependency that stops startup exits with status 1.
@@ -20,6 +20,9 @@ __all__ = ["main"]
 
 EXIT_CONFIG = 2
 EXIT_STARTUP = 1
+# ``smartpip jobs run``: the period was run elsewhere, or could not be claimed, or failed.
+EXIT_JOB_NOT_RUN = 3
+EXIT_JOB_FAILED = 4
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -51,6 +54,23 @@ def _parser() -> argparse.ArgumentParser:
     )
     token.add_argument("--sub", required=True, help="the development user's subject")
     token.add_argument("--force", action="store_true", help="allow in production")
+    jobs = commands.add_parser("jobs", help="the scheduled jobs (docs/jobs.md)")
+    jobs_commands = jobs.add_subparsers(dest="jobs_command", required=True, metavar="CMD")
+    jobs_commands.add_parser(
+        "list",
+        help="every job: period, kind, paused, who holds the current period, latest runs",
+        description="Print every scheduled job as JSON: its schedule and kind, whether it is "
+        "enabled and paused, the current period and who holds it, and for lease jobs the "
+        "latest runs.",
+    )
+    run = jobs_commands.add_parser(
+        "run",
+        help="run a job's current period now, through its claim",
+        description="Claim the job's current period and run it now, as a replica would. If "
+        "another replica already has the period, say who and exit 3; a run that does not "
+        "succeed exits 4.",
+    )
+    run.add_argument("name", help="the job (see `smartpip jobs list`)")
     config = commands.add_parser("config", help="configuration commands")
     config_commands = config.add_subparsers(dest="config_command", required=True, metavar="CMD")
     config_commands.add_parser(
@@ -81,6 +101,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     from smartpip.runtime.main import main as serve_main
 
     try:
+        if args.command == "jobs":
+            return trio.run(_jobs, config, args)
         if args.command == "token":
             if config.production and not args.force:
                 log.error("refusing to mint a development token in production (use --force)")
@@ -98,6 +120,41 @@ def main(argv: Sequence[str] | None = None) -> int:
     except StartupError as error:
         log.error("cannot start", reason=str(error))
         return EXIT_STARTUP
+
+
+async def _jobs(config: Config, args: argparse.Namespace) -> int:
+    from smartpip.runtime.jobs import jobs_report, run_job_now
+    from smartpip.runtime.main import migrate
+    from smartpip.runtime.resources import open_resources
+
+    log = get_logger("smartpip.cli")
+    await migrate(config)  # the job tables must exist; idempotent, under an advisory lock
+    async with open_resources(config) as resources:
+        if args.jobs_command == "list":
+            print(json.dumps(await jobs_report(resources), indent=2))
+            return 0
+        try:
+            record = await run_job_now(resources, args.name)
+        except KeyError:
+            log.error("no such job enabled here", job=args.name)
+            return EXIT_CONFIG
+    print(
+        json.dumps(
+            {
+                "job": record.job,
+                "period": record.period.key,
+                "outcome": record.outcome.value,
+                "seconds": round(record.seconds, 3),
+                "holder": record.holder,
+                "fence": record.fence,
+                "error": record.error,
+            },
+            indent=2,
+        )
+    )
+    if record.outcome.value in ("held", "unclaimed"):
+        return EXIT_JOB_NOT_RUN
+    return 0 if record.outcome.value == "succeeded" else EXIT_JOB_FAILED
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -39,6 +39,7 @@ __all__ = [
     "LeaseHeld",
     "acquire_lease",
     "check_fence",
+    "claim_holder",
     "claim_period",
     "finish_lease",
     "renew_lease",
@@ -83,6 +84,17 @@ async def claim_period(
     if reply is None:
         return None
     return reply.decode() if isinstance(reply, bytes) else str(reply)
+
+
+async def claim_holder(store: RedisStore, job: str, period_key: str) -> str | None:
+    """Who claimed a job's period (None: nobody, or the claim expired).
+
+    Raises:
+        RedisUnavailable: Redis is down or too slow.
+    """
+    with store.fail_fast():
+        value = await store.client.get(store.key("job-claim", job, period_key))
+    return None if value is None else value.decode()
 
 
 # -- leases (Postgres) -----------------------------------------------------------------------

@@ -26,6 +26,7 @@ from ._jobs import (
     RunRecord,
     job_child,
     run_job,
+    run_period,
     utc_now,
 )
 from ._memory import FencedOut, MemoryClaims, MemoryLeases
@@ -66,6 +67,7 @@ __all__ = [
     "job_child",
     "periodic_child",
     "run_job",
+    "run_period",
     "run_periodic",
     "run_supervisor",
     "utc_now",

@@ -59,6 +59,7 @@ __all__ = [
     "RunRecord",
     "job_child",
     "run_job",
+    "run_period",
 ]
 
 logger = logging.getLogger(__name__)
@@ -293,6 +294,28 @@ async def _one_attempt(
     if record.outcome is Outcome.SUCCEEDED:
         return None
     return clock() + dt.timedelta(seconds=spec.retry_after)
+
+
+async def run_period(
+    spec: JobSpec, *, holder: str, clock: WallClock = utc_now, period: Period | None = None
+) -> RunRecord:
+    """Claim one period (the current one by default) and run it now, once: for operators
+    (``smartpip jobs run``), through the same claim as the scheduled runs.
+
+    Returns:
+        The record: ``held`` (with the holder) when another replica has the period,
+        ``unclaimed`` when the claims store could not be asked, else the run's outcome.
+    """
+    period = spec.schedule.period_at(clock()) if period is None else period
+    try:
+        claimed = await spec.claims.acquire(spec.name, period, holder)
+    except Exception as error:
+        return RunRecord(spec.name, period, Outcome.UNCLAIMED, error=describe_error(error))
+    if isinstance(claimed, Held):
+        return RunRecord(
+            spec.name, period, Outcome.HELD, holder=claimed.holder, fence=claimed.fence
+        )
+    return await _run(spec, period, holder, claimed, clock)
 
 
 async def _run(

@@ -85,11 +85,11 @@ class JobStatus:
             "paused": self.paused,
             "period": self.period,
             "holder": self.holder,
-            "holderIsSelf": self.holder_is_self,
+            "holder_is_self": self.holder_is_self,
             "fence": self.fence,
-            "lastRunAt": _rfc3339(self.last_run_at),
-            "lastOutcome": self.last_outcome,
-            "lastSeconds": None if self.last_seconds is None else round(self.last_seconds, 3),
+            "last_run_at": _rfc3339(self.last_run_at),
+            "last_outcome": self.last_outcome,
+            "last_seconds": None if self.last_seconds is None else round(self.last_seconds, 3),
         }
 
 

@@ -13,13 +13,18 @@ import os
 import socket
 from collections.abc import Mapping
 
+import attrs
+
 from smartpip.config import Config
 from smartpip.runtime.resources import Resources
-from supervisors import Claims, JobBody, JobSpec
+from store.jobs import claim_holder, select_job_runs
+from store.postgres import DatabaseUnavailable
+from store.redis import RedisUnavailable
+from supervisors import Claims, JobBody, JobSpec, RunRecord, run_period, utc_now
 from tasks.catalogue import JOBS
 from tasks.claims import PostgresLeases, RedisClaims
 
-__all__ = ["job_bodies", "job_specs", "replica_name"]
+__all__ = ["job_bodies", "job_specs", "jobs_report", "replica_name", "run_job_now"]
 
 
 def replica_name(config: Config) -> str:
@@ -67,3 +72,62 @@ def job_specs(resources: Resources, bodies: Mapping[str, JobBody] | None = None)
             )
         )
     return specs
+
+
+async def jobs_report(resources: Resources) -> list[dict[str, object]]:
+    """Every job of the catalogue with its settings, current period and holder (for
+    ``smartpip jobs list``); lease jobs also list their latest runs."""
+    config = resources.config
+    specs = {spec.name: spec for spec in job_specs(resources)}
+    schedules = dict(config.jobs_schedule)
+    now = utc_now()
+    report: list[dict[str, object]] = []
+    for name, defaults in JOBS.items():
+        schedule = schedules.get(name, defaults.schedule)
+        period = schedule.period_at(now)
+        entry: dict[str, object] = {
+            "job": name,
+            "about": defaults.about,
+            "kind": defaults.kind,
+            "schedule": schedule.describe(),
+            "enabled": name in specs,
+            "paused": name in config.jobs_paused,
+            "deadlineSeconds": defaults.deadline,
+            "period": period.key,
+        }
+        try:
+            if defaults.kind == "claim":
+                entry["holder"] = await claim_holder(resources.redis, name, period.key)
+            else:
+                runs = await resources.db.run(select_job_runs, name, limit=5)
+                entry["holder"] = next(
+                    (run.holder for run in runs if run.period_start == period.start), None
+                )
+                entry["runs"] = [
+                    {
+                        "period": run.period_start.isoformat(),
+                        "holder": run.holder,
+                        "fence": run.fence,
+                        "state": run.state,
+                        "attempts": run.attempts,
+                        "summary": run.summary,
+                    }
+                    for run in runs
+                ]
+        except (DatabaseUnavailable, RedisUnavailable) as error:
+            entry["error"] = str(error)
+        report.append(entry)
+    return report
+
+
+async def run_job_now(resources: Resources, name: str) -> RunRecord:
+    """Run ``name``'s current period now, through its claim (``smartpip jobs run``).
+
+    Raises:
+        KeyError: no such job, or it is not enabled on this deployment.
+    """
+    specs = {spec.name: spec for spec in job_specs(resources)}
+    if name not in specs:
+        raise KeyError(name)
+    spec = attrs.evolve(specs[name], paused=False)
+    return await run_period(spec, holder=f"{replica_name(resources.config)}-cli")

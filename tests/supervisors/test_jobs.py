@@ -196,7 +196,7 @@ async def test_the_deadline_cancels_a_run_and_says_so(
     assert record.seconds == pytest.approx(20.0)
     status = registries[0].snapshot()["job"]
     assert isinstance(status["job"], dict)
-    assert status["job"]["lastOutcome"] == "timeout"
+    assert status["job"]["last_outcome"] == "timeout"
     assert "deadline" in str(status["last_error"])
 
 
@@ -420,8 +420,8 @@ async def test_the_status_says_who_holds_the_period(
         nursery.cancel_scope.cancel()
     mine, theirs = a.snapshot()["job"]["job"], b.snapshot()["job"]["job"]
     assert isinstance(mine, dict) and isinstance(theirs, dict)
-    assert (mine["holder"], mine["holderIsSelf"], mine["fence"]) == ("a", True, 1)
-    assert (theirs["holder"], theirs["holderIsSelf"], theirs["fence"]) == ("a", False, 1)
-    assert mine["lastOutcome"] == "succeeded" and mine["kind"] == "lease"
-    assert theirs["lastOutcome"] is None
+    assert (mine["holder"], mine["holder_is_self"], mine["fence"]) == ("a", True, 1)
+    assert (theirs["holder"], theirs["holder_is_self"], theirs["fence"]) == ("a", False, 1)
+    assert mine["last_outcome"] == "succeeded" and mine["kind"] == "lease"
+    assert theirs["last_outcome"] is None
     assert b.snapshot()["job"]["next_run_at"] is not None
