@@ -9,6 +9,9 @@
                             (only with SMARTPIP_YOUTUBE_API_KEY)              smartpip.suggest
       suggest-bookkeeping   periodic, 5 s: popularity counts to Redis, quota
                             and breaker gauges                                tasks.suggest
+      <job>, ...            one loop per scheduled job (tasks/catalogue.py):
+                            once per period across replicas, claimed or
+                            leased (docs/jobs.md)                             supervisors.run_job
 
 Every child is permanent: restarted with exponential backoff when it fails, and escalated
 (the process exits 1) past its restart budget (``supervisors``). Domain objects only expose
