@@ -12,7 +12,14 @@ import datetime as dt
 
 import attrs
 
-from store.jobs import LeaseHeld, acquire_lease, check_fence, claim_period, finish_lease, renew_lease
+from store.jobs import (
+    LeaseHeld,
+    acquire_lease,
+    check_fence,
+    claim_period,
+    finish_lease,
+    renew_lease,
+)
 from store.postgres import Database
 from store.redis import RedisStore
 from supervisors import Acquired, Held, JobRun, Period
