@@ -41,7 +41,17 @@ class JobDefaults:
 
 
 #: Every scheduled job, by name. Later issues add theirs here.
-JOBS: dict[str, JobDefaults] = {}
+JOBS: dict[str, JobDefaults] = {
+    # Why every minute: it bounds the quota usage Redis can lose (what was counted since the
+    # last save) to a minute of searches, for two reads and two small upserts a minute.
+    # Why 30 s: well within the period, so a run stuck on a slow store ends before the next.
+    "quota": JobDefaults(
+        schedule=Every(60),
+        kind="claim",
+        deadline=30.0,
+        about="save the day's YouTube quota usage to Postgres; restore Redis's counter if lost",
+    ),
+}
 
 _EVERY = re.compile(r"every\s+(\d+(?:\.\d+)?)\s*([smhd])", re.IGNORECASE)
 _DAILY = re.compile(r"daily\s+(\d{1,2}):(\d{2})(?:\s+(\S+))?", re.IGNORECASE)

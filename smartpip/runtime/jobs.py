@@ -9,6 +9,7 @@ A job whose feature is not configured (warming without a YouTube key) is left ou
 
 from __future__ import annotations
 
+import datetime as dt
 import os
 import socket
 from collections.abc import Mapping
@@ -17,14 +18,23 @@ import attrs
 
 from smartpip.config import Config
 from smartpip.runtime.resources import Resources
+from smartpip.suggest.quota import pacific_day
 from store.jobs import claim_holder, select_job_runs
 from store.postgres import DatabaseUnavailable
 from store.redis import RedisUnavailable
-from supervisors import Claims, JobBody, JobSpec, RunRecord, run_period, utc_now
+from supervisors import Claims, JobBody, JobRun, JobSpec, RunRecord, run_period, utc_now
 from tasks.catalogue import JOBS
 from tasks.claims import PostgresLeases, RedisClaims
+from tasks.quota import PostgresSaves, RedisCounters, persist_quota
 
-__all__ = ["job_bodies", "job_specs", "jobs_report", "replica_name", "run_job_now"]
+__all__ = [
+    "job_bodies",
+    "job_specs",
+    "jobs_report",
+    "quota_body",
+    "replica_name",
+    "run_job_now",
+]
 
 
 def replica_name(config: Config) -> str:
@@ -34,9 +44,23 @@ def replica_name(config: Config) -> str:
 
 def job_bodies(resources: Resources) -> dict[str, JobBody]:
     """Each job's body, wired to the resources it uses (jobs whose feature is off are absent)."""
-    del resources
     bodies: dict[str, JobBody] = {}
+    if resources.suggest is not None:
+        bodies["quota"] = quota_body(resources)
     return bodies
+
+
+def quota_body(resources: Resources) -> JobBody:
+    """The ``quota`` job: save today's (and yesterday's) YouTube quota usage to Postgres,
+    restoring Redis's counter first if it holds less (``tasks.quota``)."""
+    counters, saves = RedisCounters(resources.redis), PostgresSaves(resources.db)
+
+    async def body(run: JobRun) -> Mapping[str, object]:
+        del run  # the day is the gate's (the resources' clock), not the period's
+        today = pacific_day(dt.datetime.fromtimestamp(resources.clock(), dt.UTC))
+        return await persist_quota(today, counters, saves)
+
+    return body
 
 
 def claims_for(resources: Resources, kind: str) -> Claims:

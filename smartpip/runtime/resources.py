@@ -29,9 +29,11 @@ from smartpip.suggest.service import Suggester, SuggestSettings
 from smartpip.youtube import YouTubeClient, YouTubeSettings
 from store.migrations import load_migrations
 from store.postgres import Database, PostgresSettings, open_database
+from store.quota import QuotaUsage
 from store.redis import RedisSettings, RedisStore, open_redis
 from supervisors import StatusRegistry
 from tasks.health import HealthMonitor
+from tasks.quota import PostgresSaves, RedisCounters, restore_day
 
 __all__ = ["Resources", "open_resources"]
 
@@ -93,11 +95,12 @@ def oidc_client(config: Config, http: httpx.AsyncClient) -> OidcClient | None:
 def suggester(
     config: Config,
     http: httpx.AsyncClient,
-    redis: RedisStore,
+    stores: tuple[Database, RedisStore],
     metrics: Metrics,
     clock: Callable[[], float],
 ) -> Suggester | None:
     """The suggest service, or None when no YouTube key is configured (suggest disabled)."""
+    db, redis = stores
     if config.youtube_api_key is None:
         return None
     suggest_metrics = SuggestMetrics(metrics.registry)
@@ -110,7 +113,13 @@ def suggester(
         http,
         on_call=suggest_metrics.upstream_call,
     )
-    gate = QuotaGate(redis, daily_budget=config.suggest_daily_budget, clock=clock)
+    counters, saves = RedisCounters(redis), PostgresSaves(db)
+
+    async def restore(day: str) -> QuotaUsage | None:
+        # A reservation found the day's counter missing: Redis lost it (tasks.quota).
+        return await restore_day(day, counters, saves)
+
+    gate = QuotaGate(redis, daily_budget=config.suggest_daily_budget, restore=restore, clock=clock)
     settings = SuggestSettings(
         ttl_seconds=config.suggest_ttl_seconds,
         stale_seconds=config.suggest_stale_seconds,
@@ -169,6 +178,6 @@ async def open_resources(
                 revocations,
             ),
             oidc=oidc_client(config, http),
-            suggest=suggester(config, http, redis, metrics, clock),
+            suggest=suggester(config, http, (db, redis), metrics, clock),
             clock=clock,
         )

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from prometheus_client import CollectorRegistry, Counter, Gauge
 
-from store.quota import QuotaUsage
+from store.quota import QuotaUsage, budget_units, searches_left
 
 __all__ = ["BREAKER_REASONS", "SuggestMetrics"]
 
@@ -71,7 +71,7 @@ class SuggestMetrics:
             self.breaker.labels(known).set(1 if known == reason else 0)
 
     def set_quota(self, usage: QuotaUsage, budget: int) -> None:
-        """Show the day's shared usage."""
+        """Show the day's shared usage; ``budget`` in searches, the remainder from the units."""
         self.quota_used.set(usage.searches)
-        self.quota_remaining.set(max(0, budget - usage.searches))
+        self.quota_remaining.set(searches_left(budget_units(budget), usage.units))
         self.quota_units.set(usage.units)

@@ -5,7 +5,15 @@ replica asks ``QuotaGate.reserve()`` before a ``search.list`` call and reports t
 The gate combines:
 
 - the shared **daily budget** (``store.quota.reserve_search`` on the Pacific day's counter):
-  spent → the breaker opens with reason ``"quota"`` until midnight Pacific;
+  spent → the breaker opens with reason ``"quota"`` until midnight Pacific. The budget is
+  configured in searches (``daily_budget``, the meaning ``SMARTPIP_SUGGEST_DAILY_BUDGET``
+  always had) and decided in units: ``budget_units(daily_budget)``, 101 units a search
+  (``search.list`` + ``videos.list``), so N ordinary searches still fit a budget of N, and
+  retried calls spend the same budget (``store.quota`` explains the units);
+- the **restore** of a day Redis lost: a reservation that finds the day's counter missing
+  first calls ``restore(day)`` (``tasks.quota.restore_day``: the usage saved in Postgres put
+  back, never lowering a counter), then counts. Postgres unavailable then: the counter starts
+  from Redis alone (as before this existed) and the ``quota`` job restores it within a minute;
 - the shared **breaker** (``store.quota``): ``"quota"`` (budget spent or YouTube said
   ``quotaExceeded``; until midnight Pacific), ``"upstream"`` (``failure_threshold``
   consecutive 5xx/timeouts; a cool-down, then one half-open probe across all replicas),
@@ -39,7 +47,7 @@ from __future__ import annotations
 
 import math
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime, timedelta
 from datetime import time as dtime
 from typing import Literal
@@ -49,15 +57,19 @@ import attrs
 
 from smartpip.logs import get_logger
 from store.backoff import RedisBackoff
+from store.errors import DatabaseUnavailable
 from store.quota import (
     BreakerState,
+    QuotaReservation,
     QuotaUsage,
     breaker_state,
+    budget_units,
     close_breaker,
     end_probe,
     open_breaker,
     quota_usage,
     reserve_search,
+    reserve_search_if_counted,
     try_probe,
 )
 from store.quota import (
@@ -197,7 +209,10 @@ class QuotaGate:
 
     Args:
         store: The Redis store.
-        daily_budget: Searches a Pacific day.
+        daily_budget: Searches a Pacific day (decided as ``budget_units(daily_budget)`` units).
+        restore: Restores a Pacific day's counter from Postgres (``tasks.quota.restore_day``);
+            called when a reservation finds the day's key missing. None: a missing key is a
+            fresh counter.
         clock: Wall-clock seconds since the epoch (the Pacific day and midnight).
         monotonic: Monotonic seconds (the Redis back-off).
         failure_threshold: Consecutive upstream failures (in this process) that open the
@@ -216,6 +231,7 @@ class QuotaGate:
         store: RedisStore,
         *,
         daily_budget: int = 100,
+        restore: Callable[[str], Awaitable[object]] | None = None,
         clock: Callable[[], float] = time.time,
         monotonic: Callable[[], float] = time.monotonic,
         failure_threshold: int = DEFAULT_FAILURE_THRESHOLD,
@@ -231,7 +247,8 @@ class QuotaGate:
         if min(cooldown_seconds, half_open_seconds, probe_seconds, key_invalid_seconds) < 1:
             raise ValueError("breaker durations must be at least 1 s")
         self._store = store
-        self._budget = daily_budget
+        self._budget_units = budget_units(daily_budget)
+        self._restore = restore
         self._clock = clock
         self._threshold = failure_threshold
         self._cooldown = cooldown_seconds
@@ -301,7 +318,7 @@ class QuotaGate:
             if not await try_probe(self._store, self._probe_seconds):
                 return Refusal("upstream", self._probe_seconds)
             probe = True
-        reservation = await reserve_search(self._store, day, budget=self._budget)
+        reservation = await self._reserve_counted(day)
         if not reservation.allowed:
             if probe:
                 await end_probe(self._store)
@@ -314,6 +331,23 @@ class QuotaGate:
         return Reservation(
             day=day, searches=reservation.searches, remaining=reservation.remaining, probe=probe
         )
+
+    async def _reserve_counted(self, day: str) -> QuotaReservation:
+        """Reserve on the day's counter, restoring it from Postgres first if Redis lost it."""
+        budget = self._budget_units
+        if self._restore is not None:
+            reservation = await reserve_search_if_counted(self._store, day, budget=budget)
+            if reservation is not None:
+                return reservation
+            try:
+                await self._restore(day)
+            except DatabaseUnavailable as exc:
+                log.warning(
+                    "suggest quota: the day's counter is missing and Postgres cannot restore"
+                    " it; counting from Redis alone until the quota job restores it",
+                    error=str(exc),
+                )
+        return await reserve_search(self._store, day, budget=budget)
 
     def _refusal_for(self, state: BreakerState, now: datetime) -> Refusal | None:
         """The refusal an open breaker means; None for a half-open ``"upstream"`` one."""

@@ -65,6 +65,7 @@ from smartpip.youtube import (
 )
 from store.backoff import RedisBackoff
 from store.popularity import DEFAULT_WINDOW_SECONDS, top_queries
+from store.quota import UNIT_COSTS
 from store.redis import RedisStore, RedisUnavailable
 from store.suggest_cache import (
     CacheEntry,
@@ -93,9 +94,6 @@ log = get_logger(__name__)
 
 CacheResult = Literal["HIT", "MISS", "STALE"]
 
-# Units of the calls, as YouTube charges them (see docs/suggest.md).
-SEARCH_UNITS = 100
-VIDEOS_UNITS = 1
 # Why 1,024: answers are ~2-5 KB, so at most a few MB; a Zipf-shaped demand puts most requests
 # on far fewer queries than that.
 LOCAL_ENTRIES = 1024
@@ -224,7 +222,7 @@ class _UnitMeter:
         self.units = 0
 
     def __call__(self, method: str, _outcome: str) -> None:
-        self.units += SEARCH_UNITS if method == "search" else VIDEOS_UNITS
+        self.units += UNIT_COSTS[method]
 
 
 class Suggester:
@@ -515,7 +513,8 @@ class Suggester:
             await self._gate.upstream_succeeded(probe=probe)
             raise UpstreamError("YouTube refused the search") from None
         finally:
-            extra_units = meter.units - SEARCH_UNITS  # reserve() counted the first search
+            # reserve() counted the first search.list; the rest (its videos.list, retries) now.
+            extra_units = meter.units - UNIT_COSTS["search"]
             if extra_units > 0:
                 with trio.CancelScope(shield=True):
                     await self._gate.add_units(extra_units)

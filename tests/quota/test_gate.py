@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 from datetime import UTC, datetime
+from typing import Any
 
 import pytest
 import trio
@@ -24,7 +25,7 @@ TO_MIDNIGHT = 4 * 3600
 HANG_GUARD = 10
 
 
-def gate(store: RedisStore, clock: FakeClock, **kw: int) -> QuotaGate:
+def gate(store: RedisStore, clock: FakeClock, **kw: Any) -> QuotaGate:
     return QuotaGate(store, clock=clock, monotonic=clock, **kw)
 
 

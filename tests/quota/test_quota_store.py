@@ -10,6 +10,7 @@ from store.quota import (
     BreakerState,
     add_units,
     breaker_state,
+    budget_units,
     close_breaker,
     end_probe,
     open_breaker,
@@ -36,7 +37,7 @@ async def test_budget_is_shared_by_replicas(
     results = []
     for i in range(5):
         store = redis_store if i % 2 else replica_store
-        results.append(await reserve_search(store, DAY, budget=4, units=100))
+        results.append(await reserve_search(store, DAY, budget=budget_units(4)))
     assert [r.allowed for r in results] == [True, True, True, True, False]
     assert [r.searches for r in results] == [1, 2, 3, 4, 4]
     assert [r.remaining for r in results] == [3, 2, 1, 0, 0]
@@ -53,7 +54,7 @@ async def test_concurrent_reservations_allow_exactly_the_budget(
 
     async def one(store: RedisStore) -> None:
         nonlocal allowed
-        if (await reserve_search(store, DAY, budget=10)).allowed:
+        if (await reserve_search(store, DAY, budget=budget_units(10))).allowed:
             allowed += 1
 
     async with trio.open_nursery() as nursery:
@@ -64,16 +65,16 @@ async def test_concurrent_reservations_allow_exactly_the_budget(
 
 
 async def test_days_are_separate_and_keys_expire(redis_store: RedisStore) -> None:
-    assert (await reserve_search(redis_store, DAY, budget=1)).allowed
-    assert not (await reserve_search(redis_store, DAY, budget=1)).allowed
-    assert (await reserve_search(redis_store, "2024-03-11", budget=1)).allowed
+    assert (await reserve_search(redis_store, DAY, budget=budget_units(1))).allowed
+    assert not (await reserve_search(redis_store, DAY, budget=budget_units(1))).allowed
+    assert (await reserve_search(redis_store, "2024-03-11", budget=budget_units(1))).allowed
     ttl = await redis_store.call(redis_store.client.ttl, redis_store.key("quota", DAY))
     assert QUOTA_KEY_TTL_SECONDS - 5 <= ttl <= QUOTA_KEY_TTL_SECONDS
     await assert_every_key_has_ttl(redis_store)
 
 
 async def test_zero_budget_refuses_and_writes_nothing(redis_store: RedisStore) -> None:
-    result = await reserve_search(redis_store, DAY, budget=0)
+    result = await reserve_search(redis_store, DAY, budget=budget_units(0))
     assert (result.allowed, result.searches, result.remaining) == (False, 0, 0)
     assert await redis_store.call(redis_store.client.keys, redis_store.prefix + "*") == set()
 
@@ -81,7 +82,7 @@ async def test_zero_budget_refuses_and_writes_nothing(redis_store: RedisStore) -
 async def test_units_add_up(redis_store: RedisStore) -> None:
     assert await quota_usage(redis_store, DAY) == (await quota_usage(redis_store, "x"))
     assert (await quota_usage(redis_store, DAY)).units == 0
-    await reserve_search(redis_store, DAY, budget=5)
+    await reserve_search(redis_store, DAY, budget=budget_units(5))
     assert await add_units(redis_store, DAY, 1) == 101
     assert await add_units(redis_store, DAY, 1, ttl_seconds=100) == 102
     usage = await quota_usage(redis_store, DAY)

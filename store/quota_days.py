@@ -1,0 +1,91 @@
+"""The YouTube quota spent per Pacific day, saved in Postgres (``quota_days``).
+
+Redis keeps the live counters (:mod:`store.quota`); these rows keep a copy that survives a
+Redis restart, and the history operators read. Concurrency rule, enforced by the one upsert:
+a counter only grows (``GREATEST``), so saves from any number of replicas, repeated, late
+or out of order, never lower a row, and a save with nothing new writes nothing.
+
+Query functions take a connection and never commit: the caller owns the transaction.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Any
+
+import attrs
+import psycopg
+from psycopg.rows import class_row
+
+__all__ = ["QuotaDayRow", "save_quota_day", "select_quota_day", "select_quota_days"]
+
+
+@attrs.frozen
+class QuotaDayRow:
+    """One day's saved usage.
+
+    Attributes:
+        day: The Pacific-time date.
+        searches: ``search.list`` calls reserved.
+        units: Quota units spent.
+        updated_at: When a counter last grew.
+    """
+
+    day: dt.date
+    searches: int
+    units: int
+    updated_at: dt.datetime
+
+
+SAVE_QUOTA_DAY = """
+INSERT INTO quota_days AS q (day, searches, units)
+VALUES (%(day)s, %(searches)s, %(units)s)
+ON CONFLICT (day) DO UPDATE
+    SET searches = GREATEST(q.searches, EXCLUDED.searches),
+        units = GREATEST(q.units, EXCLUDED.units),
+        updated_at = now()
+    WHERE EXCLUDED.searches > q.searches OR EXCLUDED.units > q.units
+"""
+
+
+def save_quota_day(conn: psycopg.Connection[Any], day: dt.date, searches: int, units: int) -> bool:
+    """Raise ``day``'s saved counters to ``searches`` and ``units`` where they are higher.
+
+    Returns:
+        Whether the row was created or grew.
+
+    Raises:
+        ValueError: Negative counts.
+    """
+    if searches < 0 or units < 0:
+        raise ValueError(f"negative usage: {searches}, {units}")
+    params = {"day": day, "searches": searches, "units": units}
+    return conn.execute(SAVE_QUOTA_DAY, params).rowcount == 1
+
+
+SELECT_QUOTA_DAY = """
+SELECT day, searches, units, updated_at FROM quota_days WHERE day = %s
+"""
+
+
+def select_quota_day(conn: psycopg.Connection[Any], day: dt.date) -> QuotaDayRow | None:
+    """``day``'s saved usage, or None when nothing was saved for it."""
+    with conn.cursor(row_factory=class_row(QuotaDayRow)) as cur:
+        return cur.execute(SELECT_QUOTA_DAY, (day,)).fetchone()
+
+
+SELECT_QUOTA_DAYS = """
+SELECT day, searches, units, updated_at FROM quota_days ORDER BY day DESC LIMIT %s
+"""
+
+
+def select_quota_days(conn: psycopg.Connection[Any], limit: int = 30) -> list[QuotaDayRow]:
+    """The latest ``limit`` days' saved usage, newest first.
+
+    Raises:
+        ValueError: ``limit`` below 1.
+    """
+    if limit < 1:
+        raise ValueError(f"limit must be at least 1, not {limit}")
+    with conn.cursor(row_factory=class_row(QuotaDayRow)) as cur:
+        return cur.execute(SELECT_QUOTA_DAYS, (limit,)).fetchall()
