@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import itertools
 from collections.abc import Mapping
 from functools import partial
 
@@ -196,6 +197,6 @@ async def test_two_replicas_persist_once_a_minute_across_midnight_and_a_flush(
     assert counters.days[TODAY] == usage(10 - 2)
     assert saves.rows[TODAY] == usage(7)  # the run at 360 s saw 185..345 minus the two lost
     # The saves only ever grew.
-    for before, after in zip(snapshots, snapshots[1:], strict=False):
+    for before, after in itertools.pairwise(snapshots):
         for day, row in before.items():
             assert after[day].searches >= row.searches and after[day].units >= row.units
