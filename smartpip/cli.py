@@ -1,4 +1,5 @@
-"""The ``smartpip`` command: ``serve``, ``migrate``, ``config check``, ``token``, ``jobs``.
+"""The ``smartpip`` command: ``serve``, ``migrate``, ``config check``, ``token``, ``jobs``,
+``quota history``.
 
 Configuration problems are printed as a list naming each variable and exit with status 2,
 without a traceback; a dependency that stops startup exits with status 1.
@@ -71,6 +72,16 @@ def _parser() -> argparse.ArgumentParser:
         "succeed exits 4.",
     )
     run.add_argument("name", help="the job (see `smartpip jobs list`)")
+    quota = commands.add_parser("quota", help="the YouTube quota (docs/jobs.md)")
+    quota_commands = quota.add_subparsers(dest="quota_command", required=True, metavar="CMD")
+    history = quota_commands.add_parser(
+        "history",
+        help="today's live YouTube quota usage and the saved usage per Pacific day",
+        description="Print as JSON today's live quota counter (Redis), the budget in "
+        "searches and units, and the usage the quota job saved for each Pacific day "
+        "(Postgres), newest first.",
+    )
+    history.add_argument("--days", type=int, default=30, help="how many days (default 30)")
     config = commands.add_parser("config", help="configuration commands")
     config_commands = config.add_subparsers(dest="config_command", required=True, metavar="CMD")
     config_commands.add_parser(
@@ -103,6 +114,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         if args.command == "jobs":
             return trio.run(_jobs, config, args)
+        if args.command == "quota":
+            return trio.run(_quota, config, args)
         if args.command == "token":
             if config.production and not args.force:
                 log.error("refusing to mint a development token in production (use --force)")
@@ -155,6 +168,20 @@ async def _jobs(config: Config, args: argparse.Namespace) -> int:
     if record.outcome.value in ("held", "unclaimed"):
         return EXIT_JOB_NOT_RUN
     return 0 if record.outcome.value == "succeeded" else EXIT_JOB_FAILED
+
+
+async def _quota(config: Config, args: argparse.Namespace) -> int:
+    from smartpip.runtime.main import migrate
+    from smartpip.runtime.quota import quota_history
+    from smartpip.runtime.resources import open_resources
+
+    if args.days < 1:
+        get_logger("smartpip.cli").error("--days must be at least 1", days=args.days)
+        return EXIT_CONFIG
+    await migrate(config)  # the quota_days table must exist; idempotent
+    async with open_resources(config) as resources:
+        print(json.dumps(await quota_history(resources, args.days), indent=2))
+    return 0
 
 
 if __name__ == "__main__":  # pragma: no cover

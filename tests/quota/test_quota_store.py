@@ -7,7 +7,10 @@ import trio
 
 from store.quota import (
     QUOTA_KEY_TTL_SECONDS,
+    SEARCH_UNITS,
+    UNIT_COSTS,
     BreakerState,
+    QuotaUsage,
     add_units,
     breaker_state,
     budget_units,
@@ -16,6 +19,9 @@ from store.quota import (
     open_breaker,
     quota_usage,
     reserve_search,
+    reserve_search_if_counted,
+    restore_usage,
+    searches_left,
     try_probe,
 )
 from store.redis import RedisStore
@@ -160,3 +166,62 @@ async def test_probe_lock_has_one_winner(
     await end_probe(replica_store)
     assert await try_probe(redis_store, 30)
     assert not await try_probe(replica_store, 30)
+
+
+# -- units and the restore -------------------------------------------------------------------
+
+
+def test_one_cost_table() -> None:
+    assert dict(UNIT_COSTS) == {"search": 100, "videos": 1, "playlist_insert": 50}
+    assert UNIT_COSTS["search"] + UNIT_COSTS["videos"] == SEARCH_UNITS
+    assert budget_units(100) == 10_100
+    assert [searches_left(budget_units(3), used) for used in (0, 101, 202, 203, 303, 400)] == [
+        3,
+        2,
+        1,
+        0,
+        0,
+        0,
+    ]
+
+
+async def test_the_budget_is_decided_in_units(redis_store: RedisStore) -> None:
+    """N ordinary searches fit a budget of N; other calls' units spend the same budget."""
+    budget = budget_units(3)
+    for expected in (1, 2, 3):
+        reservation = await reserve_search(redis_store, DAY, budget=budget)
+        assert (reservation.allowed, reservation.searches) == (True, expected)
+        await add_units(redis_store, DAY, UNIT_COSTS["videos"])
+    assert not (await reserve_search(redis_store, DAY, budget=budget)).allowed
+    assert await quota_usage(redis_store, DAY) == QuotaUsage(searches=3, units=303)
+    # Retries and playlist writes spend units: a search that no longer fits is refused.
+    other = "2024-03-11"
+    assert (await reserve_search(redis_store, other, budget=budget)).remaining == 2
+    await add_units(redis_store, other, UNIT_COSTS["search"])  # a retried search.list
+    await add_units(redis_store, other, UNIT_COSTS["playlist_insert"])
+    last = await reserve_search(redis_store, other, budget=budget)
+    assert (last.allowed, last.units, last.remaining) == (False, 250, 0)
+
+
+async def test_reserving_only_on_an_existing_counter(redis_store: RedisStore) -> None:
+    budget = budget_units(5)
+    assert await reserve_search_if_counted(redis_store, DAY, budget=budget) is None
+    assert await redis_store.call(redis_store.client.keys, redis_store.prefix + "*") == set()
+    await restore_usage(redis_store, DAY, QuotaUsage(searches=0, units=0))
+    reservation = await reserve_search_if_counted(redis_store, DAY, budget=budget)
+    assert reservation is not None and (reservation.allowed, reservation.searches) == (True, 1)
+
+
+async def test_restore_raises_each_counter_and_never_lowers_one(redis_store: RedisStore) -> None:
+    # A missing day is created, with its TTL.
+    assert await restore_usage(redis_store, DAY, QuotaUsage(4, 404)) == QuotaUsage(4, 404)
+    await assert_every_key_has_ttl(redis_store)
+    # Lower saved values change nothing; higher ones raise only their own counter.
+    assert await restore_usage(redis_store, DAY, QuotaUsage(1, 900)) == QuotaUsage(4, 900)
+    assert await restore_usage(redis_store, DAY, QuotaUsage(0, 0)) == QuotaUsage(4, 900)
+    assert await quota_usage(redis_store, DAY) == QuotaUsage(4, 900)
+    # A reservation counts on top of the restored counter.
+    reservation = await reserve_search(redis_store, DAY, budget=budget_units(100))
+    assert (reservation.searches, reservation.units) == (5, 1000)
+    with pytest.raises(ValueError, match="usage"):
+        await restore_usage(redis_store, DAY, QuotaUsage(-1, 0))
