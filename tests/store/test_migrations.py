@@ -24,7 +24,15 @@ from store.migrations import (
 from store.postgres import DatabaseUnavailable
 from tests.support.pg import drop_database, unique_database_url, url_with
 
-EXPECTED_TABLES = {"users", "video_history", "settings", "sessions", "audit_logs"}
+EXPECTED_TABLES = {
+    "users",
+    "video_history",
+    "settings",
+    "sessions",
+    "audit_logs",
+    "job_runs",
+    "quota_days",
+}
 EXPECTED_INDEXES = {
     "video_history_user_watched_idx",
     "sessions_user_id_idx",
