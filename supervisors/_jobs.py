@@ -162,6 +162,10 @@ class JobSpec:
         paused: when true the job claims nothing and runs nothing (``SMARTPIP_JOBS_PAUSED``).
         retry_after: seconds before a run that did not succeed is tried again (if its claims
             store hands the period out again and the period lasts).
+        quiet_errors: exception types that mean a dependency is down rather than a bug: a
+            run failing with one is still ``failed``, but logged at WARNING without a
+            traceback (the dependency's own outage is reported elsewhere, and a replica
+            starting its run just as a store goes away is expected).
     """
 
     name: str
@@ -171,6 +175,7 @@ class JobSpec:
     deadline: float
     paused: bool = False
     retry_after: float = 60.0
+    quiet_errors: tuple[type[Exception], ...] = ()
 
 
 class Outcome(enum.Enum):
@@ -345,7 +350,10 @@ async def _run(
                 outcome, error = Outcome.TIMEOUT, f"ran past its {spec.deadline:g} s deadline"
             except Exception as exc:
                 outcome, error = Outcome.FAILED, describe_error(exc)
-                logger.error("job %s failed in %s", spec.name, period.key, exc_info=exc)
+                if isinstance(exc, spec.quiet_errors):
+                    logger.warning("job %s failed in %s: %s", spec.name, period.key, error)
+                else:
+                    logger.error("job %s failed in %s", spec.name, period.key, exc_info=exc)
             nursery.cancel_scope.cancel()
     if lost:
         outcome, error = Outcome.LOST, "the lease was lost; the run was cancelled"

@@ -93,6 +93,8 @@ def job_specs(resources: Resources, bodies: Mapping[str, JobBody] | None = None)
                 claims=claims_for(resources, defaults.kind),
                 deadline=defaults.deadline,
                 paused=name in config.jobs_paused,
+                # A store outage fails the run quietly (WARNING); the next period runs.
+                quiet_errors=(DatabaseUnavailable, RedisUnavailable),
             )
         )
     return specs

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 import itertools
+import logging
 from collections.abc import Mapping
 from functools import partial
 
@@ -23,6 +24,7 @@ from supervisors import (
     RunRecord,
     StatusRegistry,
     run_job,
+    run_period,
 )
 from tasks.catalogue import JOBS
 from tasks.quota import persist_quota, previous_day, restore_day
@@ -116,6 +118,33 @@ async def test_postgres_down_fails_the_run_and_leaves_redis_alone() -> None:
     with pytest.raises(DatabaseUnavailable):
         await restore_day(TODAY, counters, saves)
     assert counters.days == {TODAY: usage(3)}
+
+
+async def test_a_store_outage_fails_the_run_with_a_warning(
+    autojump_clock: trio.testing.MockClock, caplog: pytest.LogCaptureFixture
+) -> None:
+    """As the job is wired (``quiet_errors``): failed, counted, no ERROR and no traceback."""
+    del autojump_clock
+    counters, saves = MemoryCounters(), MemorySaves(down=True)
+
+    async def body(run: JobRun) -> Mapping[str, object]:
+        return await persist_quota(TODAY, counters, saves)
+
+    job = JobSpec(
+        "quota",
+        Every(60),
+        body,
+        MemoryClaims(clock=wall),
+        deadline=30.0,
+        quiet_errors=(DatabaseUnavailable,),
+    )
+    with caplog.at_level(logging.INFO, logger="supervisors"):
+        record = await run_period(job, holder="a", clock=wall)
+    assert record.outcome is Outcome.FAILED
+    assert record.error is not None and "postgres is down" in record.error
+    warned = [r for r in caplog.records if r.levelno >= logging.WARNING]
+    assert [(r.levelno, r.exc_info) for r in warned] == [(logging.WARNING, None)]
+    assert "job quota failed in" in warned[0].getMessage()
 
 
 def test_the_quota_job_is_in_the_catalogue() -> None:
