@@ -81,7 +81,7 @@ def _parser() -> argparse.ArgumentParser:
         "searches and units, and the usage the quota job saved for each Pacific day "
         "(Postgres), newest first.",
     )
-    history.add_argument("--days", type=int, default=30, help="how many days (default 30)")
+    history.add_argument("--days", type=_positive, default=30, help="how many days (default 30)")
     config = commands.add_parser("config", help="configuration commands")
     config_commands = config.add_subparsers(dest="config_command", required=True, metavar="CMD")
     config_commands.add_parser(
@@ -91,6 +91,16 @@ def _parser() -> argparse.ArgumentParser:
         "as JSON with secrets redacted, or every problem found.",
     )
     return parser
+
+
+def _positive(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a whole number: {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"at least 1, not {value}")
+    return value
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -175,9 +185,6 @@ async def _quota(config: Config, args: argparse.Namespace) -> int:
     from smartpip.runtime.quota import quota_history
     from smartpip.runtime.resources import open_resources
 
-    if args.days < 1:
-        get_logger("smartpip.cli").error("--days must be at least 1", days=args.days)
-        return EXIT_CONFIG
     await migrate(config)  # the quota_days table must exist; idempotent
     async with open_resources(config) as resources:
         print(json.dumps(await quota_history(resources, args.days), indent=2))
