@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from smartpip.runtime.jobs import job_bodies
 from smartpip.runtime.quota import quota_history
+from store.quota import SEARCH_UNITS, UNIT_COSTS
 from supervisors import Every, JobRun, utc_now
 from tests.fakes.youtube import FakeYouTube
 from tests.suggest_api.conftest import SuggestApp, ask, cache_result, check_problem, sign_in
@@ -31,7 +32,7 @@ async def test_the_budget_holds_across_a_redis_restart(
             3,
             303,
         )
-        assert report["live"] == {"searches": 2, "units": 202, "searchesLeft": 1}
+        assert report["live"] == {"searches": 2, "units": 2 * SEARCH_UNITS, "searchesLeft": 1}
         days = report["days"]
         assert isinstance(days, list) and len(days) == 1
         assert (days[0]["day"], days[0]["searches"], days[0]["units"]) == ("2026-03-10", 2, 202)
@@ -44,7 +45,10 @@ async def test_the_budget_holds_across_a_redis_restart(
         refused = await ask(app, alice, "cool jazz")
         # A budget refusal: until midnight Pacific (``resetsAt`` only comes with the quota).
         assert "resetsAt" in check_problem(refused, 503, "suggest_unavailable")
-        # "deep house" matches nothing in the fake's corpus: no videos.list, 100 units.
+        # "deep house" matches nothing in the fake's corpus: no videos.list. Every call is
+        # priced by the one table: two searches with their videos.list, one without.
         assert youtube.calls == {"search": 3, "videos": 2}
+        units = 3 * UNIT_COSTS["search"] + 2 * UNIT_COSTS["videos"]
         live = (await quota_history(app.resources))["live"]
-        assert live == {"searches": 3, "units": 302, "searchesLeft": 0}
+        assert live == {"searches": 3, "units": units, "searchesLeft": 0}
+        assert units == 302
