@@ -95,12 +95,12 @@ def oidc_client(config: Config, http: httpx.AsyncClient) -> OidcClient | None:
 def suggester(
     config: Config,
     http: httpx.AsyncClient,
-    stores: tuple[Database, RedisStore],
+    db: Database,
+    redis: RedisStore,
     metrics: Metrics,
     clock: Callable[[], float],
 ) -> Suggester | None:
     """The suggest service, or None when no YouTube key is configured (suggest disabled)."""
-    db, redis = stores
     if config.youtube_api_key is None:
         return None
     suggest_metrics = SuggestMetrics(metrics.registry)
@@ -178,6 +178,6 @@ async def open_resources(
                 revocations,
             ),
             oidc=oidc_client(config, http),
-            suggest=suggester(config, http, (db, redis), metrics, clock),
+            suggest=suggester(config, http, db, redis, metrics, clock),
             clock=clock,
         )

@@ -14,7 +14,7 @@ The gate combines:
   first calls ``restore(day)`` (``tasks.quota.restore_day``: the usage saved in Postgres put
   back, never lowering a counter), then counts. Postgres unavailable then: the counter starts
   from Redis alone (as before this existed) and the ``quota`` job restores it within a minute;
-- the shared **breaker** (``store.quota``): ``"quota"`` (budget spent or YouTube said
+- the shared **breaker** (``store.quota_breaker``): ``"quota"`` (budget spent or YouTube said
   ``quotaExceeded``; until midnight Pacific), ``"upstream"`` (``failure_threshold``
   consecutive 5xx/timeouts; a cool-down, then one half-open probe across all replicas),
   ``"key_invalid"`` (YouTube rejected the API key; ``key_invalid_seconds``, then one call
@@ -59,21 +59,23 @@ from smartpip.logs import get_logger
 from store.backoff import RedisBackoff
 from store.errors import DatabaseUnavailable
 from store.quota import (
-    BreakerState,
     QuotaReservation,
     QuotaUsage,
-    breaker_state,
     budget_units,
-    close_breaker,
-    end_probe,
-    open_breaker,
     quota_usage,
     reserve_search,
     reserve_search_if_counted,
-    try_probe,
 )
 from store.quota import (
     add_units as store_add_units,
+)
+from store.quota_breaker import (
+    BreakerState,
+    breaker_state,
+    close_breaker,
+    end_probe,
+    open_breaker,
+    try_probe,
 )
 from store.redis import RedisStore, RedisUnavailable
 

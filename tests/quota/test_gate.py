@@ -10,7 +10,8 @@ import pytest
 import trio
 
 from smartpip.suggest.quota import QuotaGate, Refusal, Reservation
-from store.quota import breaker_state, open_breaker, quota_usage
+from store.quota import quota_usage
+from store.quota_breaker import breaker_state, open_breaker
 from store.redis import RedisStore
 from tests.support.clock import FakeClock
 from tests.support.faultproxy import FaultProxy, Traffic

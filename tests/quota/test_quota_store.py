@@ -1,4 +1,5 @@
-"""The shared quota counter, breaker and probe lock, against the real Redis."""
+"""The shared quota counter (store.quota), breaker and probe lock (store.quota_breaker),
+against the real Redis."""
 
 from __future__ import annotations
 
@@ -9,19 +10,21 @@ from store.quota import (
     QUOTA_KEY_TTL_SECONDS,
     SEARCH_UNITS,
     UNIT_COSTS,
-    BreakerState,
     QuotaUsage,
     add_units,
-    breaker_state,
     budget_units,
-    close_breaker,
-    end_probe,
-    open_breaker,
     quota_usage,
     reserve_search,
     reserve_search_if_counted,
     restore_usage,
     searches_left,
+)
+from store.quota_breaker import (
+    BreakerState,
+    breaker_state,
+    close_breaker,
+    end_probe,
+    open_breaker,
     try_probe,
 )
 from store.redis import RedisStore
