@@ -44,6 +44,7 @@ __all__ = [
     "QuotaReservation",
     "QuotaUsage",
     "add_units",
+    "add_units_if_counted",
     "budget_units",
     "quota_usage",
     "reserve_search",
@@ -98,8 +99,12 @@ return {1, used, units}
 """
 _RESERVE_SCRIPT: Script[bytes] = Script(script=_RESERVE_LUA)
 
-# KEYS[1] day hash; ARGV[1] units, ARGV[2] TTL (s). Returns the units used.
+# KEYS[1] day hash; ARGV[1] units, ARGV[2] TTL (s), ARGV[3] '1' to count on a missing key.
+# Returns the units used, or -1 when the key is missing and ARGV[3] is not '1'.
 _ADD_UNITS_LUA = """
+if ARGV[3] ~= '1' and redis.call('EXISTS', KEYS[1]) == 0 then
+  return -1
+end
 local units = redis.call('HINCRBY', KEYS[1], 'units', tonumber(ARGV[1]))
 redis.call('EXPIRE', KEYS[1], tonumber(ARGV[2]))
 return units
@@ -296,14 +301,39 @@ async def add_units(
         ValueError: Negative units or a TTL under one second.
         RedisUnavailable: Redis is down, too slow, or refused the script.
     """
+    added = await _add(store, day, units, ttl_seconds, create=True)
+    if added is None:  # a creating call never answers "missing"
+        raise RedisUnavailable("the add-units script answered 'missing' to a creating call")
+    return added
+
+
+async def add_units_if_counted(
+    store: RedisStore, day: str, units: int, ttl_seconds: int = QUOTA_KEY_TTL_SECONDS
+) -> int | None:
+    """:func:`add_units`, but only if the day's counter exists; None (nothing written) when
+    it does not, so the caller can restore the day first (as :func:`reserve_search_if_counted`).
+
+    Raises:
+        ValueError: As :func:`add_units`.
+        RedisUnavailable: As :func:`add_units`.
+    """
+    return await _add(store, day, units, ttl_seconds, create=False)
+
+
+async def _add(
+    store: RedisStore, day: str, units: int, ttl_seconds: int, *, create: bool
+) -> int | None:
     if units < 0 or ttl_seconds < 1:
         raise ValueError(f"bad units/ttl: {units}, {ttl_seconds}")
     reply = await store.run_script(
-        _ADD_UNITS_SCRIPT, [_day_key(store, day)], [str(units), str(ttl_seconds)], what="quota"
+        _ADD_UNITS_SCRIPT,
+        [_day_key(store, day)],
+        [str(units), str(ttl_seconds), "1" if create else "0"],
+        what="quota",
     )
     if not isinstance(reply, int):
         raise RedisUnavailable(f"unexpected reply from the add-units script: {reply!r}")
-    return reply
+    return None if reply == -1 else reply
 
 
 async def quota_usage(store: RedisStore, day: str) -> QuotaUsage:

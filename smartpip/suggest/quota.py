@@ -10,10 +10,11 @@ The gate combines:
   always had) and decided in units: ``budget_units(daily_budget)``, 101 units a search
   (``search.list`` + ``videos.list``), so N ordinary searches still fit a budget of N, and
   retried calls spend the same budget (``store.quota`` explains the units);
-- the **restore** of a day Redis lost: a reservation that finds the day's counter missing
-  first calls ``restore(day)`` (``tasks.quota.restore_day``: the usage saved in Postgres put
-  back, never lowering a counter), then counts. Postgres unavailable then: the counter starts
-  from Redis alone (as before this existed) and the ``quota`` job restores it within a minute;
+- the **restore** of a day Redis lost: a reservation (or units added after a search) that
+  finds the day's counter missing first calls ``restore(day)`` (``tasks.quota.restore_day``:
+  the usage saved in Postgres put back, never lowering a counter), then counts. Postgres
+  unavailable then: the counter starts from Redis alone (as before this existed) and the
+  ``quota`` job restores it within a minute;
 - the shared **breaker** (``store.quota_breaker``): ``"quota"`` (budget spent or YouTube said
   ``quotaExceeded``; until midnight Pacific), ``"upstream"`` (``failure_threshold``
   consecutive 5xx/timeouts; a cool-down, then one half-open probe across all replicas),
@@ -61,6 +62,7 @@ from store.errors import DatabaseUnavailable
 from store.quota import (
     QuotaReservation,
     QuotaUsage,
+    add_units_if_counted,
     budget_units,
     quota_usage,
     reserve_search,
@@ -168,6 +170,18 @@ def _today(state: BreakerState | None, day: str) -> BreakerState | None:
     if state is not None and state.reason == "quota" and state.day not in (None, day):
         return None
     return state
+
+
+async def _restore_day(restore: Callable[[str], Awaitable[object]], day: str) -> None:
+    """The day's counter is missing: put back what Postgres saved (if it answers)."""
+    try:
+        await restore(day)
+    except DatabaseUnavailable as exc:
+        log.warning(
+            "suggest quota: the day's counter is missing and Postgres cannot restore it;"
+            " counting from Redis alone until the quota job restores it",
+            error=str(exc),
+        )
 
 
 @attrs.frozen
@@ -336,20 +350,24 @@ class QuotaGate:
 
     async def _reserve_counted(self, day: str) -> QuotaReservation:
         """Reserve on the day's counter, restoring it from Postgres first if Redis lost it."""
-        budget = self._budget_units
-        if self._restore is not None:
+        budget, restore = self._budget_units, self._restore
+        if restore is not None:
             reservation = await reserve_search_if_counted(self._store, day, budget=budget)
             if reservation is not None:
                 return reservation
-            try:
-                await self._restore(day)
-            except DatabaseUnavailable as exc:
-                log.warning(
-                    "suggest quota: the day's counter is missing and Postgres cannot restore"
-                    " it; counting from Redis alone until the quota job restores it",
-                    error=str(exc),
-                )
+            await _restore_day(restore, day)
         return await reserve_search(self._store, day, budget=budget)
+
+    async def _add_counted(self, day: str, units: int) -> int:
+        """Add units to the day's counter, restoring it from Postgres first if Redis lost it
+        (a search in flight when Redis restarted must not recreate an empty counter)."""
+        restore = self._restore
+        if restore is not None:
+            added = await add_units_if_counted(self._store, day, units)
+            if added is not None:
+                return added
+            await _restore_day(restore, day)
+        return await store_add_units(self._store, day, units)
 
     def _refusal_for(self, state: BreakerState, now: datetime) -> Refusal | None:
         """The refusal an open breaker means; None for a half-open ``"upstream"`` one."""
@@ -418,7 +436,7 @@ class QuotaGate:
     async def add_units(self, units: int = 1) -> None:
         """Count units of calls other than searches (``videos.list``: 1); best effort."""
         day = pacific_day(self._now())
-        await self._redis.attempt(store_add_units(self._store, day, units))
+        await self._redis.attempt(self._add_counted(day, units))
 
     async def usage(self) -> QuotaUsage | None:
         """Today's shared usage (for the quota gauges), or None while Redis is unavailable."""

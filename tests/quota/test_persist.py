@@ -110,6 +110,24 @@ async def test_a_reservation_after_a_flush_cannot_exceed_the_budget(
     assert restored == [DAY, DAY]  # the counter exists again: no more restores
 
 
+async def test_units_of_a_search_in_flight_across_a_flush_land_on_the_restored_counter(
+    redis_store: RedisStore, db: Database
+) -> None:
+    gate, restored = restoring_gate(redis_store, db, budget=4)
+    assert isinstance(await gate.reserve(), Reservation)
+    await gate.add_units(1)
+    await persist_quota(DAY, RedisCounters(redis_store), PostgresSaves(db))
+    assert isinstance(await gate.reserve(), Reservation)  # searching when Redis restarts
+    await redis_store.delete_prefixed()
+    await gate.add_units(1)  # its videos.list: restores the saved day, then counts
+    assert restored == [DAY, DAY]
+    assert await quota_usage(redis_store, DAY) == QuotaUsage(1, 102)
+    # The counter exists: the next reservation counts on it without another restore.
+    after = await gate.reserve()
+    assert isinstance(after, Reservation) and after.searches == 2
+    assert restored == [DAY, DAY]
+
+
 async def test_a_missing_counter_while_postgres_is_down_counts_and_the_job_repairs_it(
     redis_store: RedisStore, db: Database, caplog: pytest.LogCaptureFixture
 ) -> None:

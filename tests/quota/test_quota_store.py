@@ -12,6 +12,7 @@ from store.quota import (
     UNIT_COSTS,
     QuotaUsage,
     add_units,
+    add_units_if_counted,
     budget_units,
     quota_usage,
     reserve_search,
@@ -206,13 +207,15 @@ async def test_the_budget_is_decided_in_units(redis_store: RedisStore) -> None:
     assert (last.allowed, last.units, last.remaining) == (False, 250, 0)
 
 
-async def test_reserving_only_on_an_existing_counter(redis_store: RedisStore) -> None:
+async def test_counting_only_on_an_existing_counter(redis_store: RedisStore) -> None:
     budget = budget_units(5)
     assert await reserve_search_if_counted(redis_store, DAY, budget=budget) is None
+    assert await add_units_if_counted(redis_store, DAY, 1) is None
     assert await redis_store.call(redis_store.client.keys, redis_store.prefix + "*") == set()
     await restore_usage(redis_store, DAY, QuotaUsage(searches=0, units=0))
     reservation = await reserve_search_if_counted(redis_store, DAY, budget=budget)
     assert reservation is not None and (reservation.allowed, reservation.searches) == (True, 1)
+    assert await add_units_if_counted(redis_store, DAY, 1) == 101
 
 
 async def test_restore_raises_each_counter_and_never_lowers_one(redis_store: RedisStore) -> None:
