@@ -10,16 +10,16 @@ day's budget out again. So:
   replica, repeated or late, are harmless.
 - **restore**: put the saved usage back into Redis, each counter becoming ``max(redis,
   saved)`` in one script, never lowered. It happens at the first of:
-    - the next reservation (``QuotaGate``): a reservation that finds today's counter missing
-      calls :func:`restore_day` before counting, so no search is counted on an empty counter
-      while Postgres answers;
+    - the next reservation (``QuotaGate``): a reservation, or the units of a search in
+      flight, that finds today's counter missing calls :func:`restore_day` before counting,
+      so nothing is counted on an empty counter while Postgres answers;
     - the next ``quota`` run, which restores today's counter whenever Redis holds less than
       Postgres (this also repairs a counter restarted while Postgres was unavailable).
 
-What can be lost: the usage counted since the last save, when Redis loses the counter (at
-most one period of the job, a minute, of spending, unless the job did not run: Postgres
-down, or every replica stopped). Postgres and the saves together bound it; nothing loses
-more than that, and the day's rows are the operators' usage history.
+What can be lost: the usage counted since the last save, when Redis loses the counter
+(about one period of the job, a minute, of spending), more only when the job did not run
+or the counter came back without a restore (``docs/jobs.md`` lists the cases). The day's
+rows are also the operators' usage history (``smartpip quota history``).
 
 The functions take the two stores as small protocols (:class:`QuotaCounters`,
 :class:`QuotaSaves`) so the logic runs against in-memory fakes under trio's MockClock and
