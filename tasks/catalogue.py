@@ -41,7 +41,19 @@ class JobDefaults:
 
 
 #: Every scheduled job, by name. Later issues add theirs here.
-JOBS: dict[str, JobDefaults] = {}
+JOBS: dict[str, JobDefaults] = {
+    # Why hourly: the shortest history retention a user can choose is a day, so an hour late
+    # is close enough; each run is small (a backlog drains over several, see tasks/cleanup).
+    # Why 15 minutes: a capped run (4 kinds x 100 batches) takes seconds; far past that the
+    # database is struggling, and the next period tries again.
+    "cleanup": JobDefaults(
+        schedule=Every(3600),
+        kind="claim",
+        deadline=900.0,
+        about="delete expired sessions, old audit rows and job runs, history past each "
+        "user's retention (bounded batches)",
+    ),
+}
 
 _EVERY = re.compile(r"every\s+(\d+(?:\.\d+)?)\s*([smhd])", re.IGNORECASE)
 _DAILY = re.compile(r"daily\s+(\d{1,2}):(\d{2})(?:\s+(\S+))?", re.IGNORECASE)
