@@ -8,11 +8,14 @@ row locks for long, no table is ever locked, and a run can stop between any two 
 
 What goes (``cutoff`` is now minus the retention):
 
-- **sessions**: every row of a refresh-token family that ended before the cutoff: revoked
-  (logout, reuse detected: ``revoked_at``), past its absolute expiry, or idle-expired (no row
-  of the family expires after the cutoff). A dead family may be deleted over several batches;
-  what is left of it is still dead (each condition holds row by row, and the idle one only
-  gets truer as rows go), and a presented token of it is refused either way.
+- **sessions**: every refresh token (row) that was revoked (logout, reuse detected: the whole
+  family) or expired (idle or absolute expiry) before the cutoff. So a family that ended goes
+  whole, and a family still in use loses only its rotated tokens expired long ago: presenting
+  one answers "expired" before any reuse check (``smartpip.auth.sessions``), so the row no
+  longer serves reuse detection, and a live family's rows do not pile up (one every refresh).
+  Every condition holds row by row, so a family may go over several batches, and a token of
+  it is refused either way (expired, revoked, or unknown); a deleted parent leaves its child
+  with ``parent_id`` NULL.
 - **audit_logs**: rows created before the cutoff, the anonymous ones (user deleted) included.
 - **video_history**: rows watched longer ago than their owner's chosen retention
   (``settings.history_retention_days``; users without one keep their last five whatever
@@ -47,29 +50,25 @@ __all__ = [
     "delete_sessions_past",
 ]
 
+# expires_at never exceeds absolute_expires_at (it is min(now + idle, absolute)); the
+# absolute test is kept so that the rule does not depend on it. Each test has its index.
 DELETE_SESSIONS_PAST = """
 DELETE FROM sessions WHERE id IN (
-    SELECT s.id FROM sessions s
-    WHERE s.revoked_at < %(cutoff)s
-       OR s.absolute_expires_at < %(cutoff)s
-       OR (
-           s.expires_at < %(cutoff)s
-           AND NOT EXISTS (
-               SELECT 1 FROM sessions live
-               WHERE live.family_id = s.family_id AND live.expires_at >= %(cutoff)s
-           )
-       )
+    SELECT id FROM sessions
+    WHERE revoked_at < %(cutoff)s
+       OR expires_at < %(cutoff)s
+       OR absolute_expires_at < %(cutoff)s
     LIMIT %(limit)s
 )
 """
 
 
 def delete_sessions_past(conn: psycopg.Connection[Any], cutoff: dt.datetime, limit: int) -> int:
-    """Delete up to ``limit`` rows of refresh-token families that ended before ``cutoff``.
+    """Delete up to ``limit`` refresh tokens revoked or expired before ``cutoff``.
 
     Args:
         conn: The connection (one short transaction per batch).
-        cutoff: Families revoked or expired before this go (timezone-aware).
+        cutoff: Tokens revoked or expired before this go (timezone-aware).
         limit: At most this many rows.
 
     Returns:

@@ -55,8 +55,8 @@ class CleanupPolicy:
     """Retentions and batch bounds.
 
     Attributes:
-        session_retention_days: A refresh-token family is deleted this long after it ended
-            (revoked, or expired).
+        session_retention_days: A refresh token is deleted this long after it was revoked or
+            expired (a family that ended goes whole).
         audit_retention_days: Audit rows (and finished job runs) are deleted this long after
             they were written (their period ended).
         batch_size: Rows per batch (one statement, one transaction).

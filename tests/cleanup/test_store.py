@@ -63,7 +63,7 @@ def families(conn: psycopg.Connection[Any]) -> dict[uuid.UUID, int]:
     return {row[0]: row[1] for row in rows}
 
 
-async def test_sessions_go_exactly_when_their_family_ended_before_the_cutoff(
+async def test_sessions_go_exactly_when_revoked_or_expired_before_the_cutoff(
     db: Database, pg_url: str
 ) -> None:
     with psycopg.connect(pg_url) as conn:
@@ -74,6 +74,8 @@ async def test_sessions_go_exactly_when_their_family_ended_before_the_cutoff(
             "absolute before": add_family(
                 conn, alice, [SESSION_CUTOFF - EPS], absolute=SESSION_CUTOFF - EPS
             ),
+            # Never written so (expires_at <= absolute_expires_at); the rule holds anyway.
+            "absolute only": add_family(conn, alice, live, absolute=SESSION_CUTOFF - EPS),
             "idle before": add_family(
                 conn, alice, [SESSION_CUTOFF - 5 * DAY, SESSION_CUTOFF - EPS, SESSION_CUTOFF - EPS]
             ),
@@ -84,30 +86,48 @@ async def test_sessions_go_exactly_when_their_family_ended_before_the_cutoff(
             "absolute after": add_family(
                 conn, alice, [SESSION_CUTOFF + EPS], absolute=SESSION_CUTOFF + EPS
             ),
-            "idle after": add_family(conn, alice, [SESSION_CUTOFF - 5 * DAY, SESSION_CUTOFF + EPS]),
-            # Rotated long ago, still in use: the old rows stay (reuse detection needs them).
-            "rotated, live": add_family(conn, alice, [NOW - 100 * DAY, NOW - 50 * DAY, *live]),
+            "idle after": add_family(conn, alice, [SESSION_CUTOFF + EPS, SESSION_CUTOFF + EPS]),
+            "idle at the cutoff": add_family(conn, alice, [SESSION_CUTOFF]),
             "bob's live": add_family(conn, bob, live),
         }
+        # Rotated for months, still in use: only its tokens expired before the cutoff go
+        # (presenting one answers "expired" before any reuse check).
+        rotated = add_family(
+            conn, alice, [NOW - 100 * DAY, SESSION_CUTOFF - EPS, SESSION_CUTOFF + EPS, *live]
+        )
+        rotated_kept = session_rows(conn, rotated, since=SESSION_CUTOFF)
         before = families(conn)
 
     deleted = await db.run(delete_sessions_past, SESSION_CUTOFF, 1000)
 
     with psycopg.connect(pg_url) as conn:
         after = families(conn)
-    assert set(after) == set(kept.values()), {
+        rotated_left = session_rows(conn, rotated)
+    assert set(after) == {*kept.values(), rotated}, {
         name for name, family in {**gone, **kept}.items() if (family in after) != (name in kept)
     }
     assert all(after[family] == before[family] for family in kept.values())
-    assert deleted == sum(before[family] for family in gone.values()) == 7
+    assert len(rotated_kept) == 2 and rotated_left == rotated_kept
+    assert deleted == sum(before[family] for family in gone.values()) + 2 == 10
     assert await db.run(delete_sessions_past, SESSION_CUTOFF, 1000) == 0
+
+
+def session_rows(
+    conn: psycopg.Connection[Any], family: uuid.UUID, since: dt.datetime | None = None
+) -> list[tuple[Any, ...]]:
+    """The family's ``(id, expires_at)`` rows expiring at or after ``since``, oldest first."""
+    return conn.execute(
+        "SELECT id, expires_at FROM sessions WHERE family_id = %s"
+        " AND expires_at >= coalesce(%s::timestamptz, '-infinity') ORDER BY expires_at",
+        (family, since),
+    ).fetchall()
 
 
 async def test_a_dead_family_may_go_over_several_batches(db: Database, pg_url: str) -> None:
     with psycopg.connect(pg_url) as conn:
         alice = add_user(conn, "alice")
-        dead = add_family(conn, alice, [SESSION_CUTOFF - DAY - i * EPS for i in range(5)])
-        live = add_family(conn, alice, [SESSION_CUTOFF - DAY, NOW + DAY])
+        add_family(conn, alice, [SESSION_CUTOFF - DAY - i * EPS for i in range(5)])
+        live = add_family(conn, alice, [SESSION_CUTOFF + DAY, NOW + DAY])
     assert [await db.run(delete_sessions_past, SESSION_CUTOFF, 2) for _ in range(4)] == [
         2,
         2,
@@ -116,7 +136,6 @@ async def test_a_dead_family_may_go_over_several_batches(db: Database, pg_url: s
     ]
     with psycopg.connect(pg_url) as conn:
         assert families(conn) == {live: 2}
-    del dead
 
 
 def add_audit(
@@ -141,13 +160,13 @@ async def test_audit_rows_go_exactly_past_their_retention(db: Database, pg_url: 
         alice = add_user(conn, "alice")
         add_audit(conn, alice, AUDIT_CUTOFF - EPS)
         add_audit(conn, None, AUDIT_CUTOFF - 300 * DAY)  # a deleted user's trail
-        add_audit(conn, alice, AUDIT_CUTOFF + EPS)
+        add_audit(conn, alice, AUDIT_CUTOFF)
         add_audit(conn, None, AUDIT_CUTOFF + EPS)
         add_audit(conn, alice, NOW)
     assert await db.run(delete_audit_past, AUDIT_CUTOFF, 1000) == 2
     with psycopg.connect(pg_url) as conn:
         assert audit_times(conn) == [
-            (alice, AUDIT_CUTOFF + EPS),
+            (alice, AUDIT_CUTOFF),
             (None, AUDIT_CUTOFF + EPS),
             (alice, NOW),
         ]
