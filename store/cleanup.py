@@ -30,10 +30,13 @@ retention), and ``sessions.parent_id`` sets NULL, so the schema leaves no orphan
 find. Redis needs nothing: every key there has a TTL (popularity buckets included) except
 the fencing counters, which must live forever.
 
-Concurrency: these statements take only row locks, on the rows they delete. A session row
-being rotated is locked ``FOR UPDATE`` by the rotation, so a batch waits for it (and a dead
-family cannot rotate anyway); a history write holds its owner's row lock and deletions need
-none (``store.history``). Query functions take a connection and never commit.
+Concurrency: these statements lock only the rows they delete (and, for a deleted session,
+its children, whose ``parent_id`` becomes NULL). A session row being rotated is locked
+``FOR UPDATE`` by the rotation, so a batch touching it waits for the rotation's short
+transaction (and a token past its expiry or revoked never rotates: it is refused); a
+history write holds its owner's row lock and deletions need none (``store.history``). No
+cycle is possible: cleanup never waits on a row while holding a lock a rotation or history
+write needs first. Query functions take a connection and never commit.
 """
 
 from __future__ import annotations
