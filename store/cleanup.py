@@ -1,10 +1,11 @@
 """Deleting what is past its retention, one bounded batch per call (for ``tasks.cleanup``).
 
 Every function here deletes at most ``limit`` rows in one statement: the rows are picked by
-a sub-select with ``LIMIT`` (through the indexes of ``0003_history_retention.sql``) and
-deleted by primary key. The caller runs each batch in its own short transaction
-(``Database.run``) and repeats while a batch comes back full, so no transaction holds many
-row locks for long, no table is ever locked, and a run can stop between any two batches.
+a sub-select with ``LIMIT`` (through the indexes of ``0003_history_retention.sql``), locked
+``FOR UPDATE SKIP LOCKED``, and deleted by primary key. The caller runs each batch in its
+own short transaction (``Database.run``) and repeats while a batch comes back full, so no
+transaction holds many row locks for long, no table is ever locked, and a run can stop
+between any two batches.
 
 What goes (``cutoff`` is now minus the retention):
 
@@ -30,13 +31,19 @@ retention), and ``sessions.parent_id`` sets NULL, so the schema leaves no orphan
 find. Redis needs nothing: every key there has a TTL (popularity buckets included) except
 the fencing counters, which must live forever.
 
-Concurrency: these statements lock only the rows they delete (and, for a deleted session,
-its children, whose ``parent_id`` becomes NULL). A session row being rotated is locked
-``FOR UPDATE`` by the rotation, so a batch touching it waits for the rotation's short
-transaction (and a token past its expiry or revoked never rotates: it is refused); a
-history write holds its owner's row lock and deletions need none (``store.history``). No
-cycle is possible: cleanup never waits on a row while holding a lock a rotation or history
-write needs first. Query functions take a connection and never commit.
+Concurrency: the cleanup always gives way to requests.
+
+- Rows another transaction holds (a history write pruning, a session being rotated or its
+  family revoked) are skipped (``SKIP LOCKED``): the next run takes them. So picking rows
+  never waits, and a request waiting on a row the batch picked waits only for that batch.
+- The one wait left is the foreign-key action of a deleted session: its children's
+  ``parent_id`` becomes NULL, and a child may be locked by a rotation or a revocation, which
+  may in turn wait for a row this batch picked (a revocation updates the whole family).
+  :func:`delete_sessions_past` therefore waits at most :data:`LOCK_TIMEOUT` for a lock
+  (well under Postgres' one-second deadlock detection), then rolls its batch back and
+  reports 0: the revocation goes on, the rows go next run.
+
+Query functions take a connection and never commit.
 """
 
 from __future__ import annotations
@@ -45,13 +52,21 @@ import datetime as dt
 from typing import Any
 
 import psycopg
+from psycopg import errors as pg_errors
 
 __all__ = [
+    "LOCK_TIMEOUT",
     "delete_audit_past",
     "delete_history_past_retention",
     "delete_job_runs_past",
     "delete_sessions_past",
 ]
+
+#: How long a session batch waits for a lock before giving way (see the module docstring).
+#: Why 200 ms: far longer than a rotation's or a revocation's transaction holds a row, far
+#: shorter than Postgres' deadlock_timeout (1 s), so a cycle is broken by this side.
+LOCK_TIMEOUT = "200ms"
+SET_LOCK_TIMEOUT = f"SET LOCAL lock_timeout = '{LOCK_TIMEOUT}'"
 
 # expires_at never exceeds absolute_expires_at (it is min(now + idle, absolute)); the
 # absolute test is kept so that the rule does not depend on it. Each test has its index.
@@ -62,6 +77,7 @@ DELETE FROM sessions WHERE id IN (
        OR expires_at < %(cutoff)s
        OR absolute_expires_at < %(cutoff)s
     LIMIT %(limit)s
+    FOR UPDATE SKIP LOCKED
 )
 """
 
@@ -75,14 +91,21 @@ def delete_sessions_past(conn: psycopg.Connection[Any], cutoff: dt.datetime, lim
         limit: At most this many rows.
 
     Returns:
-        How many rows were deleted.
+        How many rows were deleted; 0 when the batch gave way to a lock held longer than
+        :data:`LOCK_TIMEOUT` (nothing deleted).
     """
-    return conn.execute(DELETE_SESSIONS_PAST, {"cutoff": cutoff, "limit": limit}).rowcount
+    try:
+        with conn.transaction():  # a savepoint: giving way undoes this batch only
+            conn.execute(SET_LOCK_TIMEOUT)
+            return conn.execute(DELETE_SESSIONS_PAST, {"cutoff": cutoff, "limit": limit}).rowcount
+    except pg_errors.LockNotAvailable:
+        return 0
 
 
 DELETE_AUDIT_PAST = """
 DELETE FROM audit_logs WHERE id IN (
     SELECT id FROM audit_logs WHERE created_at < %(cutoff)s LIMIT %(limit)s
+    FOR UPDATE SKIP LOCKED
 )
 """
 
@@ -108,6 +131,7 @@ DELETE FROM video_history WHERE id IN (
     WHERE s.history_retention_days IS NOT NULL
       AND h.watched_at < %(now)s - make_interval(days => s.history_retention_days)
     LIMIT %(limit)s
+    FOR UPDATE OF h SKIP LOCKED
 )
 """
 
@@ -133,6 +157,7 @@ DELETE FROM job_runs WHERE (job, period_start) IN (
     SELECT job, period_start FROM job_runs
     WHERE state <> 'running' AND period_end < %(cutoff)s
     LIMIT %(limit)s
+    FOR UPDATE SKIP LOCKED
 )
 """
 

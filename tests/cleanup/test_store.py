@@ -8,6 +8,7 @@ import uuid
 from typing import Any
 
 import psycopg
+import trio
 from psycopg.types.json import Jsonb
 
 from store.cleanup import (
@@ -263,3 +264,40 @@ async def test_a_backlog_goes_in_bounded_batches_over_runs(db: Database, pg_url:
     assert second["audit"] == 100 and second["capped"] == []
     with psycopg.connect(pg_url) as conn:
         assert audit_times(conn) == [(alice, AUDIT_CUTOFF + EPS)] * 10
+
+
+async def test_rows_held_by_a_request_are_skipped_not_waited_for(db: Database, pg_url: str) -> None:
+    with psycopg.connect(pg_url) as conn:
+        alice = add_user(conn, "alice")
+        add_audit(conn, alice, AUDIT_CUTOFF - DAY, 3)
+    with psycopg.connect(pg_url) as holder:
+        held = holder.execute("SELECT id FROM audit_logs ORDER BY id LIMIT 1 FOR UPDATE")
+        held_id = held.fetchone()
+        with trio.fail_after(2):  # would block until the holder commits without SKIP LOCKED
+            assert await db.run(delete_audit_past, AUDIT_CUTOFF, 1000) == 2
+    assert await db.run(delete_audit_past, AUDIT_CUTOFF, 1000) == 1
+    assert held_id is not None
+
+
+async def test_a_session_batch_gives_way_to_a_rotation_holding_a_child(
+    db: Database, pg_url: str
+) -> None:
+    with psycopg.connect(pg_url) as conn:
+        alice = add_user(conn, "alice")
+        family = add_family(conn, alice, [SESSION_CUTOFF - DAY, NOW + DAY])
+        old, child = (row[0] for row in session_rows(conn, family))
+    with psycopg.connect(pg_url) as rotation:
+        rotation.execute("SELECT 1 FROM sessions WHERE id = %s FOR UPDATE", (child,))
+        started = trio.current_time()
+        with trio.fail_after(5):
+            # Deleting the old token would set the child's parent_id: locked, so give way.
+            assert await db.run(delete_sessions_past, SESSION_CUTOFF, 1000) == 0
+        assert trio.current_time() - started < 2
+    with psycopg.connect(pg_url) as conn:
+        assert [row[0] for row in session_rows(conn, family)] == [old, child]
+    assert await db.run(delete_sessions_past, SESSION_CUTOFF, 1000) == 1
+    with psycopg.connect(pg_url) as conn:
+        rows = conn.execute(
+            "SELECT id, parent_id FROM sessions WHERE family_id = %s", (family,)
+        ).fetchall()
+    assert rows == [(child, None)]
