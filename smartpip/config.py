@@ -126,6 +126,10 @@ class Config:
     job_lease_seconds: float = 30.0
     jobs_paused: tuple[str, ...] = ()
     jobs_schedule: tuple[tuple[str, Schedule], ...] = ()
+    session_retention_days: int = 30
+    audit_retention_days: int = 90
+    cleanup_batch_size: int = 1000
+    cleanup_max_batches: int = 100
     request_timeout: float = 30.0
     body_timeout: float = 10.0
     keepalive_timeout: float = 5.0
@@ -204,6 +208,12 @@ class Config:
             "job_lease_seconds": r.number("JOB_LEASE_SECONDS", 30.0, float, 3.0, 600.0),
             "jobs_paused": r.listing("JOBS_PAUSED", _known_job),
             "jobs_schedule": r.listing("JOBS_SCHEDULE", _job_schedule),
+            # Retentions of the cleanup job (tasks/cleanup.py): at least a day, at most ten
+            # years; history retention is each user's own choice (settings).
+            "session_retention_days": r.number("SESSION_RETENTION_DAYS", 30, int, 1, 3650),
+            "audit_retention_days": r.number("AUDIT_RETENTION_DAYS", 90, int, 1, 3650),
+            "cleanup_batch_size": r.number("CLEANUP_BATCH_SIZE", 1000, int, 1, 100_000),
+            "cleanup_max_batches": r.number("CLEANUP_MAX_BATCHES", 100, int, 1, 10_000),
             "request_timeout": r.number("REQUEST_TIMEOUT", 30.0, float, 1.0, 600.0),
             "body_timeout": r.number("BODY_TIMEOUT", 10.0, float, 0.5, 300.0),
             "keepalive_timeout": r.number("KEEPALIVE_TIMEOUT", 5.0, float, 0.5, 300.0),

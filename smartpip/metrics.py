@@ -119,6 +119,13 @@ class Metrics:
             ["job"],
             registry=self.registry,
         )
+        self.cleanup_deleted = Counter(
+            "cleanup_deleted_total",
+            "Rows deleted by the cleanup job on this replica, by kind (sessions, audit, "
+            "history, job_runs)",
+            ["kind"],
+            registry=self.registry,
+        )
         self.supervisor_restarts = Counter(
             "supervisor_restarts_total",
             "Restarts of supervised tasks",
@@ -133,6 +140,10 @@ class Metrics:
             self.job_duration.labels(record.job).observe(record.seconds)
         if record.outcome is Outcome.SUCCEEDED:
             self.job_last_success.labels(record.job).set_to_current_time()
+
+    def on_cleanup_deleted(self, kind: str, rows: int) -> None:
+        """Cleanup hook: count one committed batch of ``rows`` deleted rows of ``kind``."""
+        self.cleanup_deleted.labels(kind).inc(rows)
 
     def watch(
         self,

@@ -53,6 +53,8 @@ class SettingsRow:
     auto_pip: bool
     skip_seconds: int
     site_flags: dict[str, Any]
+    history_retention_days: int | None
+    history_paused: bool
     updated_at: datetime
 
 
@@ -97,7 +99,8 @@ class DeletedAccount:
 EXPORT_SNAPSHOT = "SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY"
 SELECT_ACCOUNT = "SELECT id, oidc_iss, oidc_sub, created_at FROM users WHERE id = %s"
 SELECT_SETTINGS = """
-SELECT auto_pip, skip_seconds, site_flags, updated_at FROM settings WHERE user_id = %s
+SELECT auto_pip, skip_seconds, site_flags, history_retention_days, history_paused, updated_at
+FROM settings WHERE user_id = %s
 """
 SELECT_HISTORY = """
 SELECT provider, video_id, title, url, watched_at FROM video_history

@@ -1,8 +1,9 @@
 """Watch history: the last few videos a user watched (``video_history``).
 
 Concurrency rule (enforced by :func:`lock_history_owner`): every transaction that adds to a
-user's history first locks that user's ``users`` row (``FOR NO KEY UPDATE``), then upserts,
-then prunes to the newest :data:`HISTORY_LIMIT` rows, all in one transaction (see
+user's history first locks that user's ``users`` row (``FOR NO KEY UPDATE``), reading the
+user's history settings with it, then upserts, then prunes to the newest
+:data:`HISTORY_LIMIT` rows (and those past the user's retention), all in one transaction (see
 :func:`record_watch`). So for one user:
 
 - Writers run one at a time. A second writer blocks on the row lock until the first commits;
@@ -16,9 +17,13 @@ then prunes to the newest :data:`HISTORY_LIMIT` rows, all in one transaction (se
   Postgres never raises ``serialization_failure`` (``ON CONFLICT DO UPDATE`` re-checks the
   conflicting row instead), and no deadlock is possible because every history writer takes
   the same single lock first and only then touches ``video_history`` rows.
-- Deletions (:func:`delete_history_entry`, :func:`delete_history`) only remove rows, so they
-  cannot break the limit and need no lock; a delete racing a write waits on the row the
+- Deletions (:func:`delete_history_entry`, :func:`delete_history`, the cleanup job's
+  ``store.cleanup.delete_history_past_retention``) only remove rows, so they cannot break the
+  limit and need no lock; a delete racing a write waits on the row the
   write holds and then applies to what the write committed.
+- A settings change (pausing, a retention) racing a write: the write read the settings
+  committed when it took the lock, so it behaves as if it ran wholly before the change or
+  wholly after it.
 - ``FOR NO KEY UPDATE`` does not conflict with the ``FOR KEY SHARE`` locks that foreign-key
   checks take, so sign-ins and session rotations of the user are not blocked by it. It does
   conflict with ``DELETE FROM users``: an account deletion waits for a history write (or the
@@ -32,7 +37,7 @@ Query functions take a connection and never commit: the caller owns the transact
 from __future__ import annotations
 
 import uuid
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 import attrs
@@ -44,6 +49,8 @@ __all__ = [
     "HISTORY_LIMIT",
     "HistoryOwnerMissing",
     "HistoryRow",
+    "HistoryWrite",
+    "OwnerSettings",
     "delete_history",
     "delete_history_entry",
     "lock_history_owner",
@@ -81,10 +88,42 @@ class HistoryRow:
     watched_at: datetime
 
 
-LOCK_HISTORY_OWNER = "SELECT 1 FROM users WHERE id = %s FOR NO KEY UPDATE"
+@attrs.frozen
+class OwnerSettings:
+    """What a history write needs of the owner's settings.
+
+    Attributes:
+        paused: The user paused their history: record nothing.
+        retention_days: Keep rows this many days (by ``watched_at``); None: no age limit.
+    """
+
+    paused: bool = False
+    retention_days: int | None = None
 
 
-def lock_history_owner(conn: psycopg.Connection[Any], user_id: uuid.UUID) -> bool:
+@attrs.frozen
+class HistoryWrite:
+    """The outcome of :func:`record_watch`.
+
+    Attributes:
+        items: The user's history after the write, newest first.
+        recorded: False when the user's history is paused (nothing was written).
+    """
+
+    items: list[HistoryRow]
+    recorded: bool
+
+
+# The settings row is read, not locked (FOR ... OF u): a settings write never waits for a
+# history write, and the history write sees the settings committed before it took the lock.
+LOCK_HISTORY_OWNER = """
+SELECT s.history_paused, s.history_retention_days
+FROM users u LEFT JOIN settings s ON s.user_id = u.id
+WHERE u.id = %s FOR NO KEY UPDATE OF u
+"""
+
+
+def lock_history_owner(conn: psycopg.Connection[Any], user_id: uuid.UUID) -> OwnerSettings | None:
     """Lock the user's row until the transaction ends: the lock of the module's rule.
 
     Args:
@@ -92,9 +131,14 @@ def lock_history_owner(conn: psycopg.Connection[Any], user_id: uuid.UUID) -> boo
         user_id: The user whose history is about to grow.
 
     Returns:
-        False if there is no such user (nothing is locked then).
+        The user's history settings, or None if there is no such user (nothing is locked
+        then).
     """
-    return conn.execute(LOCK_HISTORY_OWNER, (user_id,)).fetchone() is not None
+    row = conn.execute(LOCK_HISTORY_OWNER, (user_id,)).fetchone()
+    if row is None:
+        return None
+    paused, retention_days = row
+    return OwnerSettings(paused=bool(paused), retention_days=retention_days)
 
 
 UPSERT_HISTORY_ENTRY = """
@@ -128,28 +172,38 @@ def upsert_history_entry(
     conn.execute(UPSERT_HISTORY_ENTRY, params)
 
 
+# A NULL cutoff compares as unknown: no age limit.
 PRUNE_HISTORY = """
-DELETE FROM video_history WHERE user_id = %(user)s AND id NOT IN (
-    SELECT id FROM video_history WHERE user_id = %(user)s
-    ORDER BY watched_at DESC, id DESC LIMIT %(keep)s
+DELETE FROM video_history WHERE user_id = %(user)s AND (
+    id NOT IN (
+        SELECT id FROM video_history WHERE user_id = %(user)s
+        ORDER BY watched_at DESC, id DESC LIMIT %(keep)s
+    )
+    OR watched_at < %(cutoff)s::timestamptz
 )
 """
 
 
 def prune_history(
-    conn: psycopg.Connection[Any], user_id: uuid.UUID, keep: int = HISTORY_LIMIT
+    conn: psycopg.Connection[Any],
+    user_id: uuid.UUID,
+    keep: int = HISTORY_LIMIT,
+    *,
+    older_than: datetime | None = None,
 ) -> int:
-    """Delete all but the ``keep`` newest rows of the user.
+    """Delete all but the ``keep`` newest rows of the user, and any watched before a time.
 
     Args:
         conn: The connection, holding :func:`lock_history_owner`.
         user_id: The owner.
         keep: How many rows to keep.
+        older_than: Also delete the rows watched before this (the user's retention).
 
     Returns:
         How many rows were deleted.
     """
-    return conn.execute(PRUNE_HISTORY, {"user": user_id, "keep": keep}).rowcount
+    params = {"user": user_id, "keep": keep, "cutoff": older_than}
+    return conn.execute(PRUNE_HISTORY, params).rowcount
 
 
 SELECT_HISTORY = """
@@ -176,29 +230,56 @@ def select_history(
 
 
 def record_watch(
-    conn: psycopg.Connection[Any], user_id: uuid.UUID, entry: HistoryRow
-) -> list[HistoryRow]:
+    conn: psycopg.Connection[Any],
+    user_id: uuid.UUID,
+    entry: HistoryRow,
+    *,
+    now: datetime | None = None,
+) -> HistoryWrite:
     """Lock, upsert, prune, read back: the whole history write, in the caller's transaction.
+
+    Honours the user's history settings: while paused nothing is written (the history is read
+    back as it is); with a retention, rows watched longer ago than it are pruned too (the
+    entry itself included: it is then not kept, like an entry older than the five newest).
 
     Args:
         conn: The connection, inside a transaction (``Database.run``).
         user_id: The owner.
         entry: The video watched.
+        now: The time the retention counts back from (timezone-aware; default: the
+            database's clock).
 
     Returns:
-        The user's history after the write, newest first.
+        The user's history after the write, newest first, and whether the entry was
+        recorded (False while the history is paused).
 
     Raises:
         HistoryOwnerMissing: The user does not exist (deleted account).
     """
-    if not lock_history_owner(conn, user_id):
+    owner = lock_history_owner(conn, user_id)
+    if owner is None:
         raise HistoryOwnerMissing(str(user_id))
+    if owner.paused:
+        return HistoryWrite(select_history(conn, user_id), recorded=False)
     try:
         upsert_history_entry(conn, user_id, entry)
     except pg_errors.ForeignKeyViolation as error:  # unreachable under the lock; kept as a net
         raise HistoryOwnerMissing(str(user_id)) from error
-    prune_history(conn, user_id)
-    return select_history(conn, user_id)
+    cutoff = None
+    if owner.retention_days is not None:
+        cutoff = (now or _database_now(conn)) - timedelta(days=owner.retention_days)
+    prune_history(conn, user_id, older_than=cutoff)
+    return HistoryWrite(select_history(conn, user_id), recorded=True)
+
+
+SELECT_NOW = "SELECT now()"
+
+
+def _database_now(conn: psycopg.Connection[Any]) -> datetime:
+    row = conn.execute(SELECT_NOW).fetchone()
+    assert row is not None
+    when: datetime = row[0]
+    return when
 
 
 DELETE_HISTORY_ENTRY = """

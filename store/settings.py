@@ -26,6 +26,7 @@ from psycopg.types.json import Jsonb
 
 __all__ = [
     "DEFAULT_SETTINGS",
+    "HISTORY_RETENTION_DAYS",
     "SettingsRow",
     "SiteFlags",
     "UserGone",
@@ -50,29 +51,40 @@ class SettingsRow:
         auto_pip: Enter picture-in-picture automatically.
         skip_seconds: Seconds the skip buttons jump (1 to 300).
         site_flags: Per-host boolean flags.
+        history_retention_days: Keep watched videos this many days (one of
+            :data:`HISTORY_RETENTION_DAYS`); None keeps the last five whatever their age.
+        history_paused: While true, watched videos are not recorded.
     """
 
     auto_pip: bool
     skip_seconds: int
     site_flags: SiteFlags
+    history_retention_days: int | None = None
+    history_paused: bool = False
 
+
+#: The history retentions a user may choose (days); the table's CHECK agrees.
+HISTORY_RETENTION_DAYS = (1, 7, 30, 90)
 
 #: What a user who never saved settings has; equal to the column defaults of the table.
 DEFAULT_SETTINGS = SettingsRow(auto_pip=False, skip_seconds=10, site_flags={})
 
 
 def _row(values: tuple[Any, ...]) -> SettingsRow:
-    auto_pip, skip_seconds, site_flags = values
+    auto_pip, skip_seconds, site_flags, retention_days, paused = values
     return SettingsRow(
         auto_pip=bool(auto_pip),
         skip_seconds=int(skip_seconds),
         site_flags=cast(SiteFlags, site_flags),
+        history_retention_days=None if retention_days is None else int(retention_days),
+        history_paused=bool(paused),
     )
 
 
 # The join tells "no settings saved" (s.user_id IS NULL) from "no such user" (no row at all).
 SELECT_SETTINGS = """
-SELECT s.user_id IS NOT NULL, s.auto_pip, s.skip_seconds, s.site_flags
+SELECT s.user_id IS NOT NULL, s.auto_pip, s.skip_seconds, s.site_flags,
+       s.history_retention_days, s.history_paused
 FROM users u LEFT JOIN settings s ON s.user_id = u.id
 WHERE u.id = %s
 """
@@ -104,7 +116,8 @@ INSERT INTO settings (user_id) VALUES (%s) ON CONFLICT (user_id) DO NOTHING
 """
 
 SELECT_SETTINGS_FOR_UPDATE = """
-SELECT auto_pip, skip_seconds, site_flags FROM settings WHERE user_id = %s FOR UPDATE
+SELECT auto_pip, skip_seconds, site_flags, history_retention_days, history_paused
+FROM settings WHERE user_id = %s FOR UPDATE
 """
 
 
@@ -135,12 +148,17 @@ def lock_settings(conn: psycopg.Connection[Any], user_id: uuid.UUID) -> Settings
 
 
 UPSERT_SETTINGS = """
-INSERT INTO settings (user_id, auto_pip, skip_seconds, site_flags, updated_at)
-VALUES (%s, %s, %s, %s, now())
+INSERT INTO settings (
+    user_id, auto_pip, skip_seconds, site_flags, history_retention_days, history_paused,
+    updated_at
+)
+VALUES (%s, %s, %s, %s, %s, %s, now())
 ON CONFLICT (user_id) DO UPDATE SET
     auto_pip = EXCLUDED.auto_pip,
     skip_seconds = EXCLUDED.skip_seconds,
     site_flags = EXCLUDED.site_flags,
+    history_retention_days = EXCLUDED.history_retention_days,
+    history_paused = EXCLUDED.history_paused,
     updated_at = now()
 """
 
@@ -157,13 +175,22 @@ def upsert_settings(
 
     Raises:
         UserGone: There is no such user.
-        psycopg.errors.CheckViolation: ``skip_seconds`` out of 1..300 (the HTTP layer
-            validates first; the constraint is a backstop).
+        psycopg.errors.CheckViolation: ``skip_seconds`` out of 1..300, or a retention not
+            in :data:`HISTORY_RETENTION_DAYS` (the HTTP layer validates first; the
+            constraints are a backstop).
     """
     flags = {host: dict(values) for host, values in settings.site_flags.items()}
     try:
         conn.execute(
-            UPSERT_SETTINGS, (user_id, settings.auto_pip, settings.skip_seconds, Jsonb(flags))
+            UPSERT_SETTINGS,
+            (
+                user_id,
+                settings.auto_pip,
+                settings.skip_seconds,
+                Jsonb(flags),
+                settings.history_retention_days,
+                settings.history_paused,
+            ),
         )
     except pg_errors.ForeignKeyViolation as exc:
         raise UserGone(str(user_id)) from exc

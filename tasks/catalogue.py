@@ -51,6 +51,17 @@ JOBS: dict[str, JobDefaults] = {
         deadline=30.0,
         about="save the day's YouTube quota usage to Postgres; restore Redis's counter if lost",
     ),
+    # Why hourly: the shortest history retention a user can choose is a day, so an hour late
+    # is close enough; each run is small (a backlog drains over several, see tasks/cleanup).
+    # Why 15 minutes: a capped run (4 kinds x 100 batches) takes seconds; far past that the
+    # database is struggling, and the next period tries again.
+    "cleanup": JobDefaults(
+        schedule=Every(3600),
+        kind="claim",
+        deadline=900.0,
+        about="delete expired sessions, old audit rows and job runs, history past each "
+        "user's retention (bounded batches)",
+    ),
 }
 
 _EVERY = re.compile(r"every\s+(\d+(?:\.\d+)?)\s*([smhd])", re.IGNORECASE)

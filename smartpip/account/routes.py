@@ -52,6 +52,8 @@ def export_body(export: UserExport) -> dict[str, Any]:
             "autoPip": settings.auto_pip,
             "skipSeconds": settings.skip_seconds,
             "siteFlags": settings.site_flags,
+            "historyRetentionDays": settings.history_retention_days,
+            "historyPaused": settings.history_paused,
             "updatedAt": settings.updated_at.isoformat(),
         },
         "history": [

@@ -2,7 +2,10 @@
 
 Every route takes the user from the bearer token only; no user ID is ever read from the path,
 query or body. Reads are limited by ``SMARTPIP_RATE_LIMIT_USER``, writes (POST, DELETE) by
-``SMARTPIP_RATE_LIMIT_WRITES`` (default 60 a minute per user). Failures: 422
+``SMARTPIP_RATE_LIMIT_WRITES`` (default 60 a minute per user). ``POST`` answers the history
+after the write and ``recorded``: false while the user paused their history (settings
+``historyPaused``; nothing was written, still 200: the request was fine, the user chose).
+Failures: 422
 ``validation_failed`` with one entry per bad field, 401 when the account no longer exists,
 503 when Postgres is unavailable (handled app-wide).
 """
@@ -75,16 +78,20 @@ def history_blueprint(
     @guards.user(limit=writes)
     async def add_to_history(user: AccessClaims) -> dict[str, object]:
         body = structure(await read_json(request), HistoryBody, status=422)
+        now = datetime.now(UTC)
         try:
-            entry = validate_entry(body, now=datetime.now(UTC), providers=providers)
+            entry = validate_entry(body, now=now, providers=providers)
         except InvalidEntry as invalid:
             errors = [{"field": e.field, "message": e.message} for e in invalid.errors]
             raise ApiError(422, f"invalid body: {invalid}", errors=errors) from None
         try:
-            rows = await db.run(record_watch, user.user_id, entry)
+            written = await db.run(record_watch, user.user_id, entry, now=now)
         except HistoryOwnerMissing:
             raise account_gone() from None
-        return {"items": [item_document(row) for row in rows]}
+        return {
+            "items": [item_document(row) for row in written.items],
+            "recorded": written.recorded,
+        }
 
     @bp.get("/last")
     @guards.user(limit=reads)

@@ -25,9 +25,11 @@ from store.redis import RedisUnavailable
 from supervisors import Claims, JobBody, JobRun, JobSpec, RunRecord, run_period, utc_now
 from tasks.catalogue import JOBS
 from tasks.claims import PostgresLeases, RedisClaims
+from tasks.cleanup import CleanupPolicy, PostgresCleanup, run_cleanup
 from tasks.quota import PostgresSaves, RedisCounters, persist_quota
 
 __all__ = [
+    "cleanup_policy",
     "job_bodies",
     "job_specs",
     "jobs_report",
@@ -42,11 +44,31 @@ def replica_name(config: Config) -> str:
     return config.replica_name or f"{socket.gethostname()}-{os.getpid()}"
 
 
+def cleanup_policy(config: Config) -> CleanupPolicy:
+    """The cleanup job's retentions and batch bounds from the configuration."""
+    return CleanupPolicy(
+        session_retention_days=config.session_retention_days,
+        audit_retention_days=config.audit_retention_days,
+        batch_size=config.cleanup_batch_size,
+        max_batches=config.cleanup_max_batches,
+    )
+
+
 def job_bodies(resources: Resources) -> dict[str, JobBody]:
     """Each job's body, wired to the resources it uses (jobs whose feature is off are absent)."""
     bodies: dict[str, JobBody] = {}
     if resources.suggest is not None:
         bodies["quota"] = quota_body(resources)
+    store = PostgresCleanup(resources.db)
+    policy = cleanup_policy(resources.config)
+
+    async def cleanup(run: JobRun) -> Mapping[str, object]:
+        del run  # a claim job: nothing to fence; retentions count back from the wall clock
+        return await run_cleanup(
+            store, policy, utc_now(), on_deleted=resources.metrics.on_cleanup_deleted
+        )
+
+    bodies["cleanup"] = cleanup
     return bodies
 
 

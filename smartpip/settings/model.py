@@ -1,14 +1,21 @@
 """Extension settings: the document, its validation rules, PUT replace and PATCH merge.
 
-The document is ``{autoPip, skipSeconds, siteFlags}``. :func:`canonical_document` sorts hosts
-and flag names, so its JSON (:func:`smartpip.http.etags.json_body`) is both the response body
-and the input of the ``ETag``: equal documents carry equal tags on every replica.
+The document is ``{autoPip, skipSeconds, siteFlags, historyRetentionDays, historyPaused}``.
+:func:`canonical_document` sorts hosts and flag names, so its JSON
+(:func:`smartpip.http.etags.json_body`) is both the response body and the input of the
+``ETag``: equal documents carry equal tags on every replica.
 
 A body is first structured strictly (:class:`PutBody` or :class:`PatchBody`, unknown keys
 refused by :func:`smartpip.http.bodies.structure`; the fields stay untyped so that nothing is
 coerced), then :func:`validate_put` or :func:`validate_patch` checks every present field and
 reports every bad one at once (:class:`InvalidSettings`). A PATCH is applied to the stored
-document by :func:`merge`, which checks the limits again on the result. Pure functions: no I/O.
+document by :func:`merge`, which checks the limits again on the result; a PUT by
+:func:`replaced`. Pure functions: no I/O.
+
+The two history fields came later (``historyRetentionDays``: ``null`` keeps the last five
+whatever their age, or 1, 7, 30 or 90 days; ``historyPaused``: while true, nothing is
+recorded). A PUT may leave them out, and then keeps their stored values: an extension that
+predates them replaces the three fields it knows without silently resuming a paused history.
 """
 
 from __future__ import annotations
@@ -21,7 +28,7 @@ from typing import Any
 import attrs
 
 from smartpip.http.bodies import FieldError
-from store.settings import SettingsRow, SiteFlags
+from store.settings import HISTORY_RETENTION_DAYS, SettingsRow, SiteFlags
 
 __all__ = [
     "MAX_FLAGS_PER_HOST",
@@ -34,9 +41,11 @@ __all__ = [
     "PatchBody",
     "PutBody",
     "SettingsPatch",
+    "SettingsPut",
     "SiteFlagsPatch",
     "canonical_document",
     "merge",
+    "replaced",
     "validate_patch",
     "validate_put",
 ]
@@ -73,11 +82,14 @@ class InvalidSettings(ValueError):
 
 @attrs.frozen
 class PutBody:
-    """A PUT body as sent: all three fields required, types checked by :func:`validate_put`."""
+    """A PUT body as sent: the first three fields required, the history ones optional; types
+    checked by :func:`validate_put`."""
 
     auto_pip: Any
     skip_seconds: Any
     site_flags: Any
+    history_retention_days: Any = _ABSENT
+    history_paused: Any = _ABSENT
 
 
 @attrs.frozen
@@ -87,6 +99,23 @@ class PatchBody:
     auto_pip: Any = _ABSENT
     skip_seconds: Any = _ABSENT
     site_flags: Any = _ABSENT
+    history_retention_days: Any = _ABSENT
+    history_paused: Any = _ABSENT
+
+
+@attrs.frozen
+class SettingsPut:
+    """A valid PUT.
+
+    Attributes:
+        settings: The document as sent (a history field not sent holds its default here).
+        sent_retention: ``historyRetentionDays`` was sent (else the stored value stays).
+        sent_paused: ``historyPaused`` was sent (else the stored value stays).
+    """
+
+    settings: SettingsRow
+    sent_retention: bool = True
+    sent_paused: bool = True
 
 
 @attrs.frozen
@@ -98,11 +127,17 @@ class SettingsPatch:
         skip_seconds: The new ``skipSeconds``.
         site_flags: Per host, its new flags (replacing the host's flags as a whole) or None
             (removing the host); hosts not mentioned stay.
+        sets_retention: ``historyRetentionDays`` was sent (``null`` is a value there).
+        history_retention_days: The new ``historyRetentionDays`` when ``sets_retention``.
+        history_paused: The new ``historyPaused``.
     """
 
     auto_pip: bool | None = None
     skip_seconds: int | None = None
     site_flags: SiteFlagsPatch | None = None
+    sets_retention: bool = False
+    history_retention_days: int | None = None
+    history_paused: bool | None = None
 
 
 def canonical_document(settings: SettingsRow) -> dict[str, object]:
@@ -111,6 +146,8 @@ def canonical_document(settings: SettingsRow) -> dict[str, object]:
         "autoPip": settings.auto_pip,
         "skipSeconds": settings.skip_seconds,
         "siteFlags": _sorted_flags(settings.site_flags),
+        "historyRetentionDays": settings.history_retention_days,
+        "historyPaused": settings.history_paused,
     }
 
 
@@ -184,6 +221,25 @@ def _field_errors(body: PutBody | PatchBody, *, patch: bool) -> list[FieldError]
                 f"must be an integer from {MIN_SKIP_SECONDS} to {MAX_SKIP_SECONDS}",
             )
         )
+    retention = body.history_retention_days
+    if (
+        retention is not _ABSENT
+        and retention is not None
+        and (
+            not isinstance(retention, int)
+            or isinstance(retention, bool)
+            or retention not in HISTORY_RETENTION_DAYS
+        )
+    ):
+        days = ", ".join(str(d) for d in HISTORY_RETENTION_DAYS)
+        errors.append(
+            FieldError(
+                "historyRetentionDays",
+                f"must be null (keep the last five) or one of {days} (days, an integer)",
+            )
+        )
+    if body.history_paused is not _ABSENT and not isinstance(body.history_paused, bool):
+        errors.append(FieldError("historyPaused", "must be true or false"))
     if body.site_flags is not _ABSENT:
         problem = _site_flags_problem(body.site_flags, nullable_hosts=patch)
         if problem is None and not patch:
@@ -193,8 +249,8 @@ def _field_errors(body: PutBody | PatchBody, *, patch: bool) -> list[FieldError]
     return errors
 
 
-def validate_put(body: PutBody) -> SettingsRow:
-    """Check a PUT body; the document it replaces the stored one with.
+def validate_put(body: PutBody) -> SettingsPut:
+    """Check a PUT body; the document it replaces the stored one with (:func:`replaced`).
 
     Raises:
         InvalidSettings: With one error per bad field.
@@ -202,8 +258,30 @@ def validate_put(body: PutBody) -> SettingsRow:
     errors = _field_errors(body, patch=False)
     if errors:
         raise InvalidSettings(errors)
-    return SettingsRow(
-        auto_pip=body.auto_pip, skip_seconds=body.skip_seconds, site_flags=body.site_flags
+    sent_retention = body.history_retention_days is not _ABSENT
+    sent_paused = body.history_paused is not _ABSENT
+    return SettingsPut(
+        SettingsRow(
+            auto_pip=body.auto_pip,
+            skip_seconds=body.skip_seconds,
+            site_flags=body.site_flags,
+            history_retention_days=body.history_retention_days if sent_retention else None,
+            history_paused=body.history_paused if sent_paused else False,
+        ),
+        sent_retention=sent_retention,
+        sent_paused=sent_paused,
+    )
+
+
+def replaced(current: SettingsRow, put: SettingsPut) -> SettingsRow:
+    """The document a PUT leaves: ``put``'s, with the history fields it did not send kept."""
+    new = put.settings
+    return attrs.evolve(
+        new,
+        history_retention_days=new.history_retention_days
+        if put.sent_retention
+        else current.history_retention_days,
+        history_paused=new.history_paused if put.sent_paused else current.history_paused,
     )
 
 
@@ -224,6 +302,9 @@ def validate_patch(body: PatchBody) -> SettingsPatch:
         auto_pip=given(body.auto_pip),
         skip_seconds=given(body.skip_seconds),
         site_flags=given(body.site_flags),
+        sets_retention=body.history_retention_days is not _ABSENT,
+        history_retention_days=given(body.history_retention_days),
+        history_paused=given(body.history_paused),
     )
 
 
@@ -247,4 +328,10 @@ def merge(current: SettingsRow, patch: SettingsPatch) -> SettingsRow:
         auto_pip=current.auto_pip if patch.auto_pip is None else patch.auto_pip,
         skip_seconds=current.skip_seconds if patch.skip_seconds is None else patch.skip_seconds,
         site_flags=flags,
+        history_retention_days=patch.history_retention_days
+        if patch.sets_retention
+        else current.history_retention_days,
+        history_paused=current.history_paused
+        if patch.history_paused is None
+        else patch.history_paused,
     )

@@ -67,9 +67,14 @@ def _written(settings: SettingsRow) -> Response:
 def settings_blueprint(db: Database, guards: Guards, *, reads: Policy, writes: Policy) -> Blueprint:
     """``/v1/settings``: read, replace and merge the signed-in user's settings.
 
-    - ``GET`` answers ``{autoPip, skipSeconds, siteFlags}`` (defaults ``false``, ``10``,
-      ``{}`` for a user who never saved any) with an ``ETag``; ``If-None-Match`` gives 304.
-    - ``PUT`` replaces the document: all three fields required.
+    - ``GET`` answers ``{autoPip, skipSeconds, siteFlags, historyRetentionDays,
+      historyPaused}`` (defaults ``false``, ``10``, ``{}``, ``null``, ``false`` for a user who
+      never saved any) with an ``ETag``; ``If-None-Match`` gives 304.
+    - ``PUT`` replaces the document: ``autoPip``, ``skipSeconds`` and ``siteFlags`` required;
+      a history field left out keeps its stored value.
+    - ``historyRetentionDays``: ``null`` (keep the last five whatever their age) or 1, 7, 30
+      or 90 (days; older videos are deleted by the cleanup job); ``historyPaused``: while
+      true, ``POST /v1/history`` records nothing (and answers ``recorded: false``).
     - ``PATCH`` merges any subset of the fields. ``siteFlags`` merges per host: a host mapped
       to an object replaces that host's flags as a whole; a host mapped to ``null`` removes
       it; hosts not mentioned stay. The merged result must still fit the limits (422).

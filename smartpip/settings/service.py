@@ -23,7 +23,13 @@ from typing import Any
 import psycopg
 
 from smartpip.http.etags import if_match_allows
-from smartpip.settings.model import SettingsPatch, canonical_document, merge
+from smartpip.settings.model import (
+    SettingsPatch,
+    SettingsPut,
+    canonical_document,
+    merge,
+    replaced,
+)
 from store.postgres import Database
 from store.settings import SettingsRow, UserGone, lock_settings, select_settings, upsert_settings
 
@@ -50,24 +56,25 @@ async def read_settings(db: Database, user_id: uuid.UUID) -> SettingsRow:
 
 
 async def replace_settings(
-    db: Database, user_id: uuid.UUID, new: SettingsRow, *, if_match: str | None
+    db: Database, user_id: uuid.UUID, new: SettingsPut, *, if_match: str | None
 ) -> SettingsRow:
     """Store ``new`` (a validated PUT) in place of the user's settings.
 
     Args:
         db: Where the settings are.
         user_id: The user.
-        new: The whole new document.
+        new: The whole new document (history fields it did not send keep their stored
+            values: :func:`~smartpip.settings.model.replaced`).
         if_match: The request's ``If-Match`` value; None writes unconditionally.
 
     Returns:
-        The stored settings (``new``).
+        The stored settings.
 
     Raises:
         PreconditionFailed: ``if_match`` does not match the stored document.
         UserGone: The account was deleted.
     """
-    return await db.run(_write, user_id, if_match, lambda _current: new)
+    return await db.run(_write, user_id, if_match, lambda current: replaced(current, new))
 
 
 async def patch_settings(

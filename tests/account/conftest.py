@@ -49,7 +49,9 @@ INSERT INTO video_history (user_id, provider, video_id, title, url, watched_at)
 VALUES (%s, 'youtube', %s, %s, %s, %s)
 """
 INSERT_SETTINGS = """
-INSERT INTO settings (user_id, auto_pip, skip_seconds, site_flags) VALUES (%s, true, %s, %s)
+INSERT INTO settings (user_id, auto_pip, skip_seconds, site_flags, history_retention_days,
+    history_paused)
+VALUES (%s, true, %s, %s, 30, true)
 """
 
 

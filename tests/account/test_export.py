@@ -25,8 +25,8 @@ def stored(pg_url: str, user_id: uuid.UUID) -> dict[str, Any]:
             "SELECT id, oidc_iss, oidc_sub, created_at FROM users WHERE id = %s", (user_id,)
         ).fetchone()
         settings = conn.execute(
-            "SELECT auto_pip, skip_seconds, site_flags, updated_at FROM settings"
-            " WHERE user_id = %s",
+            "SELECT auto_pip, skip_seconds, site_flags, history_retention_days, history_paused,"
+            " updated_at FROM settings WHERE user_id = %s",
             (user_id,),
         ).fetchone()
         history = conn.execute(
@@ -55,7 +55,9 @@ def stored(pg_url: str, user_id: uuid.UUID) -> dict[str, Any]:
             "autoPip": settings[0],
             "skipSeconds": settings[1],
             "siteFlags": settings[2],
-            "updatedAt": settings[3],
+            "historyRetentionDays": settings[3],
+            "historyPaused": settings[4],
+            "updatedAt": settings[5],
         },
         "history": [
             dict(zip(("provider", "videoId", "title", "url", "watchedAt"), row, strict=True))
@@ -123,6 +125,8 @@ async def test_export_is_exactly_what_is_stored(app: RunningApp, pg_url: str) ->
     # The seeding really did fill every part (so the equality above means something).
     assert body["account"]["issuer"] == ISSUER and body["account"]["subject"] == "sub-alice"
     assert len(body["history"]) == 3 and body["history"][0]["title"] == "alice title 2"
+    assert body["settings"]["historyRetentionDays"] == 30
+    assert body["settings"]["historyPaused"] is True
     assert len(body["sessions"]) == 3  # two sign-ins, one rotation
     assert sum(s["usedAt"] is not None for s in body["sessions"]) == 1
     assert [e["event"] for e in body["auditEvents"]] == ["sign_in", "sign_in", "test_event"]

@@ -17,6 +17,7 @@ from smartpip.runtime.lifecycle import Lifecycle
 from smartpip.runtime.main import run_service
 from smartpip.runtime.resources import Resources, open_resources
 from store.redis import RedisStore
+from tasks.catalogue import JOBS
 from tests.app.probes import probe_blueprint
 from tests.conftest import REDIS_URL
 from tests.fakes.oidc_provider import FakeOidcProvider
@@ -39,8 +40,14 @@ class RunningApp:
 
 
 def make_config(pg_url: str, redis_prefix: str, **overrides: str) -> Config:
-    """A test configuration: ephemeral port, no drain, fast health probes."""
+    """A test configuration: ephemeral port, no drain, fast health probes.
+
+    The scheduled jobs of the catalogue are paused (they would run against the test's data,
+    and fail with an ERROR log in the tests that take Postgres away): a test of a job passes
+    ``jobs_paused=""`` (or drives the job's coroutine itself).
+    """
     env = {
+        "SMARTPIP_JOBS_PAUSED": ",".join(JOBS),
         "SMARTPIP_BIND": "127.0.0.1:0",
         "SMARTPIP_DATABASE_URL": pg_url,
         "SMARTPIP_REDIS_URL": REDIS_URL,

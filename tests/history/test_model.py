@@ -58,7 +58,7 @@ def test_store_matches_the_model(pg_url: str) -> None:
                 self.model[video] = (row, self.writes)
                 kept = self.expected()[:HISTORY_LIMIT]
                 self.model = {key: entry for key, entry in self.model.items() if entry[0] in kept}
-                assert run(record_watch, self.user, row) == kept
+                assert run(record_watch, self.user, row).items == kept
 
             @rule(video=st.sampled_from(VIDEOS))
             def forget(self, video: tuple[str, str]) -> None:

@@ -34,7 +34,8 @@ async def test_post_get_and_last(app: RunningApp, alice: User) -> None:
                 "url": "https://www.youtube.com/watch?v=vid00000001",
                 "watchedAt": "2024-01-01T00:00:01Z",
             }
-        ]
+        ],
+        "recorded": True,
     }
     assert await post(app, alice, video(2)) == ["vid00000002", "vid00000001"]
     response = await app.client.get("/v1/history/last", headers=alice.headers)

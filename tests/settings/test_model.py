@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+import attrs
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
@@ -18,8 +19,10 @@ from smartpip.settings.model import (
     PatchBody,
     PutBody,
     SettingsPatch,
+    SettingsPut,
     canonical_document,
     merge,
+    replaced,
     validate_patch,
     validate_put,
 )
@@ -45,7 +48,40 @@ def fields_of(error: pytest.ExceptionInfo[InvalidSettings]) -> list[str]:
 
 def test_a_valid_put_is_the_new_document() -> None:
     body = PutBody(auto_pip=True, skip_seconds=20, site_flags=FLAGS)
-    assert validate_put(body) == SAVED
+    assert validate_put(body) == SettingsPut(SAVED, sent_retention=False, sent_paused=False)
+    full = PutBody(
+        auto_pip=True,
+        skip_seconds=20,
+        site_flags=FLAGS,
+        history_retention_days=7,
+        history_paused=True,
+    )
+    chosen = attrs.evolve(SAVED, history_retention_days=7, history_paused=True)
+    assert validate_put(full) == SettingsPut(chosen)
+
+
+def test_a_put_keeps_the_history_fields_it_does_not_send() -> None:
+    current = attrs.evolve(SAVED, history_retention_days=30, history_paused=True)
+    old_client = validate_put(put(skip_seconds=45))
+    assert replaced(current, old_client) == SettingsRow(
+        auto_pip=False,
+        skip_seconds=45,
+        site_flags={},
+        history_retention_days=30,
+        history_paused=True,
+    )
+    cleared = validate_put(put(history_retention_days=None, history_paused=False))
+    assert replaced(current, cleared) == SettingsRow(auto_pip=False, skip_seconds=10, site_flags={})
+    only_paused = validate_put(put(history_paused=False))
+    assert replaced(current, only_paused).history_retention_days == 30
+    assert replaced(current, only_paused).history_paused is False
+
+
+@pytest.mark.parametrize("days", [None, 1, 7, 30, 90])
+def test_every_offered_retention_is_valid(days: int | None) -> None:
+    assert validate_put(put(history_retention_days=days)).settings.history_retention_days == days
+    patch = validate_patch(PatchBody(history_retention_days=days))
+    assert patch == SettingsPatch(sets_retention=True, history_retention_days=days)
 
 
 @pytest.mark.parametrize(
@@ -58,6 +94,16 @@ def test_a_valid_put_is_the_new_document() -> None:
         pytest.param({"skip_seconds": 10.0}, "skipSeconds", id="skip-float"),
         pytest.param({"skip_seconds": True}, "skipSeconds", id="skip-bool"),
         pytest.param({"site_flags": []}, "siteFlags", id="flags-array"),
+        pytest.param({"history_retention_days": 0}, "historyRetentionDays", id="retention-0"),
+        pytest.param({"history_retention_days": 2}, "historyRetentionDays", id="retention-2"),
+        pytest.param({"history_retention_days": 365}, "historyRetentionDays", id="retention-365"),
+        pytest.param({"history_retention_days": -7}, "historyRetentionDays", id="retention-neg"),
+        pytest.param({"history_retention_days": 7.0}, "historyRetentionDays", id="retention-7.0"),
+        pytest.param({"history_retention_days": "7"}, "historyRetentionDays", id="retention-str"),
+        pytest.param({"history_retention_days": True}, "historyRetentionDays", id="retention-bool"),
+        pytest.param({"history_paused": None}, "historyPaused", id="paused-null"),
+        pytest.param({"history_paused": 1}, "historyPaused", id="paused-one"),
+        pytest.param({"history_paused": "true"}, "historyPaused", id="paused-str"),
         pytest.param({"site_flags": {"Example.com": {}}}, "siteFlags", id="host-upper"),
         pytest.param({"site_flags": {"*.a.com": {}}}, "siteFlags", id="host-wildcard"),
         pytest.param({"site_flags": {"a.com.": {}}}, "siteFlags", id="host-trailing-dot"),
@@ -104,8 +150,8 @@ def test_limits_are_inclusive() -> None:
         "a" * 63 + ".xn--bcher-kva.example": {f"F{i}_" + "x" * 28: True for i in range(16)},
         **{f"h{i}.example": {} for i in range(199)},
     }
-    assert validate_put(put(skip_seconds=300, site_flags=flags)).site_flags == flags
-    assert validate_put(put(skip_seconds=1)).skip_seconds == 1
+    assert validate_put(put(skip_seconds=300, site_flags=flags)).settings.site_flags == flags
+    assert validate_put(put(skip_seconds=1)).settings.skip_seconds == 1
 
 
 def test_a_patch_sends_any_subset_and_may_remove_hosts() -> None:
@@ -120,6 +166,13 @@ def test_a_patch_sends_any_subset_and_may_remove_hosts() -> None:
         pytest.param(PatchBody(auto_pip=None), "autoPip", id="autoPip-null"),
         pytest.param(PatchBody(skip_seconds=None), "skipSeconds", id="skip-null"),
         pytest.param(PatchBody(site_flags=None), "siteFlags", id="flags-null"),
+        pytest.param(PatchBody(history_paused=None), "historyPaused", id="paused-null"),
+        pytest.param(
+            PatchBody(history_retention_days=14), "historyRetentionDays", id="retention-14"
+        ),
+        pytest.param(
+            PatchBody(history_retention_days=[7]), "historyRetentionDays", id="retention-list"
+        ),
         pytest.param(PatchBody(site_flags={"a.com:80": None}), "siteFlags", id="host-port"),
         pytest.param(PatchBody(site_flags={"a.com": {"on": None}}), "siteFlags", id="flag-null"),
     ],
@@ -145,6 +198,18 @@ def test_merge_replaces_fields_and_site_flags_per_host() -> None:
     assert merge(DEFAULT_SETTINGS, SettingsPatch(auto_pip=True)).auto_pip is True
 
 
+def test_merge_sets_or_keeps_the_history_fields() -> None:
+    chosen = attrs.evolve(SAVED, history_retention_days=7, history_paused=True)
+    assert merge(chosen, SettingsPatch(skip_seconds=5)) == attrs.evolve(chosen, skip_seconds=5)
+    back_to_five = validate_patch(PatchBody(history_retention_days=None))
+    assert merge(chosen, back_to_five) == attrs.evolve(chosen, history_retention_days=None)
+    resumed = validate_patch(PatchBody(history_paused=False))
+    assert merge(chosen, resumed) == attrs.evolve(chosen, history_paused=False)
+    assert merge(SAVED, validate_patch(PatchBody(history_retention_days=90))) == attrs.evolve(
+        SAVED, history_retention_days=90
+    )
+
+
 def test_merge_leaves_the_current_document_alone() -> None:
     current = SettingsRow(auto_pip=False, skip_seconds=10, site_flags={"a.com": {"on": True}})
     merge(current, SettingsPatch(site_flags={"a.com": None, "b.com": {}}))
@@ -160,7 +225,7 @@ def test_merge_leaves_the_current_document_alone() -> None:
 )
 def test_a_merge_past_the_limits_is_invalid(extra: dict[str, dict[str, bool]]) -> None:
     base = {long_host(100 + i) if i < 20 else f"h{i}.example": {"on": True} for i in range(150)}
-    current = validate_put(put(site_flags=base))
+    current = validate_put(put(site_flags=base)).settings
     patch = validate_patch(PatchBody(site_flags=extra))
     with pytest.raises(InvalidSettings) as caught:
         merge(current, patch)
@@ -176,9 +241,12 @@ def test_the_canonical_document_sorts_hosts_and_flags() -> None:
             "vimeo.com": {"x": True},
             "www.youtube.com": {"mute": False, "skipAds": True},
         },
+        "historyRetentionDays": None,
+        "historyPaused": False,
     }
     assert json_body(canonical_document(DEFAULT_SETTINGS)) == (
-        b'{"autoPip":false,"skipSeconds":10,"siteFlags":{}}'
+        b'{"autoPip":false,"skipSeconds":10,"siteFlags":{},'
+        b'"historyRetentionDays":null,"historyPaused":false}'
     )
 
 

@@ -15,11 +15,19 @@ from tests.app.conftest import AppFactory, RunningApp
 
 KEY = "k1:" + "a" * 40
 ISS = "https://accounts.google.com"
-DEFAULTS = {"autoPip": False, "skipSeconds": 10, "siteFlags": {}}
+DEFAULTS = {
+    "autoPip": False,
+    "skipSeconds": 10,
+    "siteFlags": {},
+    "historyRetentionDays": None,
+    "historyPaused": False,
+}
 DOC = {
     "autoPip": True,
     "skipSeconds": 20,
     "siteFlags": {"www.youtube.com": {"skipAds": True, "mute": False}, "vimeo.com": {"x": True}},
+    "historyRetentionDays": 30,
+    "historyPaused": False,
 }
 
 Headers = dict[str, str]
@@ -40,6 +48,14 @@ def stored_row(conn: psycopg.Connection[Any], user_id: uuid.UUID) -> str | None:
     """The user's settings row exactly as stored (every column), or None."""
     row = conn.execute("SELECT s::text FROM settings s WHERE user_id = %s", (user_id,)).fetchone()
     return None if row is None else str(row[0])
+
+
+def history_columns(conn: psycopg.Connection[Any], user_id: uuid.UUID) -> tuple[Any, ...] | None:
+    """The user's stored ``(history_retention_days, history_paused)``."""
+    return conn.execute(
+        "SELECT history_retention_days, history_paused FROM settings WHERE user_id = %s",
+        (user_id,),
+    ).fetchone()
 
 
 async def test_first_get_answers_the_defaults(app: RunningApp) -> None:
@@ -75,6 +91,8 @@ async def test_patch_merges_fields_and_site_flags_per_host(app: RunningApp) -> N
         "autoPip": True,
         "skipSeconds": 45,
         "siteFlags": {"twitch.tv": {}, "www.youtube.com": {"pip": True}},
+        "historyRetentionDays": 30,
+        "historyPaused": False,
     }
     assert response.json() == expected
     unchanged = await app.client.patch(
@@ -182,6 +200,19 @@ INVALID_PUTS = [
     pytest.param({"skipSeconds": "10"}, "skipSeconds", id="skip-string"),
     pytest.param({"siteFlags": []}, "siteFlags", id="flags-array"),
     pytest.param({"siteFlags": "x"}, "siteFlags", id="flags-string"),
+    pytest.param({"historyRetentionDays": 0}, "historyRetentionDays", id="retention-0"),
+    pytest.param({"historyRetentionDays": 14}, "historyRetentionDays", id="retention-14"),
+    pytest.param({"historyRetentionDays": 91}, "historyRetentionDays", id="retention-91"),
+    pytest.param({"historyRetentionDays": -1}, "historyRetentionDays", id="retention-neg"),
+    pytest.param({"historyRetentionDays": 7.0}, "historyRetentionDays", id="retention-float"),
+    pytest.param({"historyRetentionDays": 7.5}, "historyRetentionDays", id="retention-frac"),
+    pytest.param({"historyRetentionDays": "7"}, "historyRetentionDays", id="retention-str"),
+    pytest.param({"historyRetentionDays": True}, "historyRetentionDays", id="retention-bool"),
+    pytest.param({"historyRetentionDays": {}}, "historyRetentionDays", id="retention-object"),
+    pytest.param({"historyRetentionDays": 10**30}, "historyRetentionDays", id="retention-huge"),
+    pytest.param({"historyPaused": None}, "historyPaused", id="paused-null"),
+    pytest.param({"historyPaused": 0}, "historyPaused", id="paused-zero"),
+    pytest.param({"historyPaused": "false"}, "historyPaused", id="paused-string"),
     pytest.param({"siteFlags": {"Example.com": {}}}, "siteFlags", id="host-upper"),
     pytest.param({"siteFlags": {"exa mple.com": {}}}, "siteFlags", id="host-space"),
     pytest.param({"siteFlags": {"-a.com": {}}}, "siteFlags", id="host-hyphen"),
@@ -237,6 +268,9 @@ async def test_invalid_put_is_422_naming_the_field(
         pytest.param({"skipSeconds": 301}, "skipSeconds", id="skipSeconds"),
         pytest.param({"siteFlags": {"a.com:80": None}}, "siteFlags", id="host-port"),
         pytest.param({"siteFlags": {"a.com": {"on": None}}}, "siteFlags", id="flag-null"),
+        pytest.param({"historyRetentionDays": 3}, "historyRetentionDays", id="retention-3"),
+        pytest.param({"historyRetentionDays": "30"}, "historyRetentionDays", id="retention-str"),
+        pytest.param({"historyPaused": None}, "historyPaused", id="paused-null"),
         pytest.param({"id": 1}, "id", id="unknown-id"),
     ],
 )
@@ -371,3 +405,56 @@ async def test_requires_a_bearer_token(app: RunningApp, method: str) -> None:
     response = await app.client.request(method, "/v1/settings", json=DOC)
     assert response.status_code == 401
     assert "WWW-Authenticate" in response.headers
+
+
+@pytest.mark.parametrize("days", [1, 7, 30, 90, None])
+async def test_each_offered_retention_round_trips(app: RunningApp, days: int | None) -> None:
+    _, auth = await sign_up(app)
+    put = await app.client.put(
+        "/v1/settings", json={**DEFAULTS, "historyRetentionDays": days}, headers=auth
+    )
+    assert put.status_code == 200, put.text
+    assert put.json()["historyRetentionDays"] == days
+    patched = await app.client.patch(
+        "/v1/settings", json={"historyRetentionDays": days, "historyPaused": True}, headers=auth
+    )
+    assert patched.status_code == 200, patched.text
+    assert patched.json() == {**DEFAULTS, "historyRetentionDays": days, "historyPaused": True}
+    assert (await app.client.get("/v1/settings", headers=auth)).json() == patched.json()
+
+
+async def test_patch_null_retention_goes_back_to_the_last_five(app: RunningApp) -> None:
+    user_id, auth = await sign_up(app)
+    await app.client.patch("/v1/settings", json={"historyRetentionDays": 7}, headers=auth)
+    response = await app.client.patch(
+        "/v1/settings", json={"historyRetentionDays": None}, headers=auth
+    )
+    assert response.status_code == 200, response.text
+    assert response.json() == DEFAULTS
+    assert await app.resources.db.run(history_columns, user_id) == (None, False)
+
+
+async def test_a_put_without_the_history_fields_keeps_them(app: RunningApp) -> None:
+    _, auth = await sign_up(app)
+    chosen = {"historyRetentionDays": 7, "historyPaused": True}
+    await app.client.patch("/v1/settings", json=chosen, headers=auth)
+    old_client = {"autoPip": True, "skipSeconds": 15, "siteFlags": {}}
+    response = await app.client.put("/v1/settings", json=old_client, headers=auth)
+    assert response.status_code == 200, response.text
+    assert response.json() == {**old_client, **chosen}
+    cleared = {**old_client, "historyRetentionDays": None, "historyPaused": False}
+    response = await app.client.put("/v1/settings", json=cleared, headers=auth)
+    assert response.json() == cleared
+
+
+async def test_history_fields_change_the_etag(app: RunningApp) -> None:
+    _, auth = await sign_up(app)
+    first = await app.client.get("/v1/settings", headers=auth)
+    paused = await app.client.patch("/v1/settings", json={"historyPaused": True}, headers=auth)
+    assert paused.headers["ETag"] != first.headers["ETag"]
+    stale = await app.client.patch(
+        "/v1/settings",
+        json={"historyRetentionDays": 1},
+        headers={**auth, "If-Match": first.headers["ETag"]},
+    )
+    assert stale.status_code == 412

@@ -12,7 +12,12 @@ import pytest
 import trio
 
 from smartpip.http.etags import etag_for, json_body
-from smartpip.settings.model import InvalidSettings, SettingsPatch, canonical_document
+from smartpip.settings.model import (
+    InvalidSettings,
+    SettingsPatch,
+    SettingsPut,
+    canonical_document,
+)
 from smartpip.settings.service import (
     PreconditionFailed,
     UserGone,
@@ -32,7 +37,7 @@ Write = Callable[[Database, uuid.UUID, str | None], Awaitable[SettingsRow]]
 
 
 async def replace_with_saved(db: Database, user_id: uuid.UUID, if_match: str | None) -> SettingsRow:
-    return await replace_settings(db, user_id, SAVED, if_match=if_match)
+    return await replace_settings(db, user_id, SettingsPut(SAVED), if_match=if_match)
 
 
 async def patch_to_saved(db: Database, user_id: uuid.UUID, if_match: str | None) -> SettingsRow:
@@ -59,7 +64,7 @@ def count_rows(conn: psycopg.Connection[Any], user_id: uuid.UUID) -> int:
 async def test_read_answers_the_defaults_then_what_was_written(db: Database) -> None:
     user_id, _ = await db.run(upsert_user, ISS, "sub-1")
     assert await read_settings(db, user_id) == DEFAULT_SETTINGS
-    assert await replace_settings(db, user_id, SAVED, if_match=None) == SAVED
+    assert await replace_settings(db, user_id, SettingsPut(SAVED), if_match=None) == SAVED
     assert await read_settings(db, user_id) == SAVED
 
 
@@ -79,7 +84,7 @@ async def test_write_checks_if_match_against_the_stored_document(
     default_tag = tag_of(DEFAULT_SETTINGS)
     assert await write(db, user_id, default_tag) == SAVED
     with pytest.raises(PreconditionFailed):
-        await replace_settings(db, user_id, DEFAULT_SETTINGS, if_match=default_tag)
+        await replace_settings(db, user_id, SettingsPut(DEFAULT_SETTINGS), if_match=default_tag)
     saved_tag = tag_of(SAVED)
     for listed in (f'"x", {saved_tag}', f"W/{saved_tag}", "*"):
         assert await write(db, user_id, listed) == SAVED
@@ -87,7 +92,7 @@ async def test_write_checks_if_match_against_the_stored_document(
 
 async def test_a_merge_past_the_limits_writes_nothing(db: Database) -> None:
     user_id, _ = await db.run(upsert_user, ISS, "sub-1")
-    await replace_settings(db, user_id, SAVED, if_match=None)
+    await replace_settings(db, user_id, SettingsPut(SAVED), if_match=None)
     too_many = SettingsPatch(site_flags={f"h{i}.example": {} for i in range(200)})
     with pytest.raises(InvalidSettings):
         await patch_settings(db, user_id, too_many, if_match=None)
@@ -99,7 +104,7 @@ async def test_a_deleted_user_is_gone(db: Database) -> None:
     with pytest.raises(UserGone):
         await read_settings(db, stranger)
     with pytest.raises(UserGone):
-        await replace_settings(db, stranger, SAVED, if_match=None)
+        await replace_settings(db, stranger, SettingsPut(SAVED), if_match=None)
     with pytest.raises(UserGone):
         await patch_settings(db, stranger, SettingsPatch(auto_pip=True), if_match=None)
 

@@ -42,6 +42,16 @@ async def test_upsert_then_select_round_trip(db: Database) -> None:
     changed = SettingsRow(auto_pip=False, skip_seconds=300, site_flags={})
     await db.run(upsert_settings, user_id, changed)
     assert await db.run(select_settings, user_id) == changed
+    history = SettingsRow(
+        auto_pip=False,
+        skip_seconds=300,
+        site_flags={},
+        history_retention_days=7,
+        history_paused=True,
+    )
+    await db.run(upsert_settings, user_id, history)
+    assert await db.run(select_settings, user_id) == history
+    assert await db.run(lock_settings, user_id) == history
     assert await db.run(count_rows, user_id) == 1
 
 
@@ -53,3 +63,11 @@ async def test_unknown_user_is_gone(db: Database) -> None:
         await db.run(lock_settings, stranger)
     with pytest.raises(UserGone):
         await db.run(upsert_settings, stranger, SAVED)
+
+
+@pytest.mark.parametrize("days", [0, 2, 365])
+async def test_the_table_refuses_a_retention_not_offered(db: Database, days: int) -> None:
+    user_id, _ = await db.run(upsert_user, ISS, "sub-1")
+    odd = SettingsRow(auto_pip=False, skip_seconds=10, site_flags={}, history_retention_days=days)
+    with pytest.raises(psycopg.errors.CheckViolation):
+        await db.run(upsert_settings, user_id, odd)
