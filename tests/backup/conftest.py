@@ -97,3 +97,8 @@ def fake_tool(folder: Path, name: str, body: str) -> str:
     )
     path.chmod(0o755)
     return str(path)
+
+
+def stored_files(folder: Path) -> list[str]:
+    """The names of the files rclone keeps under ``folder`` (temporary upload parts too)."""
+    return sorted(p.name for p in folder.rglob("*") if p.is_file())

@@ -14,7 +14,7 @@ from store.backup_s3 import S3Settings
 from store.errors import BackupToolError, DumpFailed, VerifyFailed
 from supervisors import utc_now
 from tasks.backup import Backups, BackupSettings
-from tests.backup.conftest import fake_tool, object_keys
+from tests.backup.conftest import fake_tool, object_keys, stored_files
 from tests.support.polling import wait_until
 
 pytestmark = pytest.mark.timeout(120)
@@ -52,8 +52,7 @@ async def test_a_pg_dump_that_dies_mid_stream_leaves_no_object_and_keeps_older_b
 
     assert object_keys(s3_settings) == before
     # Nor a half-written multipart upload in the store's folder.
-    leftovers = [p.name for p in bucket_folder.rglob("*") if p.is_file()]
-    assert sorted(leftovers) == sorted(Path(k).name for k in before)
+    assert stored_files(bucket_folder) == sorted(Path(k).name for k in before)
 
 
 async def test_cancelling_a_run_terminates_pg_dump_and_aborts_the_upload(
