@@ -41,7 +41,18 @@ class JobDefaults:
 
 
 #: Every scheduled job, by name. Later issues add theirs here.
-JOBS: dict[str, JobDefaults] = {}
+JOBS: dict[str, JobDefaults] = {
+    # A lease: a backup must complete, once a night across replicas (docs/backups.md).
+    # Why 03:30 UTC: the quietest hour of the service; why 4 h: a dump, its upload, the
+    # verification download and a restore drill of a database far larger than today's.
+    "backup": JobDefaults(
+        schedule=Daily(dt.time(3, 30), dt.UTC),
+        kind="lease",
+        deadline=4 * 3600.0,
+        about="pg_dump to S3, verified; retention; a restore drill every "
+        "SMARTPIP_BACKUP_DRILL_DAYS (off without SMARTPIP_BACKUP_S3_BUCKET)",
+    ),
+}
 
 _EVERY = re.compile(r"every\s+(\d+(?:\.\d+)?)\s*([smhd])", re.IGNORECASE)
 _DAILY = re.compile(r"daily\s+(\d{1,2}):(\d{2})(?:\s+(\S+))?", re.IGNORECASE)

@@ -21,8 +21,9 @@ from store.jobs import claim_holder, select_job_runs
 from store.postgres import DatabaseUnavailable
 from store.redis import RedisUnavailable
 from supervisors import Claims, JobBody, JobSpec, RunRecord, run_period, utc_now
+from tasks.backup import backup_job
 from tasks.catalogue import JOBS
-from tasks.claims import PostgresLeases, RedisClaims
+from tasks.claims import PostgresLeases, RedisClaims, fenced
 
 __all__ = ["job_bodies", "job_specs", "jobs_report", "replica_name", "run_job_now"]
 
@@ -34,8 +35,10 @@ def replica_name(config: Config) -> str:
 
 def job_bodies(resources: Resources) -> dict[str, JobBody]:
     """Each job's body, wired to the resources it uses (jobs whose feature is off are absent)."""
-    del resources
     bodies: dict[str, JobBody] = {}
+    if resources.backups is not None:  # absent without SMARTPIP_BACKUP_S3_BUCKET
+        db = resources.db
+        bodies["backup"] = backup_job(resources.backups, lambda run: fenced(db, run))
     return bodies
 
 
