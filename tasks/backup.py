@@ -39,6 +39,7 @@ from store.backup import (
 )
 from store.backup_pg import (
     PgTools,
+    check_tools,
     create_database,
     database_exists,
     database_name,
@@ -189,6 +190,17 @@ class Backups:
 
     async def _in_thread(self, work: Callable[[], Any]) -> Any:
         return await run_cancellable(lambda _cancel: work())
+
+    async def preflight(self) -> None:
+        """Check the bucket and the client programs (for operators, before a run).
+
+        Raises:
+            StorageError: the bucket is missing or the credentials are refused.
+            BackupToolError: pg_dump or pg_restore is missing or older than the server.
+        """
+        s3, tools, url = self.settings.s3, self.settings.tools, self.settings.database_url
+        await self._in_thread(lambda: check_bucket(self.client, s3))
+        await self._in_thread(lambda: check_tools(tools, url))
 
     async def run(self, fence: Fence = _no_fence) -> dict[str, object]:
         """Dump, upload, verify, write the manifest, apply retention, drill when due.
