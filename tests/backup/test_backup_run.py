@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 from pathlib import Path
 
 import psycopg
 import pytest
 
-from store.backup_s3 import S3Settings
-from store.errors import StorageError
+from smartpip.metrics import Metrics
+from store.backup_s3 import S3Settings, make_client
+from store.errors import StorageError, VerifyFailed
+from supervisors import utc_now
 from tasks.backup import Backups, BackupSettings
 from tests.backup.conftest import object_keys
 
@@ -94,3 +97,74 @@ async def test_a_missing_bucket_is_named(sample_db: str, s3_settings: S3Settings
     backups = Backups(BackupSettings(database_url=sample_db, s3=missing))
     with pytest.raises(StorageError, match="no-such-bucket-here does not exist"):
         await backups.run()
+
+
+class _Seen:
+    def __init__(self) -> None:
+        self.backups: list[int] = []
+        self.drills: list[bool] = []
+
+    def on_backup(self, *, size: int, seconds: float) -> None:
+        self.backups.append(size)
+
+    def on_drill(self, *, ok: bool, seconds: float) -> None:
+        self.drills.append(ok)
+
+
+async def test_the_drill_runs_again_only_after_its_interval(
+    sample_db: str, s3_settings: S3Settings
+) -> None:
+    now = utc_now()
+    current = [now]
+
+    def clock() -> dt.datetime:
+        return current[0]
+
+    seen = _Seen()
+    backups = Backups(
+        BackupSettings(database_url=sample_db, s3=s3_settings, drill_days=7),
+        observer=seen,
+        clock=clock,
+    )
+    drills = []
+    for at in (now, now + dt.timedelta(days=1), now + dt.timedelta(days=8)):
+        current[0] = at
+        drills.append((await backups.run()).get("drill"))
+
+    assert drills == ["ok", None, "ok"]
+    assert seen.drills == [True, True]
+    assert len(seen.backups) == 3
+
+
+async def test_a_drill_whose_counts_differ_fails_and_is_recorded(
+    backups: Backups, s3_settings: S3Settings, bucket_folder: Path
+) -> None:
+    seen = _Seen()
+    backups.observer = seen
+    key = str((await backups.run())["key"])
+    manifest_file = bucket_folder / (key + ".manifest.json")
+    manifest = json.loads(manifest_file.read_text())
+    manifest["rowCounts"]["public.users"] += 1  # a dump that lost a row would look like this
+    make_client(s3_settings).put_object(  # through S3: rclone keeps its own idea of sizes
+        Bucket=s3_settings.bucket, Key=key + ".manifest.json", Body=json.dumps(manifest).encode()
+    )
+
+    with pytest.raises(VerifyFailed, match=r"public\.users: 201 -> 200"):
+        await backups.drill(key)
+
+    assert seen.drills == [True, False]
+    record = json.loads((bucket_folder / (key + ".drill.json")).read_text())
+    assert record["ok"] is False
+    [entry] = await backups.entries()
+    assert entry.describe()["drill"] == "failed"
+
+
+def test_the_service_metrics_take_backup_results() -> None:
+    metrics = Metrics()
+    metrics.on_backup(size=1234, seconds=2.5)
+    metrics.on_drill(ok=False, seconds=9.0)
+    text = metrics.render().decode()
+    assert "backup_size_bytes 1234.0" in text
+    assert "backup_duration_seconds 2.5" in text
+    assert "backup_drill_success 0.0" in text
+    assert "backup_last_success_timestamp_seconds 0.0" not in text
