@@ -56,7 +56,7 @@ async def test_a_pg_dump_that_dies_mid_stream_leaves_no_object_and_keeps_older_b
 
 
 async def test_cancelling_a_run_terminates_pg_dump_and_aborts_the_upload(
-    sample_db: str, s3_settings: S3Settings, tmp_path: Path
+    sample_db: str, s3_settings: S3Settings, bucket_folder: Path, tmp_path: Path
 ) -> None:
     pid_file, written = tmp_path / "pid", tmp_path / "written"
     # Writes two parts' worth (the upload is under way), then hangs like a stuck pg_dump.
@@ -82,6 +82,7 @@ async def test_cancelling_a_run_terminates_pg_dump_and_aborts_the_upload(
     with pytest.raises(ProcessLookupError):  # terminated and reaped
         os.kill(pid, 0)
     assert object_keys(s3_settings) == []
+    assert stored_files(bucket_folder) == []  # the uploaded parts were discarded too
 
 
 async def test_verify_catches_a_corrupted_object(backups: Backups, bucket_folder: Path) -> None:
