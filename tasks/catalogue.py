@@ -32,12 +32,14 @@ class JobDefaults:
             ``lease`` (must complete: a fenced lease in Postgres, taken over when it lapses).
         deadline: seconds one run may take.
         about: one line for operators.
+        retry_after: seconds before a run that did not succeed is tried again in its period.
     """
 
     schedule: Schedule
     kind: str
     deadline: float
     about: str
+    retry_after: float = 60.0
 
 
 #: Every scheduled job, by name. Later issues add theirs here.
@@ -51,6 +53,9 @@ JOBS: dict[str, JobDefaults] = {
         deadline=4 * 3600.0,
         about="pg_dump to S3, verified; retention; a restore drill every "
         "SMARTPIP_BACKUP_DRILL_DAYS (off without SMARTPIP_BACKUP_S3_BUCKET)",
+        # Why 15 min: each attempt dumps the whole database; a cause that a minute fixes
+        # (a blip) is rare, and a persistent one should not log an error every minute.
+        retry_after=900.0,
     ),
 }
 

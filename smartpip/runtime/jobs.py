@@ -72,6 +72,7 @@ def job_specs(resources: Resources, bodies: Mapping[str, JobBody] | None = None)
                 claims=claims_for(resources, defaults.kind),
                 deadline=defaults.deadline,
                 paused=name in config.jobs_paused,
+                retry_after=defaults.retry_after,
             )
         )
     return specs

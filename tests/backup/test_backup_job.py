@@ -43,6 +43,7 @@ def test_the_backup_job_is_a_nightly_lease() -> None:
     defaults = JOBS["backup"]
     assert defaults.kind == "lease"
     assert defaults.schedule == Daily(dt.time(3, 30), dt.UTC)
+    assert defaults.retry_after == 900.0  # a failed night is retried, but not every minute
 
 
 async def test_two_replicas_make_one_backup_per_night(
