@@ -168,9 +168,8 @@ def check_tools(tools: PgTools, url: str) -> tuple[str, int]:
     server = _server_version(url)
     server_major = server // 10_000
     dump_major, dump_text = _tool_version(tools.pg_dump, "pg_dump")
-    for name, major in (("pg_dump", dump_major), ("pg_restore", None)):
-        if major is None:
-            major, _ = _tool_version(tools.pg_restore, "pg_restore")
+    restore_major, _ = _tool_version(tools.pg_restore, "pg_restore")
+    for name, major in (("pg_dump", dump_major), ("pg_restore", restore_major)):
         if major < server_major:
             raise BackupToolError(
                 f"{name} {major} is older than the server (PostgreSQL {server_major}): "

@@ -224,6 +224,7 @@ class Backups:
         uploaded: Uploaded = await run_cancellable(
             lambda cancel: dump_to_s3(url, tools, self.client, s3, key, cancel)
         )
+        finished = self.clock()
         try:
             await run_cancellable(
                 lambda cancel: verify_object(self.client, s3, tools, key, uploaded.sha256, cancel)
@@ -241,7 +242,7 @@ class Backups:
             "pgDumpVersion": uploaded.pg_dump_version,
             "serverVersion": uploaded.server_version,
             "startedAt": _iso(started),
-            "finishedAt": _iso(self.clock()),
+            "finishedAt": _iso(finished),
             "verifiedAt": _iso(self.clock()),
         }
         await fence()
