@@ -5,7 +5,9 @@ from __future__ import annotations
 import datetime as dt
 import json
 from pathlib import Path
+from typing import Any
 
+import attrs
 import psycopg
 import pytest
 
@@ -168,3 +170,45 @@ def test_the_service_metrics_take_backup_results() -> None:
     assert "backup_duration_seconds 2.5" in text
     assert "backup_drill_success 0.0" in text
     assert "backup_last_success_timestamp_seconds 0.0" not in text
+
+
+def _record_writes(backups: Backups) -> list[dict[str, str]]:
+    """The headers of every request that creates an object (PutObject, CreateMultipartUpload)."""
+    sent: list[dict[str, str]] = []
+
+    def capture(request: Any, **_: Any) -> None:
+        creates = (request.method == "PUT" and "partNumber=" not in request.url) or (
+            request.method == "POST" and request.url.endswith("?uploads")
+        )
+        if creates:
+            sent.append(
+                {
+                    k.lower(): v.decode() if isinstance(v, bytes) else str(v)
+                    for k, v in request.headers.items()
+                }
+            )
+
+    backups.client.meta.events.register("before-send.s3", capture)
+    return sent
+
+
+async def test_encryption_and_checksums_are_requested_by_default(backups: Backups) -> None:
+    sent = _record_writes(backups)
+    await backups.run()
+    assert len(sent) == 3  # the dump, its manifest, its drill record
+    assert all(h.get("x-amz-server-side-encryption") == "AES256" for h in sent)
+    assert all(any(key.startswith("x-amz-checksum-") for key in h) for h in sent)
+
+
+async def test_sse_and_checksums_can_be_turned_off_for_stores_that_refuse_them(
+    sample_db: str, s3_settings: S3Settings
+) -> None:
+    plain = attrs.evolve(s3_settings, sse="none", checksums="when_required")
+    backups = Backups(BackupSettings(database_url=sample_db, s3=plain))
+    sent = _record_writes(backups)
+    await backups.run()
+    assert len(sent) == 3
+    for headers in sent:
+        assert not [key for key in headers if key.startswith("x-amz-server-side-encryption")]
+        assert not [key for key in headers if key.startswith("x-amz-checksum-")]
+    assert (await backups.verify())["ok"] is True
