@@ -1,9 +1,10 @@
 """The backup pipelines, each run whole in one worker thread: dump to S3, verify, drill, restore.
 
-They join :mod:`store.backup_pg` (the PostgreSQL client programs) and :mod:`store.backup_s3`
-(the bucket). :func:`run_cancellable` runs one in a worker thread so that cancelling the
-caller (a lost lease, shutdown) terminates ``pg_dump``/``pg_restore`` and aborts the upload,
-then waits for the thread to end: no process or upload outlives the caller.
+They join :mod:`store.backup_pg` and :mod:`store.backup_restore` (the PostgreSQL client
+programs) and :mod:`store.backup_s3` (the bucket). :func:`run_cancellable` runs one in a
+worker thread so that cancelling the caller (a lost lease, shutdown) terminates
+``pg_dump``/``pg_restore`` and aborts the upload, then waits for the thread to end: no
+process or upload outlives the caller.
 """
 
 from __future__ import annotations
@@ -19,14 +20,11 @@ from store.backup_pg import (
     Cancel,
     PgTools,
     check_tools,
-    create_database,
-    drop_database,
     exported_snapshot,
-    restore_stream,
     start_dump,
-    table_counts,
     url_for_database,
 )
+from store.backup_restore import create_database, drop_database, restore_stream, table_counts
 from store.backup_s3 import S3Settings, read_object, upload_stream
 from store.errors import DumpFailed, VerifyFailed
 

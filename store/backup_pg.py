@@ -1,4 +1,4 @@
-"""``pg_dump`` and ``pg_restore`` for backups: snapshot, dump stream, restore, scratch databases.
+"""``pg_dump`` for backups: the client programs' versions, the snapshot, the dump stream.
 
 Synchronous and blocking, like :mod:`store.backup_s3`: the backup pipeline runs in one worker
 thread. The rules this module keeps:
@@ -15,6 +15,8 @@ thread. The rules this module keeps:
 - **Cancellation.** A :class:`Cancel` is shared with the async side: cancelling terminates
   every process registered with it (the dump ends, the reader raises) and stops downloads.
 - Passwords are passed to the tools through ``PGPASSWORD``, never on their command line.
+
+``pg_restore`` and the scratch databases are in :mod:`store.backup_restore`.
 """
 
 from __future__ import annotations
@@ -25,8 +27,8 @@ import re
 import subprocess
 import tempfile
 import threading
-from collections.abc import Iterable, Iterator
-from contextlib import contextmanager, suppress
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import IO, Any
 
 import attrs
@@ -34,7 +36,7 @@ import psycopg
 from psycopg import sql
 from psycopg.conninfo import conninfo_to_dict, make_conninfo
 
-from store.errors import BackupError, BackupToolError, DumpFailed, VerifyFailed
+from store.errors import BackupError, BackupToolError, DumpFailed
 
 __all__ = [
     "Cancel",
@@ -43,14 +45,12 @@ __all__ = [
     "Snapshot",
     "check_tools",
     "count_rows",
-    "create_database",
-    "database_exists",
     "database_name",
-    "drop_database",
     "exported_snapshot",
-    "restore_stream",
+    "reap",
+    "split_password",
     "start_dump",
-    "table_counts",
+    "stderr_tail",
     "url_for_database",
 ]
 
@@ -109,7 +109,7 @@ def _terminate(proc: subprocess.Popen[bytes]) -> None:
         proc.terminate()
 
 
-def _split_password(url: str) -> tuple[str, dict[str, str]]:
+def split_password(url: str) -> tuple[str, dict[str, str]]:
     """``url`` without its password, and the environment that carries it."""
     params = conninfo_to_dict(url)
     env = dict(os.environ)
@@ -248,7 +248,7 @@ def start_dump(tools: PgTools, url: str, snapshot_id: str, cancel: Cancel) -> Du
     Raises:
         BackupToolError: pg_dump cannot be started.
     """
-    dsn, env = _split_password(url)
+    dsn, env = split_password(url)
     stderr = tempfile.TemporaryFile()  # noqa: SIM115 (the DumpReader owns and closes it)
     args = [tools.pg_dump, "--format=custom", "--no-password", f"--snapshot={snapshot_id}"]
     try:
@@ -266,13 +266,13 @@ def start_dump(tools: PgTools, url: str, snapshot_id: str, cancel: Cancel) -> Du
     return DumpReader(proc, stderr, cancel)
 
 
-def _tail(stderr: IO[bytes]) -> str:
+def stderr_tail(stderr: IO[bytes]) -> str:
     stderr.seek(0)
     text = stderr.read().decode(errors="replace").strip()
     return " ".join(text[-STDERR_TAIL:].split()) or "(no message)"
 
 
-def _reap(proc: subprocess.Popen[bytes]) -> int:
+def reap(proc: subprocess.Popen[bytes]) -> int:
     try:
         return proc.wait(timeout=TERMINATE_GRACE)
     except subprocess.TimeoutExpired:
@@ -321,120 +321,17 @@ class DumpReader:
         return data
 
     def _finish(self) -> None:
-        status = _reap(self._proc)
+        status = reap(self._proc)
         self.ended = True
         if self._cancel.cancelled:
             raise DumpFailed("the backup was cancelled; pg_dump was terminated")
         if status != 0:
-            raise DumpFailed(f"pg_dump exited with status {status}: {_tail(self._stderr)}")
+            raise DumpFailed(f"pg_dump exited with status {status}: {stderr_tail(self._stderr)}")
 
     def close(self) -> None:
         """Stop pg_dump if it still runs and release its pipes."""
         if self._proc.poll() is None:
             self._proc.terminate()
-        _reap(self._proc)
+        reap(self._proc)
         self._stdout.close()
         self._stderr.close()
-
-
-def restore_stream(
-    tools: PgTools,
-    chunks: Iterable[bytes],
-    cancel: Cancel,
-    *,
-    into: str | None = None,
-    clean: bool = False,
-) -> tuple[str, int]:
-    """Feed a custom-format dump to ``pg_restore``, hashing it on the way.
-
-    Args:
-        tools: The programs.
-        chunks: The dump's bytes.
-        cancel: Terminates pg_restore when cancelled.
-        into: A database URL to restore into; None reads every block and writes the SQL
-            to ``/dev/null`` (the full check that ``pg_restore --list`` is not).
-        clean: Drop the database's objects before recreating them (restore over a database).
-
-    Returns:
-        The SHA-256 (hex) and size of what was fed.
-
-    Raises:
-        VerifyFailed: pg_restore failed (a truncated or corrupted dump, or a failed restore).
-        BackupToolError: pg_restore cannot be started.
-    """
-    env = dict(os.environ)
-    args = [tools.pg_restore, "--exit-on-error", "--no-password"]
-    if into is None:
-        args.append("--file=/dev/null")
-    else:
-        dsn, env = _split_password(into)
-        args += ["--no-owner", "--no-privileges", f"--dbname={dsn}"]
-        if clean:
-            args += ["--clean", "--if-exists"]
-    digest, size = hashlib.sha256(), 0
-    with tempfile.TemporaryFile() as stderr:
-        try:
-            proc = subprocess.Popen(
-                args, stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, stderr=stderr, env=env
-            )
-        except OSError as error:
-            raise BackupToolError(f"cannot start {tools.pg_restore}: {error}") from error
-        cancel.register(proc)
-        assert proc.stdin is not None
-        try:
-            for chunk in chunks:
-                digest.update(chunk)
-                size += len(chunk)
-                proc.stdin.write(chunk)
-        except BrokenPipeError:
-            pass  # pg_restore stopped reading: its status says why
-        finally:
-            with suppress(BrokenPipeError):
-                proc.stdin.close()
-            status = _reap(proc)
-        if cancel.cancelled:
-            raise BackupError("cancelled; pg_restore was stopped")
-        if status != 0:
-            raise VerifyFailed(f"pg_restore exited with status {status}: {_tail(stderr)}")
-    return digest.hexdigest(), size
-
-
-def _admin_url(url: str) -> str:
-    return url_for_database(url, "postgres")
-
-
-DATABASE_EXISTS = "SELECT 1 FROM pg_database WHERE datname = %s"
-
-
-def database_exists(url: str, dbname: str) -> bool:
-    """Whether ``dbname`` exists on the server of ``url``."""
-    with psycopg.connect(_admin_url(url), autocommit=True) as conn:
-        return conn.execute(DATABASE_EXISTS, (dbname,)).fetchone() is not None
-
-
-def create_database(url: str, dbname: str) -> None:
-    """Create the empty database ``dbname`` on the server of ``url`` (the role needs CREATEDB).
-
-    Raises:
-        BackupError: it exists already, or the role may not create databases.
-    """
-    try:
-        with psycopg.connect(_admin_url(url), autocommit=True) as conn:
-            conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(dbname)))
-    except psycopg.Error as error:
-        raise BackupError(f"cannot create database {dbname}: {error}".splitlines()[0]) from error
-
-
-def drop_database(url: str, dbname: str) -> None:
-    """Drop ``dbname`` if it exists, disconnecting its sessions."""
-    with psycopg.connect(_admin_url(url), autocommit=True) as conn:
-        conn.execute(
-            sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(dbname))
-        )
-
-
-def table_counts(url: str) -> dict[str, int]:
-    """Every user table's exact row count in the database of ``url``."""
-    with psycopg.connect(url, autocommit=True) as conn, conn.transaction():
-        conn.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ READ ONLY")
-        return count_rows(conn)

@@ -3,11 +3,8 @@
 What a backup is: a ``pg_dump -Fc`` object **and its manifest**. The manifest is written last,
 after the dump was uploaded and verified (downloaded, SHA-256 checked, every block read by
 ``pg_restore``); an object without a manifest is not a backup (a dump that failed, or one
-being written) and nothing treats it as one. Keys, under ``SMARTPIP_BACKUP_S3_PREFIX``::
-
-    <prefix><db>/<db>-<YYYYmmddTHHMMSSZ>.dump                 the dump (UTC start time)
-    <prefix><db>/<db>-<YYYYmmddTHHMMSSZ>.dump.manifest.json   size, SHA-256, row counts, ...
-    <prefix><db>/<db>-<YYYYmmddTHHMMSSZ>.dump.drill.json      the last restore drill of it
+being written) and nothing treats it as one. Keys, manifests and drill records:
+:mod:`tasks.backup_model`.
 
 The job (:func:`backup_job`, a fenced lease job: once a night across replicas) checks its
 fencing token right before each write that marks something (the manifest, the drill record)
@@ -21,12 +18,10 @@ from __future__ import annotations
 import datetime as dt
 import functools
 import logging
-import re
 import time
 from collections.abc import Awaitable, Callable, Mapping
-from typing import Any, Protocol
+from typing import Any
 
-import attrs
 import trio
 
 from store.backup import (
@@ -37,17 +32,9 @@ from store.backup import (
     run_cancellable,
     verify_object,
 )
-from store.backup_pg import (
-    PgTools,
-    check_tools,
-    create_database,
-    database_exists,
-    database_name,
-    drop_database,
-    url_for_database,
-)
+from store.backup_pg import check_tools, database_name, url_for_database
+from store.backup_restore import create_database, database_exists, drop_database
 from store.backup_s3 import (
-    S3Settings,
     check_bucket,
     delete_objects,
     get_json,
@@ -57,6 +44,21 @@ from store.backup_s3 import (
 )
 from store.errors import BackupError, VerifyFailed
 from supervisors import JobBody, JobRun, utc_now
+from tasks.backup_model import (
+    DRILL_SUFFIX,
+    DUMP_SUFFIX,
+    MANIFEST_FORMAT,
+    MANIFEST_SUFFIX,
+    STAMP_FORMAT,
+    BackupEntry,
+    BackupObserver,
+    BackupSettings,
+    NoObserver,
+    RestoreRefused,
+    iso,
+    parse_iso,
+    stamp_of,
+)
 
 __all__ = [
     "BackupEntry",
@@ -68,89 +70,6 @@ __all__ = [
 ]
 
 logger = logging.getLogger(__name__)
-
-STAMP_FORMAT = "%Y%m%dT%H%M%SZ"
-DUMP_SUFFIX = ".dump"
-MANIFEST_SUFFIX = ".manifest.json"
-DRILL_SUFFIX = ".drill.json"
-_KEY = re.compile(r"-(\d{8}T\d{6}Z)\.dump(\.manifest\.json|\.drill\.json)?$")
-MANIFEST_FORMAT = 1
-
-
-class RestoreRefused(BackupError):
-    """A restore that would overwrite a database without ``--force``."""
-
-
-class BackupObserver(Protocol):
-    """Where results go (the service's metrics)."""
-
-    def on_backup(self, *, size: int, seconds: float) -> None:
-        """A backup was uploaded, verified and its manifest written."""
-
-    def on_drill(self, *, ok: bool, seconds: float) -> None:
-        """A restore drill ended."""
-
-
-class _NoObserver:
-    def on_backup(self, *, size: int, seconds: float) -> None:
-        pass
-
-    def on_drill(self, *, ok: bool, seconds: float) -> None:
-        pass
-
-
-@attrs.frozen
-class BackupSettings:
-    """What to back up, where, and how long to keep it.
-
-    Attributes:
-        database_url: The service's database.
-        s3: The bucket.
-        tools: ``pg_dump`` and ``pg_restore``.
-        retention_days: Dumps older than this are deleted (30-90 in the configuration).
-        drill_days: A restore drill runs when the last one is older than this.
-    """
-
-    database_url: str
-    s3: S3Settings
-    tools: PgTools = attrs.field(factory=PgTools)
-    retention_days: int = 35
-    drill_days: float = 7.0
-
-
-@attrs.frozen
-class BackupEntry:
-    """One dump in the bucket, with its manifest (None: not a complete backup) and drill."""
-
-    key: str
-    at: dt.datetime
-    size: int
-    manifest: Mapping[str, Any] | None
-    drill: Mapping[str, Any] | None
-
-    def describe(self) -> dict[str, object]:
-        """For ``smartpip backup list``."""
-        drill = self.drill
-        return {
-            "key": self.key,
-            "time": self.at.isoformat(),
-            "size": self.size,
-            "verified": self.manifest is not None and bool(self.manifest.get("verifiedAt")),
-            "drill": None if drill is None else ("ok" if drill.get("ok") else "failed"),
-            "drillAt": None if drill is None else drill.get("at"),
-        }
-
-
-def _stamp_of(key: str) -> dt.datetime | None:
-    match = _KEY.search(key)
-    if match is None:
-        return None
-    return dt.datetime.strptime(match[1], STAMP_FORMAT).replace(tzinfo=dt.UTC)
-
-
-def _iso(at: dt.datetime) -> str:
-    return at.astimezone(dt.UTC).isoformat().replace("+00:00", "Z")
-
 
 Fence = Callable[[], Awaitable[None]]
 
@@ -174,7 +93,7 @@ class Backups:
         clock: Callable[[], dt.datetime] = utc_now,
     ) -> None:
         self.settings = settings
-        self.observer: BackupObserver = observer or _NoObserver()
+        self.observer: BackupObserver = observer or NoObserver()
         self.clock = clock
         self.client = make_client(settings.s3)
         self.dbname = database_name(settings.database_url)
@@ -241,9 +160,9 @@ class Backups:
             "rowCounts": uploaded.row_counts,
             "pgDumpVersion": uploaded.pg_dump_version,
             "serverVersion": uploaded.server_version,
-            "startedAt": _iso(started),
-            "finishedAt": _iso(finished),
-            "verifiedAt": _iso(self.clock()),
+            "startedAt": iso(started),
+            "finishedAt": iso(finished),
+            "verifiedAt": iso(self.clock()),
         }
         await fence()
         await self._in_thread(lambda: put_json(self.client, s3, key + MANIFEST_SUFFIX, manifest))
@@ -259,7 +178,7 @@ class Backups:
         return summary
 
     def _drill_due(self, entries: list[BackupEntry]) -> bool:
-        drills = [_parse_iso(e.drill.get("at")) for e in entries if e.drill is not None]
+        drills = [parse_iso(e.drill.get("at")) for e in entries if e.drill is not None]
         last = max((at for at in drills if at is not None), default=None)
         if last is None:
             return True
@@ -284,7 +203,7 @@ class Backups:
         names = {obj.key for obj in objects if obj.key.startswith(self.folder)}
         entries = []
         for obj in objects:
-            at = _stamp_of(obj.key)
+            at = stamp_of(obj.key)
             if at is None or not obj.key.endswith(DUMP_SUFFIX) or obj.key not in names:
                 continue
             manifest = drill = None
@@ -347,7 +266,7 @@ class Backups:
         at = self.clock()
         scratch = f"{self.dbname[:30]}_drill_{at.strftime(STAMP_FORMAT).lower()}"
         began = time.monotonic()
-        record: dict[str, object] = {"key": key, "at": _iso(at), "database": scratch}
+        record: dict[str, object] = {"key": key, "at": iso(at), "database": scratch}
         try:
             counts = await run_cancellable(
                 lambda cancel: drill_restore(
@@ -391,7 +310,7 @@ class Backups:
         newest = manifests[-1].removesuffix(MANIFEST_SUFFIX) if manifests else None
         doomed = []
         for key in keys:
-            at = _stamp_of(key)
+            at = stamp_of(key)
             dump = key[: key.index(DUMP_SUFFIX) + len(DUMP_SUFFIX)] if at is not None else None
             if at is not None and at < cutoff and dump != newest:
                 doomed.append(key)
@@ -442,15 +361,6 @@ class Backups:
                     await self._in_thread(lambda: drop_database(url, into))
             raise
         return {"key": key, "into": into, "size": size, "seconds": time.monotonic() - began}
-
-
-def _parse_iso(value: object) -> dt.datetime | None:
-    if not isinstance(value, str):
-        return None
-    try:
-        return dt.datetime.fromisoformat(value.replace("Z", "+00:00"))
-    except ValueError:
-        return None
 
 
 def backup_job(backups: Backups, fence: Callable[[JobRun], Awaitable[None]]) -> JobBody:
