@@ -1,6 +1,11 @@
 # The api image: the smartpip package and its pinned dependencies, run as an unprivileged user.
-FROM python:3.11-slim AS base
+# bookworm pinned: its postgresql-client-15 matches compose's postgres:15 (backups run pg_dump
+# and pg_restore, which must not be older than the server; docs/backups.md).
+FROM python:3.11-slim-bookworm AS base
 ENV PYTHONDONTWRITEBYTECODE=1 PYTHONUNBUFFERED=1 PIP_DISABLE_PIP_VERSION_CHECK=1
+RUN apt-get update \
+ && apt-get install -y --no-install-recommends postgresql-client-15 \
+ && rm -rf /var/lib/apt/lists/*
 WORKDIR /app
 COPY pyproject.toml constraints.txt README.md ./
 COPY smartpip ./smartpip

@@ -1,5 +1,5 @@
 """The ``smartpip`` command: ``serve``, ``migrate``, ``config check``, ``token``, ``jobs``,
-``quota history``.
+``quota history``, ``backup``.
 
 Configuration problems are printed as a list naming each variable and exit with status 2,
 without a traceback; a dependency that stops startup exits with status 1.
@@ -24,6 +24,9 @@ EXIT_STARTUP = 1
 # ``smartpip jobs run``: the period was run elsewhere, or could not be claimed, or failed.
 EXIT_JOB_NOT_RUN = 3
 EXIT_JOB_FAILED = 4
+# ``smartpip backup``: 2 backups not configured, 4 a backup step failed (storage, tools,
+# verification), 5 a restore refused (the target exists, or is the live database).
+EXIT_RESTORE_REFUSED = 5
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -82,6 +85,7 @@ def _parser() -> argparse.ArgumentParser:
         "(Postgres), newest first.",
     )
     history.add_argument("--days", type=_positive, default=30, help="how many days (default 30)")
+    _backup_parser(commands)
     config = commands.add_parser("config", help="configuration commands")
     config_commands = config.add_subparsers(dest="config_command", required=True, metavar="CMD")
     config_commands.add_parser(
@@ -101,6 +105,43 @@ def _positive(text: str) -> int:
     if value < 1:
         raise argparse.ArgumentTypeError(f"at least 1, not {value}")
     return value
+
+
+def _backup_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    backup = commands.add_parser("backup", help="database backups in S3 (docs/backups.md)")
+    backup_commands = backup.add_subparsers(dest="backup_command", required=True, metavar="CMD")
+    backup_commands.add_parser(
+        "run",
+        help="back up now, through the backup job's lease",
+        description="Run tonight's backup job now (dump, upload, verify, manifest, retention, "
+        "drill when due), through the same lease as the replicas: if a replica has the "
+        "period, say who and exit 3; a failed run exits 4.",
+    )
+    backup_commands.add_parser(
+        "list",
+        help="the backups in the bucket: time, size, verified, drill",
+        description="Print every dump of this database in the bucket as JSON, newest first: "
+        "time, size, whether it is verified (has a manifest) and its last restore drill.",
+    )
+    verify = backup_commands.add_parser(
+        "verify",
+        help="download a backup, check its SHA-256 and read it whole with pg_restore",
+        description="Download the backup (default: the newest), check its SHA-256 against "
+        "the manifest and read every block with pg_restore; exit 4 if it does not check out.",
+    )
+    verify.add_argument("key", nargs="?", help="the dump's key (see `smartpip backup list`)")
+    restore = backup_commands.add_parser(
+        "restore",
+        help="restore a backup into a new database",
+        description="Restore the backup KEY into the database DBNAME, created for it. An "
+        "existing database, and the live one, are refused (exit 5) unless --force, which "
+        "drops their objects first (pg_restore --clean).",
+    )
+    restore.add_argument("key", help="the dump's key (see `smartpip backup list`)")
+    restore.add_argument("--into", required=True, metavar="DBNAME", help="target database")
+    restore.add_argument(
+        "--force", action="store_true", help="restore over an existing (or the live) database"
+    )
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -126,6 +167,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return trio.run(_jobs, config, args)
         if args.command == "quota":
             return trio.run(_quota, config, args)
+        if args.command == "backup":
+            return trio.run(_backup, config, args)
         if args.command == "token":
             if config.production and not args.force:
                 log.error("refusing to mint a development token in production (use --force)")
@@ -188,6 +231,37 @@ async def _quota(config: Config, args: argparse.Namespace) -> int:
     await migrate(config)  # the quota_days table must exist; idempotent
     async with open_resources(config) as resources:
         print(json.dumps(await quota_history(resources, args.days), indent=2))
+    return 0
+
+
+def _fail(message: str, status: int) -> int:
+    print(f"smartpip backup: {message}", file=sys.stderr)
+    return status
+
+
+async def _backup(config: Config, args: argparse.Namespace) -> int:
+    from smartpip.runtime.resources import open_backups
+    from store.errors import BackupError
+    from tasks.backup import RestoreRefused
+
+    backups = open_backups(config)
+    if backups is None:
+        return _fail("backups are disabled: SMARTPIP_BACKUP_S3_BUCKET is not set", EXIT_CONFIG)
+    try:
+        if args.backup_command == "run":
+            await backups.preflight()
+            return await _jobs(config, argparse.Namespace(jobs_command="run", name="backup"))
+        if args.backup_command == "list":
+            result: object = [entry.describe() for entry in await backups.entries()]
+        elif args.backup_command == "verify":
+            result = await backups.verify(args.key)
+        else:
+            result = await backups.restore(args.key, args.into, force=args.force)
+    except RestoreRefused as error:
+        return _fail(str(error), EXIT_RESTORE_REFUSED)
+    except BackupError as error:
+        return _fail(str(error), EXIT_JOB_FAILED)
+    print(json.dumps(result, indent=2))
     return 0
 
 

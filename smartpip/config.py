@@ -137,6 +137,21 @@ class Config:
     max_connections: int = 1000
     drain_seconds: float = 5.0
     graceful_timeout: float = 10.0
+    backup_s3_bucket: str | None = None
+    backup_s3_prefix: str = "smartpip/"
+    backup_s3_region: str | None = None
+    backup_s3_endpoint_url: str | None = None
+    backup_s3_access_key_id: str | None = None
+    backup_s3_secret_access_key: str | None = attrs.field(default=None, repr=False)
+    backup_s3_sse: str = "AES256"
+    backup_s3_kms_key_id: str | None = None
+    backup_s3_checksums: str = "when_supported"
+    backup_part_size_mb: int = 16
+    backup_upload_concurrency: int = 4
+    backup_retention_days: int = 35
+    backup_drill_days: int = 7
+    backup_pg_dump: str = "pg_dump"
+    backup_pg_restore: str = "pg_restore"
     health_interval: float = 2.0
     http_timeout: float = 5.0
     log_level: str = "info"
@@ -221,6 +236,7 @@ class Config:
             "max_connections": r.number("MAX_CONNECTIONS", 1000, int, 1, 100_000),
             "drain_seconds": r.number("DRAIN_SECONDS", 5.0, float, 0.0, 300.0),
             "graceful_timeout": r.number("GRACEFUL_TIMEOUT", 10.0, float, 0.0, 600.0),
+            **_backup_settings(r),
             "health_interval": r.number("HEALTH_INTERVAL", 2.0, float, 0.1, 300.0),
             "http_timeout": r.number("HTTP_TIMEOUT", 5.0, float, 0.1, 120.0),
             "log_level": r.choice("LOG_LEVEL", "info", ("debug", "info", "warning", "error")),
@@ -266,7 +282,12 @@ class Config:
             value = getattr(self, field.name)
             if field.name == "jwt_keys":
                 value = [f"{k.kid}:<redacted>" for k in self.jwt_keys]
-            elif field.name in {"oidc_client_secret", "youtube_api_key", "ops_token"}:
+            elif field.name in {
+                "oidc_client_secret",
+                "youtube_api_key",
+                "ops_token",
+                "backup_s3_secret_access_key",
+            }:
                 value = None if value is None else "<redacted>"
             elif field.name in {"database_url", "redis_url"}:
                 value = _redact_url(value)
@@ -303,6 +324,55 @@ def _job_schedule(item: str) -> tuple[str, Schedule]:
     if not sep:
         raise ValueError("entries must be name=schedule")
     return _known_job(name.strip()), parse_schedule(text)
+
+
+# SMARTPIP_BACKUP_S3_SSE, case-insensitive, to the header value S3 expects.
+_SSE = {"aes256": "AES256", "aws:kms": "aws:kms", "none": "none"}
+# Why 30-90 days: the product plan's retention window; the default leaves a month and a
+# few days so that a month-old problem can still be restored from.
+MIN_RETENTION_DAYS, MAX_RETENTION_DAYS = 30, 90
+
+
+def _check_prefix_path(value: str) -> str | None:
+    if value.startswith("/") or not value.endswith("/") or len(value) > 200:
+        return "must be a key prefix like smartpip/ (no leading /, ending with /)"
+    return None
+
+
+def _backup_settings(r: EnvReader) -> dict[str, Any]:
+    """``SMARTPIP_BACKUP_*``: the bucket, credentials, encryption, retention, drill, tools."""
+    values: dict[str, Any] = {
+        "backup_s3_bucket": r.optional("BACKUP_S3_BUCKET"),
+        "backup_s3_prefix": r.get("BACKUP_S3_PREFIX", "smartpip/", _check_prefix_path),
+        "backup_s3_region": r.optional("BACKUP_S3_REGION"),
+        "backup_s3_endpoint_url": r.get("BACKUP_S3_ENDPOINT_URL", "", check_url) or None,
+        "backup_s3_access_key_id": r.secret("BACKUP_S3_ACCESS_KEY_ID"),
+        "backup_s3_secret_access_key": r.secret("BACKUP_S3_SECRET_ACCESS_KEY"),
+        "backup_s3_sse": _SSE[r.choice("BACKUP_S3_SSE", "aes256", tuple(_SSE))],
+        "backup_s3_kms_key_id": r.optional("BACKUP_S3_KMS_KEY_ID"),
+        "backup_s3_checksums": r.choice(
+            "BACKUP_S3_CHECKSUMS", "when_supported", ("when_supported", "when_required")
+        ),
+        "backup_part_size_mb": r.number("BACKUP_PART_SIZE_MB", 16, int, 5, 512),
+        "backup_upload_concurrency": r.number("BACKUP_UPLOAD_CONCURRENCY", 4, int, 1, 16),
+        "backup_retention_days": r.number(
+            "BACKUP_RETENTION_DAYS", 35, int, MIN_RETENTION_DAYS, MAX_RETENTION_DAYS
+        ),
+        "backup_drill_days": r.number("BACKUP_DRILL_DAYS", 7, int, 1, 90),
+        "backup_pg_dump": r.optional("BACKUP_PG_DUMP") or "pg_dump",
+        "backup_pg_restore": r.optional("BACKUP_PG_RESTORE") or "pg_restore",
+    }
+    if (values["backup_s3_access_key_id"] is None) != (
+        values["backup_s3_secret_access_key"] is None
+    ):
+        r.problem(
+            "BACKUP_S3_ACCESS_KEY_ID",
+            "and SMARTPIP_BACKUP_S3_SECRET_ACCESS_KEY must be set together (or neither: "
+            "the standard AWS credential chain)",
+        )
+    if values["backup_s3_kms_key_id"] is not None and values["backup_s3_sse"] != "aws:kms":
+        r.problem("BACKUP_S3_KMS_KEY_ID", "needs SMARTPIP_BACKUP_S3_SSE=aws:kms")
+    return values
 
 
 def _parse_jwt_keys(raw: str, r: EnvReader) -> tuple[JwtKey, ...]:

@@ -126,6 +126,39 @@ class Metrics:
             ["kind"],
             registry=self.registry,
         )
+        self.backup_enabled = Gauge(
+            "backup_enabled",
+            "1 when backups are configured (SMARTPIP_BACKUP_S3_BUCKET), else 0",
+            registry=self.registry,
+        )
+        self.backup_last_success = Gauge(
+            "backup_last_success_timestamp_seconds",
+            "When this replica last completed a verified backup (Unix time)",
+            registry=self.registry,
+        )
+        self.backup_size = Gauge(
+            "backup_size_bytes", "Size of the last verified backup", registry=self.registry
+        )
+        self.backup_duration = Gauge(
+            "backup_duration_seconds",
+            "How long the last backup took (dump, upload and verification)",
+            registry=self.registry,
+        )
+        self.backup_drill_success = Gauge(
+            "backup_drill_success",
+            "1 when the last restore drill restored the backup with equal row counts, 0 when not",
+            registry=self.registry,
+        )
+        self.backup_drill_last_timestamp = Gauge(
+            "backup_drill_last_timestamp_seconds",
+            "When this replica last ran a restore drill (Unix time), whatever its result",
+            registry=self.registry,
+        )
+        self.backup_drill_duration = Gauge(
+            "backup_drill_duration_seconds",
+            "How long the last restore drill took (the measured restore time)",
+            registry=self.registry,
+        )
         self.supervisor_restarts = Counter(
             "supervisor_restarts_total",
             "Restarts of supervised tasks",
@@ -144,6 +177,18 @@ class Metrics:
     def on_cleanup_deleted(self, kind: str, rows: int) -> None:
         """Cleanup hook: count one committed batch of ``rows`` deleted rows of ``kind``."""
         self.cleanup_deleted.labels(kind).inc(rows)
+
+    def on_backup(self, *, size: int, seconds: float) -> None:
+        """Backup hook: a verified backup and its manifest were written."""
+        self.backup_last_success.set_to_current_time()
+        self.backup_size.set(size)
+        self.backup_duration.set(seconds)
+
+    def on_drill(self, *, ok: bool, seconds: float) -> None:
+        """Backup hook: a restore drill ended."""
+        self.backup_drill_success.set(1 if ok else 0)
+        self.backup_drill_last_timestamp.set_to_current_time()
+        self.backup_drill_duration.set(seconds)
 
     def watch(
         self,

@@ -11,6 +11,11 @@ propagate unchanged for the caller to handle.
     ├── DatabaseUnavailable     Postgres unreachable, broken, saturated or too slow
     ├── RedisUnavailable        Redis unreachable, broken or too slow
     ├── FencedOut               a job's write carried a stale fencing token (store.jobs)
+    ├── BackupError             a backup step failed (store.backup_*); one line for operators
+    │   ├── BackupToolError     pg_dump / pg_restore missing, or older than the server
+    │   ├── StorageError        the bucket is missing, the credentials are refused, S3 failed
+    │   ├── DumpFailed          pg_dump exited non-zero or was terminated: nothing was kept
+    │   └── VerifyFailed        a backup's checksum, pg_restore read or row counts disagree
     └── MigrationError          the schema cannot be brought up to date
         └── ChecksumMismatch    an applied migration file was edited afterwards
 
@@ -21,11 +26,16 @@ Each is importable from the module that raises it (``store.postgres``, ``store.r
 from __future__ import annotations
 
 __all__ = [
+    "BackupError",
+    "BackupToolError",
     "ChecksumMismatch",
     "DatabaseUnavailable",
+    "DumpFailed",
     "FencedOut",
     "MigrationError",
     "RedisUnavailable",
+    "StorageError",
+    "VerifyFailed",
 ]
 
 
@@ -48,6 +58,26 @@ class FencedOut(Exception):
     Another replica took the period over (the caller's lease lapsed while it was paused or
     cut off): the write was refused and nothing was written.
     """
+
+
+class BackupError(Exception):
+    """A backup, verification, drill or restore step failed; the message is one line."""
+
+
+class BackupToolError(BackupError):
+    """``pg_dump`` or ``pg_restore`` cannot be run, or is older than the server."""
+
+
+class StorageError(BackupError):
+    """The backup bucket cannot be used: missing, credentials refused, or S3 failed."""
+
+
+class DumpFailed(BackupError):
+    """``pg_dump`` exited non-zero or was terminated; the upload was aborted."""
+
+
+class VerifyFailed(BackupError):
+    """A stored backup does not check out: checksum, a full ``pg_restore`` read, row counts."""
 
 
 class MigrationError(Exception):

@@ -32,12 +32,14 @@ class JobDefaults:
             ``lease`` (must complete: a fenced lease in Postgres, taken over when it lapses).
         deadline: seconds one run may take.
         about: one line for operators.
+        retry_after: seconds before a run that did not succeed is tried again in its period.
     """
 
     schedule: Schedule
     kind: str
     deadline: float
     about: str
+    retry_after: float = 60.0
 
 
 #: Every scheduled job, by name. Later issues add theirs here.
@@ -61,6 +63,19 @@ JOBS: dict[str, JobDefaults] = {
         deadline=900.0,
         about="delete expired sessions, old audit rows and job runs, history past each "
         "user's retention (bounded batches)",
+    ),
+    # A lease: a backup must complete, once a night across replicas (docs/backups.md).
+    # Why 03:30 UTC: the quietest hour of the service; why 4 h: a dump, its upload, the
+    # verification download and a restore drill of a database far larger than today's.
+    "backup": JobDefaults(
+        schedule=Daily(dt.time(3, 30), dt.UTC),
+        kind="lease",
+        deadline=4 * 3600.0,
+        about="pg_dump to S3, verified; retention; a restore drill every "
+        "SMARTPIP_BACKUP_DRILL_DAYS (off without SMARTPIP_BACKUP_S3_BUCKET)",
+        # Why 15 min: each attempt dumps the whole database; a cause that a minute fixes
+        # (a blip) is rare, and a persistent one should not log an error every minute.
+        retry_after=900.0,
     ),
 }
 

@@ -264,3 +264,49 @@ def test_the_stale_horizon_cannot_be_shorter_than_the_ttl() -> None:
     assert found == [
         "SMARTPIP_SUGGEST_STALE_SECONDS must not be shorter than SMARTPIP_SUGGEST_TTL_SECONDS"
     ]
+
+
+def test_backups_are_off_without_a_bucket_and_read_every_setting_with_one(
+    tmp_path: Path,
+) -> None:
+    assert Config.from_env({}).backup_s3_bucket is None
+    secret_file = tmp_path / "secret"
+    secret_file.write_text("backup-secret-value\n")
+    config = Config.from_env(
+        {
+            "SMARTPIP_BACKUP_S3_BUCKET": "dumps",
+            "SMARTPIP_BACKUP_S3_PREFIX": "prod/",
+            "SMARTPIP_BACKUP_S3_REGION": "eu-west-1",
+            "SMARTPIP_BACKUP_S3_ENDPOINT_URL": "http://127.0.0.1:9000",
+            "SMARTPIP_BACKUP_S3_ACCESS_KEY_ID": "AKIAEXAMPLE",
+            "SMARTPIP_BACKUP_S3_SECRET_ACCESS_KEY_FILE": str(secret_file),
+            "SMARTPIP_BACKUP_S3_SSE": "aws:kms",
+            "SMARTPIP_BACKUP_S3_KMS_KEY_ID": "alias/backups",
+            "SMARTPIP_BACKUP_S3_CHECKSUMS": "when_required",
+            "SMARTPIP_BACKUP_RETENTION_DAYS": "90",
+            "SMARTPIP_BACKUP_DRILL_DAYS": "1",
+        }
+    )
+    assert config.backup_s3_secret_access_key == "backup-secret-value"
+    assert (config.backup_s3_sse, config.backup_s3_checksums) == ("aws:kms", "when_required")
+    assert (config.backup_retention_days, config.backup_drill_days) == (90, 1)
+    assert "backup-secret-value" not in json.dumps(config.redacted())
+
+
+def test_backup_settings_are_checked() -> None:
+    found = problems(
+        {
+            "SMARTPIP_BACKUP_RETENTION_DAYS": "7",
+            "SMARTPIP_BACKUP_S3_PREFIX": "/no-slash",
+            "SMARTPIP_BACKUP_S3_SSE": "rot13",
+            "SMARTPIP_BACKUP_S3_ACCESS_KEY_ID": "AKIAEXAMPLE",
+            "SMARTPIP_BACKUP_S3_KMS_KEY_ID": "alias/backups",
+        }
+    )
+    assert any(
+        p.startswith("SMARTPIP_BACKUP_RETENTION_DAYS must be between 30 and 90") for p in found
+    )
+    assert any(p.startswith("SMARTPIP_BACKUP_S3_PREFIX") for p in found)
+    assert any(p.startswith("SMARTPIP_BACKUP_S3_SSE must be one of") for p in found)
+    assert any("must be set together" in p for p in found)
+    assert any(p.startswith("SMARTPIP_BACKUP_S3_KMS_KEY_ID needs") for p in found)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import hmac
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 
 from prometheus_client import CONTENT_TYPE_LATEST
 from quart import Blueprint, Response, request
@@ -23,6 +23,7 @@ def ops_blueprint(
     supervision: StatusRegistry,
     *,
     ops_token: str | None,
+    backups: Mapping[str, object] | None = None,
 ) -> Blueprint:
     """Routes for load balancers, Prometheus and operators.
 
@@ -32,6 +33,7 @@ def ops_blueprint(
         metrics: The registry ``/metrics`` renders.
         supervision: The supervision tree ``/ops/supervisors`` shows.
         ops_token: The bearer token of ``/ops/*``; None: those routes answer 404.
+        backups: Whether backups are enabled and where they go (``/ops/supervisors``).
     """
     bp = Blueprint("ops", __name__)
 
@@ -75,6 +77,9 @@ def ops_blueprint(
                 "a valid ops bearer token is required",
                 headers={"WWW-Authenticate": 'Bearer realm="ops"'},
             )
-        return {"children": supervision.snapshot()}
+        body: dict[str, object] = {"children": supervision.snapshot()}
+        if backups is not None:
+            body["backups"] = dict(backups)
+        return body
 
     return bp

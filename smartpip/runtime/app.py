@@ -20,7 +20,7 @@ from smartpip.http.public import api_v1_blueprint
 from smartpip.http.status import feature_states
 from smartpip.runtime.features import features
 from smartpip.runtime.lifecycle import Lifecycle
-from smartpip.runtime.resources import Resources
+from smartpip.runtime.resources import Resources, backups_status
 from smartpip.settings.routes import settings_blueprint
 from smartpip.suggest.routes import suggest_blueprint
 
@@ -56,6 +56,7 @@ def create_app(
             resources.metrics,
             resources.supervision,
             ops_token=config.ops_token,
+            backups=backups_status(config),
         ),
         api_v1_blueprint(feature_status),
         auth_blueprint(

@@ -23,8 +23,9 @@ from store.jobs import claim_holder, select_job_runs
 from store.postgres import DatabaseUnavailable
 from store.redis import RedisUnavailable
 from supervisors import Claims, JobBody, JobRun, JobSpec, RunRecord, run_period, utc_now
+from tasks.backup import backup_job
 from tasks.catalogue import JOBS
-from tasks.claims import PostgresLeases, RedisClaims
+from tasks.claims import PostgresLeases, RedisClaims, fenced
 from tasks.cleanup import CleanupPolicy, PostgresCleanup, run_cleanup
 from tasks.quota import PostgresSaves, RedisCounters, persist_quota
 
@@ -69,6 +70,9 @@ def job_bodies(resources: Resources) -> dict[str, JobBody]:
         )
 
     bodies["cleanup"] = cleanup
+    if resources.backups is not None:  # absent without SMARTPIP_BACKUP_S3_BUCKET
+        db = resources.db
+        bodies["backup"] = backup_job(resources.backups, lambda run: fenced(db, run))
     return bodies
 
 
@@ -117,6 +121,7 @@ def job_specs(resources: Resources, bodies: Mapping[str, JobBody] | None = None)
                 paused=name in config.jobs_paused,
                 # A store outage fails the run quietly (WARNING); the next period runs.
                 quiet_errors=(DatabaseUnavailable, RedisUnavailable),
+                retry_after=defaults.retry_after,
             )
         )
     return specs

@@ -27,15 +27,24 @@ from smartpip.suggest.metrics import SuggestMetrics
 from smartpip.suggest.quota import QuotaGate
 from smartpip.suggest.service import Suggester, SuggestSettings
 from smartpip.youtube import YouTubeClient, YouTubeSettings
+from store.backup_pg import PgTools
+from store.backup_s3 import MIB, S3Settings
 from store.migrations import load_migrations
 from store.postgres import Database, PostgresSettings, open_database
 from store.quota import QuotaUsage
 from store.redis import RedisSettings, RedisStore, open_redis
 from supervisors import StatusRegistry
+from tasks.backup import BackupObserver, Backups, BackupSettings
 from tasks.health import HealthMonitor
 from tasks.quota import PostgresSaves, RedisCounters, restore_day
 
-__all__ = ["Resources", "open_resources"]
+__all__ = [
+    "Resources",
+    "backup_settings",
+    "backups_status",
+    "open_backups",
+    "open_resources",
+]
 
 
 @attrs.frozen
@@ -56,6 +65,54 @@ class Resources:
     oidc: OidcClient | None
     suggest: Suggester | None
     clock: Callable[[], float] = time.time
+    backups: Backups | None = None
+
+
+def backup_settings(config: Config) -> BackupSettings | None:
+    """The backups' settings, or None when no bucket is configured (backups disabled)."""
+    if config.backup_s3_bucket is None:
+        return None
+    s3 = S3Settings(
+        bucket=config.backup_s3_bucket,
+        prefix=config.backup_s3_prefix,
+        region=config.backup_s3_region,
+        endpoint_url=config.backup_s3_endpoint_url,
+        access_key_id=config.backup_s3_access_key_id,
+        secret_access_key=config.backup_s3_secret_access_key,
+        sse=config.backup_s3_sse,
+        kms_key_id=config.backup_s3_kms_key_id,
+        checksums="when_required"
+        if config.backup_s3_checksums == "when_required"
+        else "when_supported",
+        part_size=config.backup_part_size_mb * MIB,
+        concurrency=config.backup_upload_concurrency,
+    )
+    return BackupSettings(
+        database_url=config.database_url,
+        s3=s3,
+        tools=PgTools(pg_dump=config.backup_pg_dump, pg_restore=config.backup_pg_restore),
+        retention_days=config.backup_retention_days,
+        drill_days=config.backup_drill_days,
+    )
+
+
+def backups_status(config: Config) -> dict[str, object]:
+    """Whether backups are enabled and where they go, for ``/ops/supervisors``."""
+    if config.backup_s3_bucket is None:
+        return {"enabled": False, "reason": "SMARTPIP_BACKUP_S3_BUCKET is not set"}
+    return {
+        "enabled": True,
+        "bucket": config.backup_s3_bucket,
+        "prefix": config.backup_s3_prefix,
+        "retentionDays": config.backup_retention_days,
+        "drillDays": config.backup_drill_days,
+    }
+
+
+def open_backups(config: Config, observer: BackupObserver | None = None) -> Backups | None:
+    """The backups (no request is made yet), or None when backups are disabled."""
+    settings = backup_settings(config)
+    return None if settings is None else Backups(settings, observer=observer)
 
 
 def postgres_settings(config: Config) -> PostgresSettings:
@@ -157,6 +214,8 @@ async def open_resources(
     ):
         health = HealthMonitor(db, redis, load_migrations())
         metrics.watch(db.stats, health.state.up)
+        backups = open_backups(config, metrics)
+        metrics.backup_enabled.set(0 if backups is None else 1)
         tokens = AccessTokens(config.jwt_keys)
         # One checker: the guard reads what logout, reuse detection and deletion write.
         revocations = TokenRevocations(redis)
@@ -180,4 +239,5 @@ async def open_resources(
             oidc=oidc_client(config, http),
             suggest=suggester(config, http, db, redis, metrics, clock),
             clock=clock,
+            backups=backups,
         )

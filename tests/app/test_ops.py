@@ -119,6 +119,27 @@ async def test_ops_supervisors_requires_the_token(app_factory: AppFactory) -> No
     assert child["supervisor"] == "root"
     assert child["state"] == "running"
     assert child["restarts"] == 0
+    assert good.json()["backups"] == {
+        "enabled": False,
+        "reason": "SMARTPIP_BACKUP_S3_BUCKET is not set",
+    }
+
+
+async def test_ops_supervisors_says_where_backups_go(app_factory: AppFactory) -> None:
+    settings = {"backup_s3_bucket": "nightly-dumps", "jobs_paused": "backup"}
+    async with app_factory(ops_token=OPS_TOKEN, **settings) as app:
+        response = await app.client.get(
+            "/ops/supervisors", headers={"Authorization": f"Bearer {OPS_TOKEN}"}
+        )
+        metrics = (await app.client.get("/metrics")).text
+    assert response.json()["backups"] == {
+        "enabled": True,
+        "bucket": "nightly-dumps",
+        "prefix": "smartpip/",
+        "retentionDays": 35,
+        "drillDays": 7,
+    }
+    assert "backup_enabled 1.0" in metrics
 
 
 async def test_a_failing_supervised_task_is_restarted_logged_and_counted(
