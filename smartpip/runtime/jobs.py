@@ -9,20 +9,25 @@ A job whose feature is not configured (warming without a YouTube key) is left ou
 
 from __future__ import annotations
 
+import datetime as dt
 import os
 import socket
 from collections.abc import Mapping
 
 import attrs
+import trio
 
 from smartpip.config import Config
 from smartpip.runtime.resources import Resources
+from smartpip.suggest.service import Suggester
+from smartpip.suggest.warming import SuggestWarming
 from store.jobs import claim_holder, select_job_runs
 from store.postgres import DatabaseUnavailable
 from store.redis import RedisUnavailable
-from supervisors import Claims, JobBody, JobSpec, RunRecord, run_period, utc_now
+from supervisors import Claims, JobBody, JobRun, JobSpec, RunRecord, run_period, utc_now
 from tasks.catalogue import JOBS
 from tasks.claims import PostgresLeases, RedisClaims
+from tasks.warm import RedisWarmLedger, WarmSettings, warm
 
 __all__ = ["job_bodies", "job_specs", "jobs_report", "replica_name", "run_job_now"]
 
@@ -34,9 +39,40 @@ def replica_name(config: Config) -> str:
 
 def job_bodies(resources: Resources) -> dict[str, JobBody]:
     """Each job's body, wired to the resources it uses (jobs whose feature is off are absent)."""
-    del resources
     bodies: dict[str, JobBody] = {}
+    if resources.suggest is not None:
+        bodies["warm"] = warm_body(resources, resources.suggest)
     return bodies
+
+
+def warm_body(resources: Resources, suggester: Suggester) -> JobBody:
+    """The ``warm`` job: :func:`tasks.warm.warm` over the suggest service and Redis."""
+    config = resources.config
+    target = SuggestWarming(suggester)
+    ledger = RedisWarmLedger(resources.redis)
+    settings = WarmSettings(
+        daily_budget=config.suggest_daily_budget,
+        share=config.warm_share,
+        reserve=config.warm_reserve,
+        max_per_run=config.warm_max_per_run,
+    )
+
+    async def warm_now(run: JobRun) -> Mapping[str, object]:
+        now = dt.datetime.fromtimestamp(resources.clock(), dt.UTC)
+        report = await warm(target, ledger, settings, now=now, next_run=run.period.end)
+        return report.summary()
+
+    async def body(run: JobRun) -> Mapping[str, object]:
+        if suggester.running:
+            return await warm_now(run)
+        # `smartpip jobs run warm`: no server runs suggest's flights in this process.
+        async with trio.open_nursery() as nursery:
+            await nursery.start(suggester.run_flights)
+            summary = await warm_now(run)
+            nursery.cancel_scope.cancel()
+        return summary
+
+    return body
 
 
 def claims_for(resources: Resources, kind: str) -> Claims:

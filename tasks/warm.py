@@ -1,0 +1,304 @@
+"""Cache warming: refresh the most asked suggest queries before their freshness ends.
+
+The ``warm`` job (every 10 minutes by default, one replica per period) takes the most asked
+normalized queries of the last day and refreshes, in popularity order, those whose cached copy
+would go stale before the next run, through the suggest service's own refresh: warming shares
+flights, leases and the quota gate with requests, and a query already fresh enough costs
+nothing. What it may spend, checked before every search:
+
+- **its share**: at most ``share`` of the day's budget (``SMARTPIP_WARM_SHARE``, 30 %), paced
+  over the Pacific day (by the next run it may have spent the share times the part of the day
+  gone by then), so it does not spend the whole share in the first minutes after midnight.
+  Counted in a ledger per Pacific day in Redis (``store.warm``), shared by the replicas;
+- **never the reserve**: it stops while the day's searches left (all of suggest, requests
+  included) are at most ``reserve`` (``SMARTPIP_WARM_RESERVE``), the last searches of the day
+  are for requests;
+- **a bound per run** (``SMARTPIP_WARM_MAX_PER_RUN``), so one run is a short burst.
+
+**The last hour, what would be lost.** Budget unspent at midnight Pacific is lost. A refresh
+made in the last ``ttl`` seconds before midnight (20 minutes by default) is still fresh after
+it, so those runs (the *leftover* runs) warm tomorrow's likely queries (the day's most asked)
+with today's budget: they refresh every popular query that would go stale before the first
+run after midnight, the share no longer applies, and the reserve shrinks with the time left
+(the requests still to come today can only need a part of it: ``reserve * time left / 1 h``).
+Earlier runs of the last hour cannot reach tomorrow and follow the day's rules.
+
+Concurrency: one run at a time across replicas (the job's claim); within a run the refreshes
+are made one after the other, so warming holds at most one of suggest's search slots. The
+ledger is taken before a search and given back when none was made, so concurrent runs (an
+operator's ``smartpip jobs run`` beside the schedule) still never pass the share. The reserve
+is checked before each refresh: requests searching between the check and the refresh's
+reservation are what the reserve is for, and warming then stops at its next check.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import enum
+import math
+from collections.abc import Sequence
+from typing import Protocol
+from zoneinfo import ZoneInfo
+
+import attrs
+
+from store.quota import quota_usage
+from store.redis import RedisStore
+from store.warm import give_back_warm_search, take_warm_search, warm_spent
+
+__all__ = [
+    "PACIFIC",
+    "RedisWarmLedger",
+    "RefreshOutcome",
+    "WarmLedger",
+    "WarmReport",
+    "WarmSettings",
+    "WarmSuggest",
+    "next_pacific_midnight",
+    "pacific_day",
+    "warm",
+]
+
+# The zone of YouTube's quota day (also smartpip.suggest.quota's; tasks may not import it).
+PACIFIC = ZoneInfo("America/Los_Angeles")
+# Why an hour: the reserve is sized for the requests of the rest of the day; in the last hour
+# the requests still to come need a share of it in proportion to the time left.
+LAST_HOUR_SECONDS = 3600
+# Why 50: popular queries looked at per run; far more than a run may refresh (most are
+# skipped as fresh), few enough that a run is a handful of Redis reads.
+CANDIDATES = 50
+
+
+def pacific_day(now: dt.datetime) -> str:
+    """The Pacific-time date of ``now`` (aware): the quota day, ``YYYY-MM-DD``."""
+    return now.astimezone(PACIFIC).date().isoformat()
+
+
+def _pacific_midnights(now: dt.datetime) -> tuple[dt.datetime, dt.datetime]:
+    """The midnights Pacific that start and end ``now``'s quota day, in UTC."""
+    local = now.astimezone(PACIFIC).date()
+    start = dt.datetime.combine(local, dt.time(0), tzinfo=PACIFIC)
+    end = dt.datetime.combine(local + dt.timedelta(days=1), dt.time(0), tzinfo=PACIFIC)
+    return start.astimezone(dt.UTC), end.astimezone(dt.UTC)
+
+
+def next_pacific_midnight(now: dt.datetime) -> dt.datetime:
+    """The next midnight Pacific after ``now`` (aware), in UTC: when the budget resets."""
+    return _pacific_midnights(now)[1]
+
+
+class RefreshOutcome(enum.Enum):
+    """What refreshing one query did.
+
+    ``refreshed``: a search was made (here or by another replica's flight) and cached;
+    ``fresh``: the cached copy was fresh enough, nothing was spent; ``refused``: no search
+    could be made now (budget, breaker, key, Redis): the run stops; ``failed``: a search was
+    made and failed (its quota is spent).
+    """
+
+    REFRESHED = "refreshed"
+    FRESH = "fresh"
+    REFUSED = "refused"
+    FAILED = "failed"
+
+
+class WarmSuggest(Protocol):
+    """What warming needs from the suggest service."""
+
+    @property
+    def ttl_seconds(self) -> int:
+        """The freshness of a cached answer."""
+        ...
+
+    async def popular(self, limit: int) -> Sequence[str]:
+        """The ``limit`` most asked normalized queries of the last day, most asked first."""
+        ...
+
+    async def refresh(self, query: str, *, min_fresh_seconds: float) -> RefreshOutcome:
+        """Make sure ``query`` stays fresh for ``min_fresh_seconds`` (below the TTL)."""
+        ...
+
+
+class WarmLedger(Protocol):
+    """The day's quota counter and warming's own ledger, shared by the replicas."""
+
+    async def searches_used(self, day: str) -> int:
+        """Searches counted on ``day`` by all of suggest (requests and warming)."""
+        ...
+
+    async def warm_spent(self, day: str) -> int:
+        """Searches warming counted on ``day``."""
+        ...
+
+    async def take(self, day: str, cap: int) -> bool:
+        """Count one warming search on ``day`` if fewer than ``cap`` were counted."""
+        ...
+
+    async def give_back(self, day: str) -> None:
+        """Uncount one warming search on ``day`` (it was not made)."""
+        ...
+
+
+class RedisWarmLedger:
+    """:class:`WarmLedger` over Redis: ``store.quota``'s day counter and ``store.warm``."""
+
+    def __init__(self, store: RedisStore) -> None:
+        self._store = store
+
+    async def searches_used(self, day: str) -> int:
+        return (await quota_usage(self._store, day)).searches
+
+    async def warm_spent(self, day: str) -> int:
+        return await warm_spent(self._store, day)
+
+    async def take(self, day: str, cap: int) -> bool:
+        return await take_warm_search(self._store, day, cap=cap) is not None
+
+    async def give_back(self, day: str) -> None:
+        await give_back_warm_search(self._store, day)
+
+
+@attrs.frozen
+class WarmSettings:
+    """How much warming may spend.
+
+    Attributes:
+        daily_budget: Searches a Pacific day, all of suggest (``SMARTPIP_SUGGEST_DAILY_BUDGET``).
+        share: The most of it warming may spend in a day (``SMARTPIP_WARM_SHARE``), 0-1.
+        reserve: Searches left to requests: warming stops while no more remain
+            (``SMARTPIP_WARM_RESERVE``).
+        max_per_run: The most searches one run makes (``SMARTPIP_WARM_MAX_PER_RUN``).
+        candidates: Popular queries looked at per run.
+    """
+
+    daily_budget: int
+    share: float = attrs.field(
+        default=0.3, validator=[attrs.validators.ge(0), attrs.validators.le(1)]
+    )
+    reserve: int = attrs.field(default=10, validator=attrs.validators.ge(0))
+    max_per_run: int = attrs.field(default=10, validator=attrs.validators.ge(0))
+    candidates: int = attrs.field(default=CANDIDATES, validator=attrs.validators.ge(1))
+
+    @property
+    def share_searches(self) -> int:
+        """The day's share in searches (rounded down)."""
+        return math.floor(self.share * self.daily_budget + 1e-9)
+
+
+@attrs.frozen
+class WarmReport:
+    """What one run did (the job's summary).
+
+    Attributes:
+        mode: ``day`` or ``leftover`` (a last-hour run warming tomorrow's queries).
+        day: The Pacific day it spent on.
+        looked_at: Popular queries it considered (refreshed, fresh, failed).
+        refreshed: Queries searched and cached.
+        fresh: Queries skipped as fresh enough (nothing spent).
+        failed: Searches made that failed (spent).
+        spent_today: Warming's searches on ``day`` after the run (the ledger).
+        cap: The most warming could have counted on ``day`` by this run.
+        reserve: The searches it left to requests.
+        stopped: Why it stopped before the end of the list: ``per_run``, ``share``,
+            ``reserve``, ``refused``; None when it went through the list.
+    """
+
+    mode: str
+    day: str
+    looked_at: int = 0
+    refreshed: int = 0
+    fresh: int = 0
+    failed: int = 0
+    spent_today: int = 0
+    cap: int = 0
+    reserve: int = 0
+    stopped: str | None = None
+
+    def summary(self) -> dict[str, object]:
+        """The job's summary (logged, kept with the run)."""
+        return {
+            "mode": self.mode,
+            "refreshed": self.refreshed,
+            "fresh": self.fresh,
+            "failed": self.failed,
+            "spent_today": self.spent_today,
+            "cap": self.cap,
+            "stopped": self.stopped or "-",
+        }
+
+
+def _plan(
+    settings: WarmSettings, ttl: int, now: dt.datetime, next_run: dt.datetime
+) -> tuple[str, int, int, float]:
+    """The run's mode, ledger cap, reserve and the freshness every query must keep."""
+    day_start, midnight = _pacific_midnights(now)
+    to_midnight = (midnight - now).total_seconds()
+    until_next = max(0.0, (next_run - now).total_seconds())
+    if to_midnight < ttl:
+        # Fresh past midnight: until the first run after it (or as far as a search reaches).
+        reserve = math.ceil(settings.reserve * min(1.0, to_midnight / LAST_HOUR_SECONDS))
+        return "leftover", settings.daily_budget, reserve, min(ttl - 1, to_midnight + until_next)
+    day_seconds = (midnight - day_start).total_seconds()
+    gone_by_next = (min(next_run, midnight) - day_start).total_seconds() / day_seconds
+    cap = math.ceil(settings.share_searches * gone_by_next - 1e-9)
+    return "day", cap, settings.reserve, min(ttl - 1, until_next)
+
+
+async def warm(
+    suggest: WarmSuggest,
+    ledger: WarmLedger,
+    settings: WarmSettings,
+    *,
+    now: dt.datetime,
+    next_run: dt.datetime,
+) -> WarmReport:
+    """One warming run (see the module docstring).
+
+    Args:
+        suggest: The suggest service.
+        ledger: The day's counters.
+        settings: What warming may spend.
+        now: The wall clock (aware).
+        next_run: When the next run starts (the end of this run's period).
+
+    Raises:
+        RedisUnavailable: Redis is down or too slow (nothing is warmed without the ledger).
+    """
+    mode, cap, reserve, min_fresh = _plan(settings, suggest.ttl_seconds, now, next_run)
+    day = pacific_day(now)
+    report = WarmReport(mode=mode, day=day, cap=cap, reserve=reserve)
+    made = 0
+    if settings.max_per_run == 0 or settings.daily_budget == 0:
+        stopped: str | None = "per_run" if settings.max_per_run == 0 else "reserve"
+        queries: Sequence[str] = ()
+    else:
+        stopped, queries = None, await suggest.popular(settings.candidates)
+    counts = {outcome: 0 for outcome in RefreshOutcome}
+    for query in queries:
+        if made >= settings.max_per_run:
+            stopped = "per_run"
+            break
+        if settings.daily_budget - await ledger.searches_used(day) <= reserve:
+            stopped = "reserve"
+            break
+        if not await ledger.take(day, cap):
+            stopped = "share"
+            break
+        outcome = await suggest.refresh(query, min_fresh_seconds=min_fresh)
+        counts[outcome] += 1
+        if outcome in (RefreshOutcome.FRESH, RefreshOutcome.REFUSED):
+            await ledger.give_back(day)
+        else:
+            made += 1
+        if outcome is RefreshOutcome.REFUSED:
+            stopped = "refused"
+            break
+    return attrs.evolve(
+        report,
+        looked_at=sum(counts.values()) - counts[RefreshOutcome.REFUSED],
+        refreshed=counts[RefreshOutcome.REFRESHED],
+        fresh=counts[RefreshOutcome.FRESH],
+        failed=counts[RefreshOutcome.FAILED],
+        spent_today=await ledger.warm_spent(day),
+        stopped=stopped,
+    )
