@@ -1,0 +1,129 @@
+"""The ``warm`` job on the real service: the real Suggester, Redis and the YouTube fake.
+
+The apps' job loops are paused (``SMARTPIP_JOBS_PAUSED=warm``), so only the test runs the
+job's body, at moments of its choosing on the apps' fake wall clock.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Mapping
+
+from smartpip.runtime.jobs import job_bodies
+from smartpip.suggest.quota import PACIFIC
+from store.quota import quota_usage
+from store.redis import RedisStore
+from store.warm import warm_spent
+from supervisors import Every, JobRun
+from tasks.catalogue import JOBS
+from tests.app.conftest import AppFactory, RunningApp
+from tests.app.conftest import app_factory as app_factory  # the fixture, shared
+from tests.fakes.youtube import FakeYouTube
+from tests.history.conftest import sign_in
+from tests.suggest_api.conftest import (
+    SuggestApp,
+    ask,
+    bookkeep,
+    cache_result,
+)
+from tests.suggest_api.conftest import suggest_app as suggest_app  # the fixture, shared
+from tests.suggest_api.conftest import youtube as youtube  # the fixture, shared
+from tests.support.clock import FakeClock
+
+# Noon Pacific: well inside the quota day, so the paced share is half the day's.
+NOON = dt.datetime(2026, 6, 10, 12, tzinfo=PACIFIC)
+DAY = "2026-06-10"
+TTL = 1200
+
+
+async def run_warm(app: RunningApp, clock: FakeClock) -> Mapping[str, object]:
+    """One run of the ``warm`` job's body on ``app``, for the period of ``clock``'s now."""
+    body = job_bodies(app.resources)["warm"]
+    now = dt.datetime.fromtimestamp(clock(), dt.UTC)
+    summary = await body(JobRun("warm", JOBS["warm"].schedule.period_at(now), "test"))
+    assert summary is not None
+    return summary
+
+
+async def ask_and_count(app: RunningApp, *queries: str) -> None:
+    """Ask ``queries`` as a user and flush the popularity counts (as the bookkeeping does)."""
+    user = await sign_in(app, "alice")
+    for q in queries:
+        assert (await ask(app, user, q)).status_code == 200
+    await bookkeep(app)
+
+
+async def test_a_warmed_query_is_then_served_from_the_cache_without_a_search(
+    suggest_app: SuggestApp, youtube: FakeYouTube, redis_store: RedisStore
+) -> None:
+    clock = FakeClock(NOON.timestamp())
+    async with suggest_app(clock=clock, jobs_paused="warm") as app:
+        await ask_and_count(app, "lofi beats", "Lofi beats!", "jazz piano")
+        assert youtube.calls["search"] == 2
+        # Still fresh for longer than the next run: nothing to do.
+        summary = await run_warm(app, clock)
+        assert (summary["refreshed"], summary["fresh"]) == (0, 2)
+        clock.advance(TTL - 300)  # 300 s of freshness left, the next run is up to 600 s away
+        summary = await run_warm(app, clock)
+        assert (summary["mode"], summary["refreshed"], summary["spent_today"]) == ("day", 2, 2)
+        assert youtube.calls["search"] == 4
+        clock.advance(600)  # past the first searches' freshness, within the warmed one's
+        user = await sign_in(app, "bob")
+        assert cache_result(await ask(app, user, "lofi beats")) == "HIT"
+        assert cache_result(await ask(app, user, "jazz piano")) == "HIT"
+        assert youtube.calls["search"] == 4
+        assert await warm_spent(redis_store, DAY) == 2
+        assert (await quota_usage(redis_store, DAY)).searches == 4
+
+
+async def test_the_ledger_in_redis_caps_warming_across_replicas(
+    suggest_app: SuggestApp, youtube: FakeYouTube, redis_store: RedisStore
+) -> None:
+    clock = FakeClock(NOON.timestamp())
+    # A share of 3 searches a day; at noon (paced) 2 of them.
+    settings = {"suggest_daily_budget": "10", "warm_share": "0.3", "warm_reserve": "0"}
+    async with (
+        suggest_app(clock=clock, jobs_paused="warm", **settings) as first,
+        suggest_app(clock=clock, jobs_paused="warm", **settings) as second,
+    ):
+        await ask_and_count(first, "cats", "dogs", "birds", "fish")
+        assert youtube.calls["search"] == 4
+        clock.advance(TTL + 1)
+        summary = await run_warm(first, clock)
+        assert (summary["refreshed"], summary["stopped"], summary["cap"]) == (2, "share", 2)
+        summary = await run_warm(second, clock)  # another replica, the same ledger
+        assert (summary["refreshed"], summary["stopped"], summary["spent_today"]) == (
+            0,
+            "share",
+            2,
+        )
+        assert youtube.calls["search"] == 6
+        assert await warm_spent(redis_store, DAY) == 2
+        assert (await quota_usage(redis_store, DAY)).searches == 6
+
+
+async def test_warming_stops_at_the_reserve_left_to_requests(
+    suggest_app: SuggestApp, youtube: FakeYouTube, redis_store: RedisStore
+) -> None:
+    clock = FakeClock(NOON.timestamp())
+    settings = {"suggest_daily_budget": "6", "warm_share": "1", "warm_reserve": "3"}
+    async with suggest_app(clock=clock, jobs_paused="warm", **settings) as app:
+        await ask_and_count(app, "cats", "dogs")  # 4 searches left
+        clock.advance(TTL + 1)
+        summary = await run_warm(app, clock)
+        assert (summary["refreshed"], summary["stopped"]) == (1, "reserve")
+        assert (await quota_usage(redis_store, DAY)).searches == 3
+        user = await sign_in(app, "carol")
+        for q in ("owls", "bats", "eels"):  # the reserve: requests still get their searches
+            assert cache_result(await ask(app, user, q)) == "MISS"
+        assert youtube.calls["search"] == 6
+
+
+async def test_the_job_exists_only_where_suggest_is_configured(
+    app_factory: AppFactory, suggest_app: SuggestApp
+) -> None:
+    async with app_factory() as plain:
+        assert "warm" not in job_bodies(plain.resources)
+    async with suggest_app() as app:
+        assert "warm" in job_bodies(app.resources)
+    assert (JOBS["warm"].kind, JOBS["warm"].schedule) == ("claim", Every(600))
