@@ -10,17 +10,20 @@ import datetime as dt
 from collections.abc import Mapping
 
 from smartpip.runtime.jobs import job_bodies
+from smartpip.runtime.resources import open_resources
 from smartpip.suggest.quota import PACIFIC
+from store.popularity import record_queries
 from store.quota import quota_usage
 from store.redis import RedisStore
 from store.warm import warm_spent
 from supervisors import Every, JobRun
 from tasks.catalogue import JOBS
-from tests.app.conftest import AppFactory, RunningApp
+from tests.app.conftest import AppFactory, RunningApp, make_config
 from tests.app.conftest import app_factory as app_factory  # the fixture, shared
 from tests.fakes.youtube import FakeYouTube
 from tests.history.conftest import sign_in
 from tests.suggest_api.conftest import (
+    API_KEY,
     SuggestApp,
     ask,
     bookkeep,
@@ -127,3 +130,22 @@ async def test_the_job_exists_only_where_suggest_is_configured(
     async with suggest_app() as app:
         assert "warm" in job_bodies(app.resources)
     assert (JOBS["warm"].kind, JOBS["warm"].schedule) == ("claim", Every(600))
+
+
+async def test_an_operators_run_outside_a_server_starts_suggests_flights_itself(
+    pg_url: str, redis_prefix: str, redis_store: RedisStore, youtube: FakeYouTube
+) -> None:
+    # `smartpip jobs run warm`: resources without the server, so nobody runs the flights.
+    clock = FakeClock(NOON.timestamp())
+    await record_queries(redis_store, {"cats": 3, "dogs": 1}, now=clock())
+    config = make_config(
+        pg_url, redis_prefix, youtube_api_key=API_KEY, youtube_api_url=youtube.base_url
+    )
+    async with open_resources(config, clock=clock) as resources:
+        assert resources.suggest is not None and not resources.suggest.running
+        body = job_bodies(resources)["warm"]
+        now = dt.datetime.fromtimestamp(clock(), dt.UTC)
+        summary = await body(JobRun("warm", JOBS["warm"].schedule.period_at(now), "cli"))
+        assert summary is not None and summary["refreshed"] == 2
+        assert not resources.suggest.running
+    assert youtube.calls["search"] == 2
