@@ -148,7 +148,7 @@ async def _drive(
         SuggestSettings(ttl_seconds=TTL_S, daily_budget=DAILY_BUDGET),
         clock=clock,
     )
-    target, ledger = SuggestWarming(suggester), RedisWarmLedger(store)
+    target, ledger = SuggestWarming(suggester, store, clock), RedisWarmLedger(store)
     warm_settings = WarmSettings(daily_budget=DAILY_BUDGET)
     searches_before = youtube.calls["search"]
     answers: Counter[str] = Counter()

@@ -4,7 +4,16 @@ The ``warm`` job (every 10 minutes by default, one replica per period) takes the
 normalized queries of the last day and refreshes, in popularity order, those whose cached copy
 would go stale before the next run, through the suggest service's own refresh: warming shares
 flights, leases and the quota gate with requests, and a query already fresh enough costs
-nothing. What it may spend, checked before every search:
+nothing.
+
+**Only queries that will be asked.** A warming search pays off only if requests use it
+before it goes stale; otherwise it is a search taken from requests. During the day a query is
+warmed only if, at the rate it was asked over the last day, at least ``min_asks`` (2) requests
+are expected within one freshness (``asks * ttl / 1 day``): with the default TTL of 20 minutes,
+144 asks a day. On a warm query warming then costs about what the requests would have spent
+on it anyway (one search per freshness), and turns their ``MISS`` into ``HIT``.
+
+What it may spend, checked before every search:
 
 - **its share**: at most ``share`` of the day's budget (``SMARTPIP_WARM_SHARE``, 30 %), paced
   over the Pacific day (by the next run it may have spent the share times the part of the day
@@ -18,8 +27,9 @@ nothing. What it may spend, checked before every search:
 **The last hour, what would be lost.** Budget unspent at midnight Pacific is lost. A refresh
 made in the last ``ttl`` seconds before midnight (20 minutes by default) is still fresh after
 it, so those runs (the *leftover* runs) warm tomorrow's likely queries (the day's most asked)
-with today's budget: they refresh every popular query that would go stale before the first
-run after midnight, the share no longer applies, and the reserve shrinks with the time left
+with today's budget: they refresh the most asked queries (whatever their rate: these searches
+cost nothing) that would go stale before the first run after midnight, the share no longer
+applies, and the reserve shrinks with the time left
 (the requests still to come today can only need a part of it: ``reserve * time left / 1 h``).
 Earlier runs of the last hour cannot reach tomorrow and follow the day's rules.
 
@@ -67,6 +77,12 @@ LAST_HOUR_SECONDS = 3600
 # Why 50: popular queries looked at per run; far more than a run may refresh (most are
 # skipped as fresh), few enough that a run is a handful of Redis reads.
 CANDIDATES = 50
+# The popularity window read: a day, as long as the counts are kept (``store.popularity``).
+POPULARITY_WINDOW_SECONDS = 86_400
+# Why 2: a query expected to be asked twice within a freshness is used by a request with a
+# probability of about 86 % (Poisson), and costs about what on-demand searches would; at 1 the
+# warming search goes unused 37 % of the time, taken from the requests' budget.
+MIN_ASKS = 2.0
 
 
 def pacific_day(now: dt.datetime) -> str:
@@ -110,8 +126,9 @@ class WarmSuggest(Protocol):
         """The freshness of a cached answer."""
         ...
 
-    async def popular(self, limit: int) -> Sequence[str]:
-        """The ``limit`` most asked normalized queries of the last day, most asked first."""
+    async def popular(self, limit: int) -> Sequence[tuple[str, float]]:
+        """The ``limit`` most asked normalized queries of the last day (the
+        ``POPULARITY_WINDOW_SECONDS``), most asked first, with how often each was asked."""
         ...
 
     async def refresh(self, query: str, *, min_fresh_seconds: float) -> RefreshOutcome:
@@ -169,6 +186,8 @@ class WarmSettings:
             (``SMARTPIP_WARM_RESERVE``).
         max_per_run: The most searches one run makes (``SMARTPIP_WARM_MAX_PER_RUN``).
         candidates: Popular queries looked at per run.
+        min_asks: Requests a query must be expected to get within one freshness to be warmed
+            during the day (not in the leftover runs).
     """
 
     daily_budget: int
@@ -178,6 +197,7 @@ class WarmSettings:
     reserve: int = attrs.field(default=10, validator=attrs.validators.ge(0))
     max_per_run: int = attrs.field(default=10, validator=attrs.validators.ge(0))
     candidates: int = attrs.field(default=CANDIDATES, validator=attrs.validators.ge(1))
+    min_asks: float = attrs.field(default=MIN_ASKS, validator=attrs.validators.ge(0))
 
     @property
     def share_searches(self) -> int:
@@ -192,7 +212,8 @@ class WarmReport:
     Attributes:
         mode: ``day`` or ``leftover`` (a last-hour run warming tomorrow's queries).
         day: The Pacific day it spent on.
-        looked_at: Popular queries it considered (refreshed, fresh, failed).
+        looked_at: Popular queries it considered (refreshed, fresh, failed); during the day
+            only those asked often enough (``min_asks``).
         refreshed: Queries searched and cached.
         fresh: Queries skipped as fresh enough (nothing spent).
         failed: Searches made that failed (spent).
@@ -272,7 +293,12 @@ async def warm(
         stopped: str | None = "per_run" if settings.max_per_run == 0 else "reserve"
         queries: Sequence[str] = ()
     else:
-        stopped, queries = None, await suggest.popular(settings.candidates)
+        popular = await suggest.popular(settings.candidates)
+        if mode == "day":
+            # Asks expected within one freshness, at the rate of the last day.
+            scale = suggest.ttl_seconds / POPULARITY_WINDOW_SECONDS
+            popular = [(q, asks) for q, asks in popular if asks * scale >= settings.min_asks]
+        stopped, queries = None, [query for query, _asks in popular]
     counts = {outcome: 0 for outcome in RefreshOutcome}
     for query in queries:
         if made >= settings.max_per_run:

@@ -48,7 +48,7 @@ def job_bodies(resources: Resources) -> dict[str, JobBody]:
 def warm_body(resources: Resources, suggester: Suggester) -> JobBody:
     """The ``warm`` job: :func:`tasks.warm.warm` over the suggest service and Redis."""
     config = resources.config
-    target = SuggestWarming(suggester)
+    target = SuggestWarming(suggester, resources.redis, resources.clock)
     ledger = RedisWarmLedger(resources.redis)
     settings = WarmSettings(
         daily_budget=config.suggest_daily_budget,

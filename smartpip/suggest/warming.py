@@ -8,12 +8,14 @@ an upstream error means a search was made and failed.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 from smartpip.logs import get_logger
 from smartpip.suggest.normalize import NormalizedQuery
 from smartpip.suggest.service import Suggester, SuggestUnavailable, UpstreamError
-from tasks.warm import RefreshOutcome
+from store.popularity import top_queries
+from store.redis import RedisStore
+from tasks.warm import POPULARITY_WINDOW_SECONDS, RefreshOutcome
 
 __all__ = ["SuggestWarming"]
 
@@ -25,17 +27,28 @@ _NO_SEARCH = frozenset({"quota", "upstream", "key_invalid", "redis", "busy"})
 
 
 class SuggestWarming:
-    """:class:`tasks.warm.WarmSuggest` over a running :class:`Suggester`."""
+    """:class:`tasks.warm.WarmSuggest` over a running :class:`Suggester`.
 
-    def __init__(self, suggester: Suggester) -> None:
+    Args:
+        suggester: The suggest service.
+        store: The Redis store its popularity sets are in.
+        clock: The suggest service's wall clock (seconds).
+    """
+
+    def __init__(self, suggester: Suggester, store: RedisStore, clock: Callable[[], float]) -> None:
         self._suggester = suggester
+        self._store = store
+        self._clock = clock
 
     @property
     def ttl_seconds(self) -> int:
         return self._suggester.settings.ttl_seconds
 
-    async def popular(self, limit: int) -> Sequence[str]:
-        return await self._suggester.popular(limit)
+    async def popular(self, limit: int) -> Sequence[tuple[str, float]]:
+        # With the counts, unlike Suggester.popular: warming weighs how often each was asked.
+        return await top_queries(
+            self._store, limit=limit, now=self._clock(), window_seconds=POPULARITY_WINDOW_SECONDS
+        )
 
     async def refresh(self, query: str, *, min_fresh_seconds: float) -> RefreshOutcome:
         try:

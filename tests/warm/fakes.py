@@ -22,6 +22,8 @@ __all__ = ["FakeLedger", "FakeSuggest", "Search", "World"]
 
 # A search's round trip: the refreshes of a run take time on the mock clock too.
 SEARCH_SECONDS = 0.3
+# Asks a day of a popular query unless the test says otherwise: ~14 within a 20-minute freshness.
+BUSY = 1000.0
 
 
 @attrs.frozen
@@ -42,6 +44,7 @@ class World:
     budget: int = 100
     ttl: int = 1200
     popular: list[str] = attrs.field(factory=list)
+    asks: dict[str, float] = attrs.field(factory=dict)
     fresh_until: dict[str, dt.datetime] = attrs.field(factory=dict)
     used: dict[str, int] = attrs.field(factory=dict)
     warm: dict[str, int] = attrs.field(factory=dict)
@@ -92,9 +95,9 @@ class FakeSuggest:
     def ttl_seconds(self) -> int:
         return self.world.ttl
 
-    async def popular(self, limit: int) -> Sequence[str]:
+    async def popular(self, limit: int) -> Sequence[tuple[str, float]]:
         await trio.lowlevel.checkpoint()
-        return self.world.popular[:limit]
+        return [(q, self.world.asks.get(q, BUSY)) for q in self.world.popular[:limit]]
 
     async def refresh(self, query: str, *, min_fresh_seconds: float) -> RefreshOutcome:
         assert 0 <= min_fresh_seconds < self.world.ttl

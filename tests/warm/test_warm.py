@@ -248,6 +248,29 @@ async def test_a_share_of_zero_warms_only_with_the_leftover(
     assert [s.query for s in world.searches_by("warm")] == queries(5)
 
 
+async def test_queries_asked_too_rarely_are_warmed_only_with_the_leftover(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    now = DAY_START + dt.timedelta(hours=12)
+    # With a 20-minute freshness, 2 asks expected within it are 144 a day.
+    world = World(clock=wall_from(now), popular=["busy", "usual", "rare"])
+    world.asks.update(busy=1000, usual=144, rare=143)
+    settings = WarmSettings(daily_budget=100, share=1.0, reserve=10, max_per_run=10)
+    next_run = now + dt.timedelta(seconds=PERIOD)
+    suggest, ledger = FakeSuggest(world), FakeLedger(world)
+    report = await warm(suggest, ledger, settings, now=now, next_run=next_run)
+    assert [s.query for s in world.searches] == ["busy", "usual"]
+    assert (report.looked_at, report.refreshed, report.stopped) == (2, 2, None)
+    # At 23:50 the searches left would be lost: the rare one is warmed for tomorrow too.
+    late = DAY_START + dt.timedelta(hours=23, minutes=50)
+    autojump_clock.jump((late - world.clock()).total_seconds())
+    report = await warm(
+        suggest, ledger, settings, now=late, next_run=late + dt.timedelta(seconds=PERIOD)
+    )
+    assert report.mode == "leftover"
+    assert [s.query for s in world.searches[2:]] == ["busy", "usual", "rare"]
+
+
 def test_settings_are_checked() -> None:
     with pytest.raises(ValueError, match="share"):
         WarmSettings(daily_budget=100, share=1.5)

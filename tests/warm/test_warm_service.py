@@ -11,6 +11,7 @@ from collections.abc import Mapping
 
 from smartpip.runtime.jobs import job_bodies
 from smartpip.runtime.resources import open_resources
+from smartpip.suggest import normalize_query
 from smartpip.suggest.quota import PACIFIC
 from store.popularity import record_queries
 from store.quota import quota_usage
@@ -48,12 +49,21 @@ async def run_warm(app: RunningApp, clock: FakeClock) -> Mapping[str, object]:
     return summary
 
 
+# Asks a day that make a query worth warming during the day (2 expected within 20 minutes).
+BUSY = 200
+
+
 async def ask_and_count(app: RunningApp, *queries: str) -> None:
-    """Ask ``queries`` as a user and flush the popularity counts (as the bookkeeping does)."""
+    """Ask ``queries`` as a user, flush the popularity counts (as the bookkeeping does), and
+    count ``BUSY`` more asks of each, as if the day had asked them that often."""
     user = await sign_in(app, "alice")
     for q in queries:
         assert (await ask(app, user, q)).status_code == 200
     await bookkeep(app)
+    normalized = {q: normalize_query(q).text for q in queries}
+    await record_queries(
+        app.resources.redis, dict.fromkeys(normalized.values(), BUSY), now=app.resources.clock()
+    )
 
 
 async def test_a_warmed_query_is_then_served_from_the_cache_without_a_search(
@@ -137,7 +147,7 @@ async def test_an_operators_run_outside_a_server_starts_suggests_flights_itself(
 ) -> None:
     # `smartpip jobs run warm`: resources without the server, so nobody runs the flights.
     clock = FakeClock(NOON.timestamp())
-    await record_queries(redis_store, {"cats": 3, "dogs": 1}, now=clock())
+    await record_queries(redis_store, {"cats": BUSY, "dogs": BUSY}, now=clock())
     config = make_config(
         pg_url, redis_prefix, youtube_api_key=API_KEY, youtube_api_url=youtube.base_url
     )
