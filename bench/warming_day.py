@@ -12,7 +12,8 @@ clock**, so that whole days pass in seconds:
 - every 10 minutes (simulated) the popularity counts are flushed, as suggest's bookkeeping
   does, and, in the run *with* warming, the ``warm`` job's logic (``tasks.warm.warm``) runs
   with the default settings (share 30 %, reserve 10, 10 a run) through ``Suggester.refresh``;
-- requests are made one after the other (this measures the budget, not concurrency).
+- requests are made one after the other (this measures the budget, not concurrency);
+- the budget is the service's default, 100 searches a day (``--budget`` to change it).
 
 Both runs see exactly the same requests at the same simulated times. It reports, for each
 run: the answers by ``X-Cache`` (``HIT``, ``MISS``, ``STALE``) and the 503s, the upstream
@@ -51,7 +52,7 @@ from tasks.warm import RedisWarmLedger, WarmSettings, pacific_day, warm
 
 __all__ = ["WarmingDaySettings", "run_warming_day"]
 
-# The service's defaults: what a deployment gets without tuning.
+# The service's defaults: what a deployment gets without tuning (``--budget`` changes it).
 DAILY_BUDGET = 100
 TTL_S = 1200
 WARM_PERIOD_S = 600
@@ -69,6 +70,7 @@ class WarmingDaySettings:
     requests_per_day: int = 1500
     days: int = 2
     seed: int = 10
+    daily_budget: int = DAILY_BUDGET
 
 
 @dataclass
@@ -139,17 +141,17 @@ async def _drive(
     warming: bool,
 ) -> DayFigures:
     client = YouTubeClient(YouTubeSettings(api_url=youtube.base_url, api_key=_API_KEY), http)
-    gate = QuotaGate(store, daily_budget=DAILY_BUDGET, clock=clock)
+    gate = QuotaGate(store, daily_budget=settings.daily_budget, clock=clock)
     suggester = Suggester(
         client,
         store,
         gate,
         SuggestMetrics(CollectorRegistry()),
-        SuggestSettings(ttl_seconds=TTL_S, daily_budget=DAILY_BUDGET),
+        SuggestSettings(ttl_seconds=TTL_S, daily_budget=settings.daily_budget),
         clock=clock,
     )
     target, ledger = SuggestWarming(suggester, store, clock), RedisWarmLedger(store)
-    warm_settings = WarmSettings(daily_budget=DAILY_BUDGET)
+    warm_settings = WarmSettings(daily_budget=settings.daily_budget)
     searches_before = youtube.calls["search"]
     answers: Counter[str] = Counter()
     by_day: dict[str, Counter[str]] = {}
@@ -225,7 +227,7 @@ def format_figures(settings: WarmingDaySettings, runs: Sequence[DayFigures]) -> 
     """The printed comparison."""
     lines = [
         f"warming day: {settings.requests_per_day:,} requests a day over {settings.days} "
-        f"Pacific days, Zipf s={ZIPF_S}, budget {DAILY_BUDGET}/day, TTL {TTL_S} s, seed "
+        f"Pacific days, Zipf s={ZIPF_S}, budget {settings.daily_budget}/day, TTL {TTL_S} s, seed "
         f"{settings.seed}",
     ]
     for run in runs:
@@ -252,7 +254,6 @@ def run_warming_day(settings: WarmingDaySettings, stamp: str) -> int:
         "settings": {
             **{k: str(v) if isinstance(v, Path) else v for k, v in asdict(settings).items()},
             "zipf_s": ZIPF_S,
-            "daily_budget": DAILY_BUDGET,
             "ttl_s": TTL_S,
             "warm_period_s": WARM_PERIOD_S,
         },
