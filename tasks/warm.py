@@ -19,9 +19,12 @@ What it may spend, checked before every search:
   over the Pacific day (by the next run it may have spent the share times the part of the day
   gone by then), so it does not spend the whole share in the first minutes after midnight.
   Counted in a ledger per Pacific day in Redis (``store.warm``), shared by the replicas;
-- **never the reserve**: it stops while the day's searches left (all of suggest, requests
-  included) are at most ``reserve`` (``SMARTPIP_WARM_RESERVE``), the last searches of the day
-  are for requests;
+- **never what requests may need**: it stops while the day's searches left (all of suggest)
+  are at most what it keeps for requests: the searches requests are projected to make until
+  midnight, at the rate they made them so far today (``request searches * time left / time
+  gone``), plus a fixed ``reserve`` (``SMARTPIP_WARM_RESERVE``, 10). So on a day whose
+  requests would spend the whole budget warming spends next to nothing, and on a quiet day it
+  spends what would be left over at midnight;
 - **a bound per run** (``SMARTPIP_WARM_MAX_PER_RUN``), so one run is a short burst.
 
 **The last hour, what would be lost.** Budget unspent at midnight Pacific is lost. A refresh
@@ -29,9 +32,13 @@ made in the last ``ttl`` seconds before midnight (20 minutes by default) is stil
 it, so those runs (the *leftover* runs) warm tomorrow's likely queries (the day's most asked)
 with today's budget: they refresh the most asked queries (whatever their rate: these searches
 cost nothing) that would go stale before the first run after midnight, the share no longer
-applies, and the reserve shrinks with the time left
-(the requests still to come today can only need a part of it: ``reserve * time left / 1 h``).
+applies, and the fixed reserve shrinks with the time left (the requests still to come
+today can only need a part of it: ``reserve * time left / 1 h``; their projection shrinks
+by itself).
 Earlier runs of the last hour cannot reach tomorrow and follow the day's rules.
+
+The projection assumes demand spread evenly over the day; a quiet night before a busy day
+over-estimates what is left, which the paced share and the fixed reserve bound.
 
 Concurrency: one run at a time across replicas (the job's claim); within a run the refreshes
 are made one after the other, so warming holds at most one of suggest's search slots. The
@@ -182,8 +189,8 @@ class WarmSettings:
     Attributes:
         daily_budget: Searches a Pacific day, all of suggest (``SMARTPIP_SUGGEST_DAILY_BUDGET``).
         share: The most of it warming may spend in a day (``SMARTPIP_WARM_SHARE``), 0-1.
-        reserve: Searches left to requests: warming stops while no more remain
-            (``SMARTPIP_WARM_RESERVE``).
+        reserve: Searches left to requests beyond their projected need: warming stops while
+            no more remain (``SMARTPIP_WARM_RESERVE``).
         max_per_run: The most searches one run makes (``SMARTPIP_WARM_MAX_PER_RUN``).
         candidates: Popular queries looked at per run.
         min_asks: Requests a query must be expected to get within one freshness to be warmed
@@ -219,7 +226,8 @@ class WarmReport:
         failed: Searches made that failed (spent).
         spent_today: Warming's searches on ``day`` after the run (the ledger).
         cap: The most warming could have counted on ``day`` by this run.
-        reserve: The searches it left to requests.
+        kept: The searches it kept for requests at its last check (the fixed reserve plus the
+            requests' projected need until midnight).
         stopped: Why it stopped before the end of the list: ``per_run``, ``share``,
             ``reserve``, ``refused``; None when it went through the list.
     """
@@ -232,7 +240,7 @@ class WarmReport:
     failed: int = 0
     spent_today: int = 0
     cap: int = 0
-    reserve: int = 0
+    kept: int = 0
     stopped: str | None = None
 
     def summary(self) -> dict[str, object]:
@@ -244,25 +252,44 @@ class WarmReport:
             "failed": self.failed,
             "spent_today": self.spent_today,
             "cap": self.cap,
+            "kept": self.kept,
             "stopped": self.stopped or "-",
         }
 
 
-def _plan(
-    settings: WarmSettings, ttl: int, now: dt.datetime, next_run: dt.datetime
-) -> tuple[str, int, int, float]:
-    """The run's mode, ledger cap, reserve and the freshness every query must keep."""
+@attrs.frozen
+class _Plan:
+    """What one run may do: its mode, the ledger's cap, the fixed reserve, the freshness every
+    query must keep, and the day's seconds gone and left (for the requests' projection)."""
+
+    mode: str
+    cap: int
+    reserve: int
+    min_fresh: float
+    gone: float
+    left: float
+
+    def kept(self, used: int, spent: int) -> int:
+        """Searches kept for requests when ``used`` were made today, ``spent`` by warming."""
+        projected = (used - spent) * self.left / self.gone
+        return self.reserve + math.ceil(projected - 1e-9)
+
+
+def _plan(settings: WarmSettings, ttl: int, now: dt.datetime, next_run: dt.datetime) -> _Plan:
     day_start, midnight = _pacific_midnights(now)
-    to_midnight = (midnight - now).total_seconds()
+    left = (midnight - now).total_seconds()
+    # At least a minute gone: a run right at midnight projects from a short but real rate.
+    gone = max(60.0, (now - day_start).total_seconds())
     until_next = max(0.0, (next_run - now).total_seconds())
-    if to_midnight < ttl:
+    if left < ttl:
         # Fresh past midnight: until the first run after it (or as far as a search reaches).
-        reserve = math.ceil(settings.reserve * min(1.0, to_midnight / LAST_HOUR_SECONDS))
-        return "leftover", settings.daily_budget, reserve, min(ttl - 1, to_midnight + until_next)
+        reserve = math.ceil(settings.reserve * min(1.0, left / LAST_HOUR_SECONDS))
+        min_fresh = min(ttl - 1, left + until_next)
+        return _Plan("leftover", settings.daily_budget, reserve, min_fresh, gone, left)
     day_seconds = (midnight - day_start).total_seconds()
     gone_by_next = (min(next_run, midnight) - day_start).total_seconds() / day_seconds
     cap = math.ceil(settings.share_searches * gone_by_next - 1e-9)
-    return "day", cap, settings.reserve, min(ttl - 1, until_next)
+    return _Plan("day", cap, settings.reserve, min(ttl - 1, until_next), gone, left)
 
 
 async def warm(
@@ -285,16 +312,16 @@ async def warm(
     Raises:
         RedisUnavailable: Redis is down or too slow (nothing is warmed without the ledger).
     """
-    mode, cap, reserve, min_fresh = _plan(settings, suggest.ttl_seconds, now, next_run)
+    plan = _plan(settings, suggest.ttl_seconds, now, next_run)
     day = pacific_day(now)
-    report = WarmReport(mode=mode, day=day, cap=cap, reserve=reserve)
-    made = 0
+    report = WarmReport(mode=plan.mode, day=day, cap=plan.cap)
+    made, kept = 0, plan.reserve
     if settings.max_per_run == 0 or settings.daily_budget == 0:
         stopped: str | None = "per_run" if settings.max_per_run == 0 else "reserve"
         queries: Sequence[str] = ()
     else:
         popular = await suggest.popular(settings.candidates)
-        if mode == "day":
+        if plan.mode == "day":
             # Asks expected within one freshness, at the rate of the last day.
             scale = suggest.ttl_seconds / POPULARITY_WINDOW_SECONDS
             popular = [(q, asks) for q, asks in popular if asks * scale >= settings.min_asks]
@@ -304,13 +331,15 @@ async def warm(
         if made >= settings.max_per_run:
             stopped = "per_run"
             break
-        if settings.daily_budget - await ledger.searches_used(day) <= reserve:
+        used = await ledger.searches_used(day)
+        kept = plan.kept(used, await ledger.warm_spent(day))
+        if settings.daily_budget - used <= kept:
             stopped = "reserve"
             break
-        if not await ledger.take(day, cap):
+        if not await ledger.take(day, plan.cap):
             stopped = "share"
             break
-        outcome = await suggest.refresh(query, min_fresh_seconds=min_fresh)
+        outcome = await suggest.refresh(query, min_fresh_seconds=plan.min_fresh)
         counts[outcome] += 1
         if outcome in (RefreshOutcome.FRESH, RefreshOutcome.REFUSED):
             await ledger.give_back(day)
@@ -326,5 +355,6 @@ async def warm(
         fresh=counts[RefreshOutcome.FRESH],
         failed=counts[RefreshOutcome.FAILED],
         spent_today=await ledger.warm_spent(day),
+        kept=kept,
         stopped=stopped,
     )

@@ -110,7 +110,15 @@ async def test_over_a_day_two_replicas_spend_exactly_the_share_paced(
     assert world.searches_by("warm")[-1].at > DAY_START + dt.timedelta(hours=20)
 
 
-async def test_warming_never_spends_the_reserve_requests_need(
+def kept_for_requests(world: World, at: dt.datetime, reserve: int) -> int:
+    """What warming must leave to requests at ``at``: the reserve and their projected need."""
+    by_requests = len([s for s in world.searches_by("request") if s.at < at])
+    gone = max(60.0, (at - DAY_START).total_seconds())  # as tasks.warm: at least a minute
+    left = (DAY_START + dt.timedelta(days=1) - at).total_seconds()
+    return reserve + math.ceil(by_requests * left / gone)
+
+
+async def test_warming_never_spends_what_requests_may_need(
     autojump_clock: trio.testing.MockClock,
 ) -> None:
     world = World(clock=wall_from(DAY_START), budget=60, popular=queries(30))
@@ -118,19 +126,44 @@ async def test_warming_never_spends_the_reserve_requests_need(
     served: list[str] = []
 
     async def requests() -> None:
+        # A few requests in the morning, then an evening rush that needs the whole budget.
         rng = random.Random(7)
+        for _ in range(3):
+            await trio.sleep(rng.uniform(3600, 7200))
+            served.append(await world.request(f"query {rng.randrange(30, 200):03d}"))
+        await trio.sleep_until(18 * 3600)
         while True:
-            await trio.sleep(rng.uniform(60, 600))
-            served.append(await world.request(f"query {rng.randrange(200):03d}"))
+            await trio.sleep(rng.uniform(30, 120))
+            served.append(await world.request(f"query {rng.randrange(30, 200):03d}"))
 
     await run_warm_job(world, settings, 23 * 3600, requests=requests)
     warmed = world.searches_by("warm")
     assert warmed  # it did warm while the budget allowed
-    assert all(search.remaining_before > 10 for search in warmed)
+    for search in warmed:
+        assert search.remaining_before > kept_for_requests(world, search.at, 10)
     # The last searches of the day went to requests.
     assert world.used[DAY] == 60
     assert [s.by for s in world.searches if s.remaining_before <= 10] == ["request"] * 10
     assert "MISS" in served and "503" in served
+
+
+async def test_a_day_whose_requests_need_the_budget_is_left_to_them(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    world = World(clock=wall_from(DAY_START), budget=100, popular=queries(30))
+    settings = WarmSettings(daily_budget=100, share=0.3, reserve=10, max_per_run=10)
+
+    async def requests() -> None:
+        # Steady demand for other queries: about 120 searches a day, more than the budget.
+        rng = random.Random(3)
+        while True:
+            await trio.sleep(720)
+            await world.request(f"query {rng.randrange(30, 10_000):05d}")
+
+    await run_warm_job(world, settings, 23 * 3600, requests=requests)
+    # One at 00:00 (no request yet to project from), then nothing: requests need it all.
+    assert len(world.searches_by("warm")) == 1
+    assert world.used[DAY] == 100
 
 
 async def test_the_last_hour_spends_the_leftover_on_tomorrows_queries(
@@ -167,7 +200,9 @@ async def test_the_last_hour_spends_the_leftover_on_tomorrows_queries(
     ("minutes_before_midnight", "expected"),
     [
         (70, 0),  # 22:50: 5 left, the full reserve of 10 keeps them for requests
-        (10, 3),  # 23:50: 10 minutes left need ceil(10 * 10/60) = 2 of the reserve
+        # 23:50: ceil(10 * 10/60) = 2 of the reserve, and ceil(95 * 10 min / 23 h 50) = 1
+        # for the requests' projected need.
+        (10, 2),
     ],
 )
 async def test_the_reserve_shrinks_in_the_last_hour(

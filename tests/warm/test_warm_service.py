@@ -93,8 +93,8 @@ async def test_the_ledger_in_redis_caps_warming_across_replicas(
     suggest_app: SuggestApp, youtube: FakeYouTube, redis_store: RedisStore
 ) -> None:
     clock = FakeClock(NOON.timestamp())
-    # A share of 3 searches a day; at noon (paced) 2 of them.
-    settings = {"suggest_daily_budget": "10", "warm_share": "0.3", "warm_reserve": "0"}
+    # A share of 2 searches a day; at noon (paced) both: ceil(2 * 12 h 10 / 24 h).
+    settings = {"suggest_daily_budget": "20", "warm_share": "0.1", "warm_reserve": "0"}
     async with (
         suggest_app(clock=clock, jobs_paused="warm", **settings) as first,
         suggest_app(clock=clock, jobs_paused="warm", **settings) as second,
@@ -115,13 +115,15 @@ async def test_the_ledger_in_redis_caps_warming_across_replicas(
         assert (await quota_usage(redis_store, DAY)).searches == 6
 
 
-async def test_warming_stops_at_the_reserve_left_to_requests(
+async def test_warming_stops_at_what_requests_may_need(
     suggest_app: SuggestApp, youtube: FakeYouTube, redis_store: RedisStore
 ) -> None:
     clock = FakeClock(NOON.timestamp())
-    settings = {"suggest_daily_budget": "6", "warm_share": "1", "warm_reserve": "3"}
+    settings = {"suggest_daily_budget": "6", "warm_share": "1", "warm_reserve": "1"}
     async with suggest_app(clock=clock, jobs_paused="warm", **settings) as app:
-        await ask_and_count(app, "cats", "dogs")  # 4 searches left
+        # 4 searches left; requests made 2 in the first half of the day, so 2 more are
+        # expected by midnight: warming keeps those and the reserve of 1.
+        await ask_and_count(app, "cats", "dogs")
         clock.advance(TTL + 1)
         summary = await run_warm(app, clock)
         assert (summary["refreshed"], summary["stopped"]) == (1, "reserve")
