@@ -78,6 +78,12 @@ __all__ = [
 
 # The zone of YouTube's quota day (also smartpip.suggest.quota's; tasks may not import it).
 PACIFIC = ZoneInfo("America/Los_Angeles")
+# Why 30 s: a run starts within seconds of its period. An entry refreshed by one run lapses
+# exactly one TTL later, around the start of the run after next; refreshing it again one run
+# early (because it lapses a few seconds before the next run) would double what a warm query
+# costs. One that lapses in the last 30 s before the next run is left to that run: a gap of
+# seconds, not minutes.
+LAPSE_SLACK_SECONDS = 30.0
 # Why an hour: the reserve is sized for the requests of the rest of the day; in the last hour
 # the requests still to come need a share of it in proportion to the time left.
 LAST_HOUR_SECONDS = 3600
@@ -289,7 +295,8 @@ def _plan(settings: WarmSettings, ttl: int, now: dt.datetime, next_run: dt.datet
     day_seconds = (midnight - day_start).total_seconds()
     gone_by_next = (min(next_run, midnight) - day_start).total_seconds() / day_seconds
     cap = math.ceil(settings.share_searches * gone_by_next - 1e-9)
-    return _Plan("day", cap, settings.reserve, min(ttl - 1, until_next), gone, left)
+    min_fresh = max(0.0, min(ttl - 1, until_next) - LAPSE_SLACK_SECONDS)
+    return _Plan("day", cap, settings.reserve, min_fresh, gone, left)
 
 
 async def warm(

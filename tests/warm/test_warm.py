@@ -230,15 +230,16 @@ async def test_only_queries_that_would_go_stale_before_the_next_run_are_refreshe
     now = DAY_START + dt.timedelta(hours=12)
     next_run = now + dt.timedelta(seconds=PERIOD)
     world = World(clock=wall_from(now), popular=["stays", "lapses", "missing"])
-    world.fresh_until["stays"] = next_run + dt.timedelta(seconds=1)
-    world.fresh_until["lapses"] = next_run - dt.timedelta(seconds=1)
+    # Lapsing in the last 30 s before the next run is left to that run (a gap of seconds).
+    world.fresh_until["stays"] = next_run - dt.timedelta(seconds=29)
+    world.fresh_until["lapses"] = next_run - dt.timedelta(seconds=31)
     suggest = FakeSuggest(world)
     settings = WarmSettings(daily_budget=100, share=0.3, reserve=10, max_per_run=10)
     report = await warm(suggest, FakeLedger(world), settings, now=now, next_run=next_run)
     assert [s.query for s in world.searches] == ["lapses", "missing"]
     assert (report.refreshed, report.fresh, report.stopped) == (2, 1, None)
     assert world.warm[DAY] == 2  # the fresh one's take was given back
-    assert {min_fresh for _query, min_fresh in suggest.refreshes} == {PERIOD}
+    assert {min_fresh for _query, min_fresh in suggest.refreshes} == {PERIOD - 30}
 
 
 async def test_a_run_is_bounded(autojump_clock: trio.testing.MockClock) -> None:

@@ -69,14 +69,14 @@ async def ask_and_count(app: RunningApp, *queries: str) -> None:
 async def test_a_warmed_query_is_then_served_from_the_cache_without_a_search(
     suggest_app: SuggestApp, youtube: FakeYouTube, redis_store: RedisStore
 ) -> None:
-    clock = FakeClock(NOON.timestamp())
+    clock = FakeClock(NOON.timestamp() + 300)  # 12:05, in the period 12:00-12:10
     async with suggest_app(clock=clock, jobs_paused="warm") as app:
         await ask_and_count(app, "lofi beats", "Lofi beats!", "jazz piano")
         assert youtube.calls["search"] == 2
         # Still fresh for longer than the next run: nothing to do.
         summary = await run_warm(app, clock)
         assert (summary["refreshed"], summary["fresh"]) == (0, 2)
-        clock.advance(TTL - 300)  # 300 s of freshness left, the next run is up to 600 s away
+        clock.advance(TTL - 240)  # 12:21: fresh until 12:25, the next run at 12:30
         summary = await run_warm(app, clock)
         assert (summary["mode"], summary["refreshed"], summary["spent_today"]) == ("day", 2, 2)
         assert youtube.calls["search"] == 4
