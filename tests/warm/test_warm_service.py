@@ -161,3 +161,23 @@ async def test_an_operators_run_outside_a_server_starts_suggests_flights_itself(
         assert summary is not None and summary["refreshed"] == 2
         assert not resources.suggest.running
     assert youtube.calls["search"] == 2
+
+
+async def test_a_failed_search_is_spent_and_a_refusal_stops_the_run_spending_nothing(
+    suggest_app: SuggestApp, youtube: FakeYouTube, redis_store: RedisStore
+) -> None:
+    clock = FakeClock(NOON.timestamp())
+    async with suggest_app(clock=clock, jobs_paused="warm") as app:
+        await ask_and_count(app, "cats", "dogs", "birds")
+        clock.advance(TTL + 1)
+        # The first refresh fails (a 5xx on every attempt), the second finds the quota gone.
+        youtube.fail_next(3, method="search")
+        youtube.inject("search", quota_exceeded=True)
+        summary = await run_warm(app, clock)
+        assert (summary["failed"], summary["refreshed"], summary["stopped"]) == (1, 0, "refused")
+        assert summary["spent_today"] == 1 == await warm_spent(redis_store, DAY)
+        calls = youtube.calls["search"]
+        # The quota breaker is open now: the gate refuses before any search.
+        summary = await run_warm(app, clock)
+        assert (summary["failed"], summary["stopped"], summary["spent_today"]) == (0, "refused", 1)
+        assert youtube.calls["search"] == calls
