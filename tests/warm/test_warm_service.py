@@ -1,7 +1,7 @@
 """The ``warm`` job on the real service: the real Suggester, Redis and the YouTube fake.
 
-The apps' job loops are paused (``SMARTPIP_JOBS_PAUSED=warm``), so only the test runs the
-job's body, at moments of its choosing on the apps' fake wall clock.
+The apps' ``warm`` loops are paused (``suggest_app`` sets ``SMARTPIP_JOBS_PAUSED=warm``), so
+only the test runs the job's body, at moments of its choosing on the apps' fake wall clock.
 """
 
 from __future__ import annotations
@@ -9,7 +9,7 @@ from __future__ import annotations
 import datetime as dt
 from collections.abc import Mapping
 
-from smartpip.runtime.jobs import job_bodies
+from smartpip.runtime.jobs import job_bodies, job_specs
 from smartpip.runtime.resources import open_resources
 from smartpip.suggest import normalize_query
 from smartpip.suggest.quota import PACIFIC
@@ -70,7 +70,7 @@ async def test_a_warmed_query_is_then_served_from_the_cache_without_a_search(
     suggest_app: SuggestApp, youtube: FakeYouTube, redis_store: RedisStore
 ) -> None:
     clock = FakeClock(NOON.timestamp() + 300)  # 12:05, in the period 12:00-12:10
-    async with suggest_app(clock=clock, jobs_paused="warm") as app:
+    async with suggest_app(clock=clock) as app:
         await ask_and_count(app, "lofi beats", "Lofi beats!", "jazz piano")
         assert youtube.calls["search"] == 2
         # Still fresh for longer than the next run: nothing to do.
@@ -96,8 +96,8 @@ async def test_the_ledger_in_redis_caps_warming_across_replicas(
     # A share of 2 searches a day; at noon (paced) both: ceil(2 * 12 h 10 / 24 h).
     settings = {"suggest_daily_budget": "20", "warm_share": "0.1", "warm_reserve": "0"}
     async with (
-        suggest_app(clock=clock, jobs_paused="warm", **settings) as first,
-        suggest_app(clock=clock, jobs_paused="warm", **settings) as second,
+        suggest_app(clock=clock, **settings) as first,
+        suggest_app(clock=clock, **settings) as second,
     ):
         await ask_and_count(first, "cats", "dogs", "birds", "fish")
         assert youtube.calls["search"] == 4
@@ -120,7 +120,7 @@ async def test_warming_stops_at_what_requests_may_need(
 ) -> None:
     clock = FakeClock(NOON.timestamp())
     settings = {"suggest_daily_budget": "6", "warm_share": "1", "warm_reserve": "1"}
-    async with suggest_app(clock=clock, jobs_paused="warm", **settings) as app:
+    async with suggest_app(clock=clock, **settings) as app:
         # 4 searches left; requests made 2 in the first half of the day, so 2 more are
         # expected by midnight: warming keeps those and the reserve of 1.
         await ask_and_count(app, "cats", "dogs")
@@ -139,8 +139,10 @@ async def test_the_job_exists_only_where_suggest_is_configured(
 ) -> None:
     async with app_factory() as plain:
         assert "warm" not in job_bodies(plain.resources)
-    async with suggest_app() as app:
+    async with suggest_app(jobs_paused="") as app:
         assert "warm" in job_bodies(app.resources)
+        spec = next(spec for spec in job_specs(app.resources) if spec.name == "warm")
+        assert (spec.schedule, spec.claims.kind, spec.paused) == (Every(600), "claim", False)
     assert (JOBS["warm"].kind, JOBS["warm"].schedule) == ("claim", Every(600))
 
 
@@ -167,7 +169,7 @@ async def test_a_failed_search_is_spent_and_a_refusal_stops_the_run_spending_not
     suggest_app: SuggestApp, youtube: FakeYouTube, redis_store: RedisStore
 ) -> None:
     clock = FakeClock(NOON.timestamp())
-    async with suggest_app(clock=clock, jobs_paused="warm") as app:
+    async with suggest_app(clock=clock) as app:
         await ask_and_count(app, "cats", "dogs", "birds")
         clock.advance(TTL + 1)
         # The first refresh fails (a 5xx on every attempt), the second finds the quota gone.
