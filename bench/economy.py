@@ -592,7 +592,35 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--redis-url", default=defaults.redis_url)
     parser.add_argument("--results-dir", type=Path, default=defaults.results_dir)
     parser.add_argument("--ready-timeout", type=float, default=defaults.ready_timeout_s)
+    parser.add_argument(
+        "--warming-day",
+        action="store_true",
+        help="instead: the same simulated Zipf days with and without cache warming, in this "
+        "process on a simulated clock (bench/warming_day.py)",
+    )
+    parser.add_argument(
+        "--per-day", type=int, default=1500, help="--warming-day: requests a simulated day"
+    )
+    parser.add_argument("--days", type=int, default=2, help="--warming-day: simulated days")
+    parser.add_argument(
+        "--budget", type=int, default=100, help="--warming-day: searches a Pacific day"
+    )
     args = parser.parse_args(argv)
+    if args.warming_day:
+        from bench.warming_day import WarmingDaySettings, run_warming_day
+
+        if args.per_day < 1 or args.days < 1 or args.budget < 0:
+            parser.error("--per-day and --days must be >= 1, --budget >= 0")
+        stamp = dt.datetime.now(dt.UTC).strftime("%Y%m%dT%H%M%SZ")
+        settings = WarmingDaySettings(
+            redis_url=args.redis_url,
+            results_dir=args.results_dir,
+            requests_per_day=args.per_day,
+            days=args.days,
+            seed=args.seed,
+            daily_budget=args.budget,
+        )
+        return run_warming_day(settings, stamp)
     if args.requests < 1 or args.concurrency < 1 or args.upstream_latency < 0:
         parser.error("--requests and --concurrency must be >= 1, --upstream-latency >= 0")
     signal.signal(signal.SIGTERM, _on_sigterm)

@@ -122,6 +122,9 @@ class Config:
     suggest_concurrency: int = 4
     suggest_stopwords: tuple[str, ...] = ()
     suggest_weights: RankingWeights = attrs.field(factory=RankingWeights)
+    warm_share: float = 0.3
+    warm_reserve: int = 10
+    warm_max_per_run: int = 10
     replica_name: str | None = None
     job_lease_seconds: float = 30.0
     jobs_paused: tuple[str, ...] = ()
@@ -219,6 +222,9 @@ class Config:
             "suggest_concurrency": r.number("SUGGEST_CONCURRENCY", 4, int, 1, 64),
             "suggest_stopwords": _stopwords(r),
             "suggest_weights": _weights(r),
+            "warm_share": r.number("WARM_SHARE", 0.3, float, 0.0, 1.0),
+            "warm_reserve": r.number("WARM_RESERVE", 10, int, 0, 100_000),
+            "warm_max_per_run": r.number("WARM_MAX_PER_RUN", 10, int, 0, 1000),
             "replica_name": r.get("REPLICA_NAME", "", _check_replica_name) or None,
             "job_lease_seconds": r.number("JOB_LEASE_SECONDS", 30.0, float, 3.0, 600.0),
             "jobs_paused": r.listing("JOBS_PAUSED", _known_job),

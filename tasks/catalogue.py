@@ -77,6 +77,16 @@ JOBS: dict[str, JobDefaults] = {
         # (a blip) is rare, and a persistent one should not log an error every minute.
         retry_after=900.0,
     ),
+    # Why every 10 minutes: half the default freshness (20 min), so a popular query is
+    # refreshed by the run before it goes stale. Why 240 s: a refresh takes under a second
+    # when YouTube is healthy; a run past 4 minutes is stuck behind a failing YouTube, and
+    # cancelling it leaves the rest of the period free (the next run tries again).
+    "warm": JobDefaults(
+        schedule=Every(600),
+        kind="claim",
+        deadline=240.0,
+        about="refresh the most asked suggest queries before they go stale (docs/jobs.md)",
+    ),
 }
 
 _EVERY = re.compile(r"every\s+(\d+(?:\.\d+)?)\s*([smhd])", re.IGNORECASE)

@@ -15,10 +15,13 @@ import socket
 from collections.abc import Mapping
 
 import attrs
+import trio
 
 from smartpip.config import Config
 from smartpip.runtime.resources import Resources
 from smartpip.suggest.quota import pacific_day
+from smartpip.suggest.service import Suggester
+from smartpip.suggest.warming import SuggestWarming
 from store.jobs import claim_holder, select_job_runs
 from store.postgres import DatabaseUnavailable
 from store.redis import RedisUnavailable
@@ -28,6 +31,7 @@ from tasks.catalogue import JOBS
 from tasks.claims import PostgresLeases, RedisClaims, fenced
 from tasks.cleanup import CleanupPolicy, PostgresCleanup, run_cleanup
 from tasks.quota import PostgresSaves, RedisCounters, persist_quota
+from tasks.warm import RedisWarmLedger, WarmSettings, warm
 
 __all__ = [
     "cleanup_policy",
@@ -37,6 +41,7 @@ __all__ = [
     "quota_body",
     "replica_name",
     "run_job_now",
+    "warm_body",
 ]
 
 
@@ -59,6 +64,7 @@ def job_bodies(resources: Resources) -> dict[str, JobBody]:
     """Each job's body, wired to the resources it uses (jobs whose feature is off are absent)."""
     bodies: dict[str, JobBody] = {}
     if resources.suggest is not None:
+        bodies["warm"] = warm_body(resources, resources.suggest)
         bodies["quota"] = quota_body(resources)
     store = PostgresCleanup(resources.db)
     policy = cleanup_policy(resources.config)
@@ -85,6 +91,36 @@ def quota_body(resources: Resources) -> JobBody:
         del run  # the day is the gate's (the resources' clock), not the period's
         today = pacific_day(dt.datetime.fromtimestamp(resources.clock(), dt.UTC))
         return await persist_quota(today, counters, saves)
+
+    return body
+
+
+def warm_body(resources: Resources, suggester: Suggester) -> JobBody:
+    """The ``warm`` job: :func:`tasks.warm.warm` over the suggest service and Redis."""
+    config = resources.config
+    target = SuggestWarming(suggester, resources.redis, resources.clock)
+    ledger = RedisWarmLedger(resources.redis)
+    settings = WarmSettings(
+        daily_budget=config.suggest_daily_budget,
+        share=config.warm_share,
+        reserve=config.warm_reserve,
+        max_per_run=config.warm_max_per_run,
+    )
+
+    async def warm_now(run: JobRun) -> Mapping[str, object]:
+        now = dt.datetime.fromtimestamp(resources.clock(), dt.UTC)
+        report = await warm(target, ledger, settings, now=now, next_run=run.period.end)
+        return report.summary()
+
+    async def body(run: JobRun) -> Mapping[str, object]:
+        if suggester.running:
+            return await warm_now(run)
+        # `smartpip jobs run warm`: no server runs suggest's flights in this process.
+        async with trio.open_nursery() as nursery:
+            await nursery.start(suggester.run_flights)
+            summary = await warm_now(run)
+            nursery.cancel_scope.cancel()
+        return summary
 
     return body
 

@@ -547,6 +547,11 @@ class Suggester:
         if usage is not None:
             self._metrics.set_quota(usage, self.settings.daily_budget)
 
+    @property
+    def running(self) -> bool:
+        """Whether :meth:`run_flights` runs, so that misses and refreshes can search."""
+        return self._nursery is not None
+
     async def run_flights(
         self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED
     ) -> None:

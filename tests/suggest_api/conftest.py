@@ -61,6 +61,9 @@ def suggest_app(app_factory: AppFactory, youtube: FakeYouTube) -> SuggestApp:
             "jwt_keys": KEY,
             "youtube_api_key": API_KEY,
             "youtube_api_url": youtube.base_url,
+            # The warm job would search on the real clock's periods, beside what a test counts;
+            # tests of warming run its body themselves.
+            "jobs_paused": "warm",
             **overrides,
         }
         return app_factory(clock=clock, **settings)
