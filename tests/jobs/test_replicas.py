@@ -21,6 +21,7 @@ from typing import Any
 import httpx
 import psycopg
 import pytest
+from prometheus_client.parser import text_string_to_metric_families
 
 from tests.conftest import REDIS_URL
 from tests.support.polling import eventually
@@ -102,11 +103,28 @@ def replicas(
                 "SMARTPIP_TEST_PROBE_CLAIM_SECONDS": probe.get("claim_seconds", "3600"),
                 "SMARTPIP_TEST_PROBE_LEASE_PERIOD": probe.get("lease_period", "3600"),
                 "SMARTPIP_TEST_PROBE_WORK": probe.get("work", "0"),
+                # The service's own claim jobs on short periods (suggest configured, so the
+                # quota job runs; nothing here calls YouTube, whose URL is a closed port).
+                "SMARTPIP_JOBS_SCHEDULE": probe.get("schedule", ""),
+                "SMARTPIP_YOUTUBE_API_KEY": "replica-test-key",
+                "SMARTPIP_YOUTUBE_API_URL": "http://127.0.0.1:9/youtube/v3",
             }
             replica = Replica(name, env, tmp_path / f"{name}.log")
             stack.callback(replica.stop)
             started.append(replica)
         yield started
+
+
+async def held_periods(replica: Replica) -> Counter[str]:
+    """The periods ``replica`` found held by another, per job (``job_runs_total``)."""
+    async with httpx.AsyncClient(timeout=5) as client:
+        answer = await client.get(f"http://127.0.0.1:{replica.port}/metrics")
+    held: Counter[str] = Counter()
+    for family in text_string_to_metric_families(answer.text):
+        for sample in family.samples:
+            if sample.name == "job_runs_total" and sample.labels.get("outcome") == "held":
+                held[sample.labels["job"]] += int(sample.value)
+    return held
 
 
 def job_lines(replica: Replica, job: str) -> list[dict[str, Any]]:
@@ -132,25 +150,34 @@ def writes(pg_url: str) -> list[tuple[str, int, str]]:
 async def test_three_replicas_run_each_period_exactly_once(
     pg_url: str, redis_prefix: str, tmp_path: Path
 ) -> None:
-    with replicas(("r1", "r2", "r3"), pg_url, redis_prefix, tmp_path, claim_seconds="1") as group:
+    schedule = "cleanup=every 1s,quota=every 1s"
+    with replicas(
+        ("r1", "r2", "r3"), pg_url, redis_prefix, tmp_path, claim_seconds="1", schedule=schedule
+    ) as group:
         for replica in group:
             await eventually(replica.ready, within=30)
 
-        def succeeded() -> Counter[str]:
+        def succeeded(job: str) -> Counter[str]:
             return Counter(
                 line["period"]
                 for replica in group
-                for line in job_lines(replica, "probe-claim")
+                for line in job_lines(replica, job)
                 if line["outcome"] == "succeeded"
             )
 
-        await eventually(lambda: len(succeeded()) >= 6, within=30)
+        jobs = ("probe-claim", "cleanup", "quota")
+        await eventually(lambda: all(len(succeeded(job)) >= 6 for job in jobs), within=40)
+        held: Counter[str] = Counter()
+        for replica in group:
+            held.update(await held_periods(replica))
         for replica in group:
             replica.stop()
-        runs = succeeded()
-    assert runs and set(runs.values()) == {1}, runs  # every period once, by one replica
-    # Each replica ran some and skipped others: the claim, not luck, decided.
-    assert sum(len(job_lines(r, "probe-claim")) for r in group) >= len(runs)
+        for job in jobs:
+            runs = succeeded(job)
+            assert runs and set(runs.values()) == {1}, (job, runs)  # each period once
+            outcomes = {line["outcome"] for r in group for line in job_lines(r, job)}
+            assert outcomes == {"succeeded"}, (job, outcomes)
+            assert held[job] > 0, (job, held)  # the others found it held: the claim decided
 
 
 async def test_a_killed_holder_is_taken_over_after_its_lease(
