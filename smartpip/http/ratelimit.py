@@ -1,9 +1,11 @@
 """Rate limiting for the HTTP layer: policies, decisions with their headers, and the limiter.
 
 The limit is shared by every replica (one GCRA bucket per policy and client in Redis,
-``store.ratelimit``). When Redis is unavailable each process falls back to its own in-memory
-buckets with a smaller limit, and says so (``Decision.degraded``); rate limiting never fails a
-request because of Redis, and never waits longer than the Redis timeouts.
+``store.ratelimit``), spent from small local leases of that bucket (``store.ratelease``), so a
+busy client's requests cost no Redis command; :class:`RateLimiter` states the scheme and its
+worst-case over-admission. When Redis is unavailable each process falls back to its own
+in-memory buckets with a smaller limit, and says so (``Decision.degraded``); rate limiting
+never fails a request because of Redis, and never waits longer than the Redis timeouts.
 
 Headers follow draft-ietf-httpapi-ratelimit-headers (09/10, structured fields)::
 
@@ -21,14 +23,18 @@ import time
 from collections.abc import Callable
 
 import attrs
+import trio
 from prometheus_client import CollectorRegistry, Counter
 
+from smartpip.http.leases import BucketTable, LocalBucket
 from smartpip.logs import get_logger
 from store.backoff import RedisBackoff
-from store.ratelimit import MIN_INTERVAL, GcraResult, LocalGcra, gcra_check
+from store.ratelease import RedisLeases, TokenLeases
+from store.ratelimit import MIN_INTERVAL, GcraResult, LocalGcra
 from store.redis import RedisStore
 
 __all__ = [
+    "DEFAULT_SETTLE_INTERVAL",
     "MAX_WINDOW",
     "REDIS_BACKOFF",
     "Decision",
@@ -43,6 +49,10 @@ log = get_logger(__name__)
 # Why 1 s: long enough that a dead or frozen Redis costs one timed-out request per second per
 # process instead of one per request; short enough that shared limits return quickly.
 REDIS_BACKOFF = 1.0
+# Why 250 ms: a busy client's units are leased ahead a few times a second (one Redis command
+# per busy client per interval instead of one per request), and units live at most twice this,
+# which bounds the over-admission (RateLimiter) to what a policy refills in half a second.
+DEFAULT_SETTLE_INTERVAL = 0.25
 # Why 1 day: a bucket lives at most one window in Redis; longer windows are typos ("1000/10h"
 # meant per minute?) better caught at startup.
 MAX_WINDOW = 86_400
@@ -193,36 +203,85 @@ def _decision(policy: Policy, result: GcraResult, *, degraded: bool) -> Decision
     )
 
 
+def _max_lease(limit: int) -> int:
+    return max(1, limit // 16)
+
+
+def _lease_decision(policy: Policy, bucket: LocalBucket, now: float, *, allowed: bool) -> Decision:
+    reset = bucket.reset(now)
+    if allowed:
+        return Decision(policy, True, bucket.remaining(now), 0, math.ceil(reset), False)
+    retry = max(1, math.ceil(bucket.retry_at - now))
+    return Decision(policy, False, 0, retry, math.ceil(reset), False)
+
+
 class RateLimiter:
-    """Shared limits through Redis, per-process limits while Redis is unavailable.
+    """Shared limits spent from local leases; per-process limits while Redis is unavailable.
 
-    One limiter per process (its metric is registered on ``registry``; a second limiter on the
-    same registry is refused by prometheus-client).
+    **The scheme.** Each replica admits from units it leased from the shared GCRA bucket of
+    the (policy, client) in Redis (``store.ratelease``): a lease charges the bucket exactly
+    as that many single checks would, atomically, so units are never created and the shared
+    limit holds whatever the number of replicas. A request spends a held unit with no Redis
+    command at all. When none is held it leases inline (one round trip, the same cost as the
+    old check-per-request), asking for more than one when the client was busy since the last
+    settle; concurrent requests for the bucket wait for that one lease instead of each asking.
+    The settle loop (:meth:`settle`, every ``settle_interval`` seconds, a supervised child of
+    ``smartpip/runtime/tree.py``) leases ahead for the buckets busy in the last interval, about
+    twice what they spent, so a steadily busy client does not wait for Redis at all. A cold
+    client leases one unit at a time: exactly the old behaviour.
 
-    Concurrency: the Redis state (:class:`~store.backoff.RedisBackoff`) changes only
-    between awaits, by the trio task running ``check``, so no lock is needed. While Redis is
-    believed down, every check uses the local buckets; once the back-off has passed, exactly one
-    check at a time (the probe) tries Redis again, and the others keep using the local buckets
-    until the probe succeeds.
+    Leases are small and short-lived: at most :meth:`max_lease` units (a sixteenth of the
+    limit, at least 1), each chunk spent within ``lease_ttl`` (twice the settle interval) of
+    its grant or dropped. Unspent units are not returned (only ever fewer admissions; at most
+    one lease per replica and bucket, and they refill at the policy's rate).
+
+    **Worst-case over-admission.** Units are only moved in time, by at most ``lease_ttl``
+    (granted at g, spent before g + lease_ttl). So in any window the requests admitted across
+    R replicas exceed what one shared GCRA bucket admits in the same window by at most
+    ``min(R * max_lease, ceil(lease_ttl * limit / period))``: at most one lease per replica,
+    and never more than the units the policy refills in ``lease_ttl``. With the defaults (settle
+    250 ms, lease_ttl 0.5 s): 300/1m gives at most 3 extra, 30/1m and 60/1m at most 1, any
+    limit below 16 at most one per replica and at most 1 in all if under 120/1m.
+
+    **Refusals** are remembered for ``min(retry_after, settle_interval)``: a client hammering
+    past its limit costs one Redis command per interval, not one per request.
+
+    **Redis down** keeps the old behaviour: units already held are still spent (they were
+    charged to the shared bucket); past them each process falls back to its own in-memory
+    buckets with ``policy.local_limit`` and says so (``Decision.degraded``). One check at a
+    time probes Redis after the back-off; while Redis is believed down nobody waits for a
+    lease in flight, so no request waits longer than the Redis timeouts.
+
+    Concurrency: state changes only between awaits, by the trio task running ``check`` or
+    ``settle``, so no lock is needed (see :mod:`smartpip.http.leases`).
 
     Args:
-        store: The Redis store.
-        registry: Where ``rate_limit_decisions_total{policy, outcome, backend}`` is registered.
-        clock: Monotonic seconds, for the back-off and the local buckets (tests inject one).
+        leases: The shared buckets (:class:`~store.ratelease.RedisLeases`; a ``RedisStore``
+            is wrapped in one; tests pass :class:`~store.ratelease.MemoryLeases`).
+        registry: Where ``rate_limit_decisions_total{policy, outcome, backend}`` and
+            ``rate_limit_leases_total{outcome}`` are registered.
+        clock: Monotonic seconds, for leases, the back-off and the local buckets.
         backoff: Seconds to skip Redis after it failed.
+        settle_interval: Seconds between settles (``SMARTPIP_RATE_LIMIT_SETTLE_MS``).
     """
 
     def __init__(
         self,
-        store: RedisStore,
+        leases: TokenLeases | RedisStore,
         registry: CollectorRegistry,
         *,
         clock: Callable[[], float] = time.monotonic,
         backoff: float = REDIS_BACKOFF,
+        settle_interval: float = DEFAULT_SETTLE_INTERVAL,
     ) -> None:
-        self._store = store
+        if not (math.isfinite(settle_interval) and settle_interval > 0):
+            raise ValueError(f"settle_interval must be positive, not {settle_interval}")
+        self._leases = RedisLeases(leases) if isinstance(leases, RedisStore) else leases
         self._clock = clock
         self._local = LocalGcra(clock=clock)
+        self._buckets = BucketTable()
+        self.settle_interval = settle_interval
+        self.lease_ttl = 2 * settle_interval
         self._redis = RedisBackoff(
             went_down="rate limiting falls back to per-process limits",
             came_back="rate limiting uses the shared limits in Redis again",
@@ -235,6 +294,12 @@ class RateLimiter:
             ["policy", "outcome", "backend"],
             registry=registry,
         )
+        self._lease_calls = Counter(
+            "rate_limit_leases",
+            "Leases asked of the shared buckets, by where (inline in a request, or settle)",
+            ["via"],
+            registry=registry,
+        )
         # Bounded: policies x 2 outcomes x 2 backends; labels() takes a lock per call.
         self._children: dict[tuple[str, bool, bool], Counter] = {}
 
@@ -243,12 +308,23 @@ class RateLimiter:
         """Whether the last attempt to reach Redis failed (for status reporting)."""
         return self._redis.down
 
+    @staticmethod
+    def max_lease(policy: Policy) -> int:
+        """The most units one lease takes: a sixteenth of the limit, at least 1.
+
+        Why a sixteenth: it bounds both what one replica holds back from the others and the
+        over-admission (see the class doc) to a few percent of the limit; a client busier
+        than a sixteenth of its limit per settle interval is about to be limited anyway.
+        """
+        return _max_lease(policy.limit)
+
     async def check(self, policy: Policy, key: str) -> Decision:
         """Charge one request by ``key`` (a client address, a user ID) against ``policy``.
 
         Never raises because of Redis: an unavailable Redis means the per-process limit
         (``policy.local_limit``) and ``degraded=True``. Waits at most the store's
-        ``connect_timeout + command_timeout``.
+        ``connect_timeout + command_timeout`` (plus, at worst, one lease in flight for the
+        same client when Redis was believed up).
 
         Args:
             policy: The limit to apply.
@@ -257,14 +333,74 @@ class RateLimiter:
         Returns:
             The decision; ``decision.headers()`` belong on the response either way.
         """
-        bucket = bucket_key(policy, key)
-        shared = await self._redis.attempt(
-            gcra_check(self._store, bucket, limit=policy.limit, period=policy.period)
-        )
-        if shared is not None:
-            return self._count(_decision(policy, shared, degraded=False))
-        result = self._local.check(bucket, limit=policy.local_limit, period=policy.period)
-        return self._count(_decision(policy, result, degraded=True))
+        name = bucket_key(policy, key)
+        bucket = self._buckets.get(name, limit=policy.limit, period=policy.period)
+        while True:
+            now = self._clock()
+            if bucket.take(now):
+                return self._count(_lease_decision(policy, bucket, now, allowed=True))
+            if bucket.refused_until > now:
+                return self._count(_lease_decision(policy, bucket, now, allowed=False))
+            if bucket.flight is not None and not self._redis.down:
+                bucket.waiting += 1
+                try:
+                    await bucket.flight.wait()
+                finally:
+                    bucket.waiting -= 1
+                continue  # the lease landed: spend from it, or lease again
+            if bucket.flight is None:
+                want = max(bucket.waiting + 1, 2 * bucket.spent, 1)
+                if await self._lease(name, bucket, want, via="inline"):
+                    continue
+            result = self._local.check(name, limit=policy.local_limit, period=policy.period)
+            return self._count(_decision(policy, result, degraded=True))
+
+    async def settle(self) -> int:
+        """Lease ahead for the buckets busy since the last settle; forget idle ones.
+
+        The settle loop's one run (``smartpip/runtime/tree.py``). A bucket that spent ``n``
+        units in the last interval gets enough for about two more such intervals; one that
+        spent none and holds nothing is forgotten. Never raises because of Redis.
+
+        Returns:
+            The number of leases asked for.
+        """
+        now = self._clock()
+        due: list[tuple[str, LocalBucket, int]] = []
+        for name, bucket in self._buckets.items():
+            spent, bucket.spent = bucket.spent, 0
+            held = bucket.units(now)
+            if spent == 0:
+                if held == 0 and bucket.flight is None and bucket.refused_until <= now:
+                    self._buckets.forget(name)
+                continue
+            if held < spent and bucket.flight is None and bucket.refused_until <= now:
+                due.append((name, bucket, 2 * spent - held))
+        asked = 0
+        for name, bucket, want in due:
+            if bucket.flight is not None:
+                continue  # a request leased meanwhile
+            asked += 1
+            if not await self._lease(name, bucket, want, via="settle"):
+                break  # Redis is away: leave the rest for the next settle
+        return asked
+
+    async def _lease(self, name: str, bucket: LocalBucket, want: int, *, via: str) -> bool:
+        """Lease up to ``want`` units for ``bucket`` (capped); False when Redis is away."""
+        want = min(want, _max_lease(bucket.limit))
+        flight = bucket.flight = trio.Event()
+        self._lease_calls.labels(via).inc()
+        try:
+            grant = await self._redis.attempt(
+                self._leases.lease(name, limit=bucket.limit, period=bucket.period, want=want)
+            )
+        finally:
+            bucket.flight = None
+            flight.set()
+        if grant is None:
+            return False
+        bucket.record(grant, self._clock(), ttl=self.lease_ttl, refusal_ttl=self.settle_interval)
+        return True
 
     def _count(self, decision: Decision) -> Decision:
         label = (decision.policy.name, decision.allowed, decision.degraded)

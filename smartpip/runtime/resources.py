@@ -29,6 +29,7 @@ from smartpip.suggest.service import Suggester, SuggestSettings
 from smartpip.youtube import YouTubeClient, YouTubeSettings
 from store.migrations import load_migrations
 from store.postgres import Database, PostgresSettings, open_database
+from store.ratelease import RedisLeases
 from store.redis import RedisSettings, RedisStore, open_redis
 from supervisors import StatusRegistry
 from tasks.health import HealthMonitor
@@ -164,7 +165,11 @@ async def open_resources(
             nonces=Nonces(config.jwt_keys, redis),
             guards=Guards(
                 tokens,
-                RateLimiter(redis, metrics.registry),
+                RateLimiter(
+                    RedisLeases(redis),
+                    metrics.registry,
+                    settle_interval=config.rate_limit_settle_ms / 1000,
+                ),
                 config.trusted_proxies,
                 revocations,
             ),
