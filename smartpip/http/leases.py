@@ -70,13 +70,17 @@ class LocalBucket:
 
     def record(self, grant: LeaseGrant, now: float, *, ttl: float, refusal_ttl: float) -> None:
         """Keep what a lease brought: its units (until ``now + ttl``), the bucket's reset, and
-        a refusal for ``min(retry_after, refusal_ttl)``."""
+        a refusal for ``refusal_ttl`` (or until ``retry_after`` if later).
+
+        A refusal remembered a little past ``retry_after`` only refuses more: the client was
+        told to wait whole seconds (``Retry-After`` is at least 1), longer than ``refusal_ttl``.
+        """
         self.known_reset, self.known_at = grant.reset_after, now
         if grant.granted > 0:
             self.chunks.append([now + ttl, float(grant.granted)])
             self.refused_until = -math.inf
         else:
-            self.refused_until = now + min(grant.retry_after, refusal_ttl)
+            self.refused_until = now + max(grant.retry_after, refusal_ttl)
             self.retry_at = now + grant.retry_after
 
     def reset(self, now: float) -> float:

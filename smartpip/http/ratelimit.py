@@ -243,8 +243,9 @@ class RateLimiter:
     250 ms, lease_ttl 0.5 s): 300/1m gives at most 3 extra, 30/1m and 60/1m at most 1, any
     limit below 16 at most one per replica and at most 1 in all if under 120/1m.
 
-    **Refusals** are remembered for ``min(retry_after, settle_interval)``: a client hammering
-    past its limit costs one Redis command per interval, not one per request.
+    **Refusals** are remembered for ``settle_interval`` (or until ``Retry-After``, if later;
+    the header is whole seconds, so a client that obeys it never meets the difference): a
+    client hammering past its limit costs one Redis command per interval, not one per request.
 
     **Redis down** keeps the old behaviour: units already held are still spent (they were
     charged to the shared bucket); past them each process falls back to its own in-memory
@@ -374,8 +375,11 @@ class RateLimiter:
                 if held == 0 and bucket.flight is None and bucket.refused_until <= now:
                     self._buckets.forget(name)
                 continue
+            # Enough for the next interval at the last one's pace, and half as much again:
+            # each chunk is then spent about one interval after its grant, well within its
+            # lease_ttl of two intervals.
             if held < spent and bucket.flight is None and bucket.refused_until <= now:
-                due.append((name, bucket, 2 * spent - held))
+                due.append((name, bucket, spent + spent // 2 + 1 - held))
         asked = 0
         for name, bucket, want in due:
             if bucket.flight is not None:
