@@ -13,7 +13,7 @@ import trio.testing
 from prometheus_client import CollectorRegistry
 
 from smartpip.http.ratelimit import Decision, Policy, RateLimiter, bucket_key
-from store.ratelease import LeaseGrant, MemoryLeases
+from store.ratelease import LeaseGrant, LeaseRequest, MemoryLeases
 from store.redis import RedisUnavailable
 from supervisors import run_periodic
 
@@ -28,11 +28,11 @@ class FlakyLeases(MemoryLeases):
         super().__init__(trio.current_time)
         self.down = False
 
-    async def lease(self, key: str, *, limit: int, period: float, want: int) -> LeaseGrant:
+    async def lease(self, requests: Sequence[LeaseRequest]) -> list[LeaseGrant]:
         if self.down:
             await trio.lowlevel.checkpoint()
             raise RedisUnavailable("Redis unavailable: refused (test)")
-        return await super().lease(key, limit=limit, period=period, want=want)
+        return await super().lease(requests)
 
 
 def limiter(leases: MemoryLeases) -> RateLimiter:
@@ -46,9 +46,15 @@ async def settle_loop(rl: RateLimiter, *, task_status: trio.TaskStatus[None]) ->
     )
 
 
-def held_units(rl: RateLimiter, policy: Policy, key: str = CLIENT) -> int | None:
+def is_degraded(rl: RateLimiter) -> bool:
+    # A function, not the property inline: mypy would keep the property narrowed.
+    return rl.degraded
+
+
+def held_units(rl: RateLimiter, policy: Policy, key: str = CLIENT) -> int:
+    """Units ``rl`` holds for ``key``; -1 when it holds no bucket for it at all."""
     bucket = rl._buckets.peek(bucket_key(policy, key))
-    return None if bucket is None else bucket.units(trio.current_time())
+    return -1 if bucket is None else bucket.units(trio.current_time())
 
 
 def over_admission(admitted: Sequence[float], policy: Policy, window: float) -> int:
@@ -106,8 +112,9 @@ async def test_a_busy_client_is_served_from_leases_ahead_without_asking(
         nursery.cancel_scope.cancel()
     # 400 requests cost about one lease per settle interval (40), not one each.
     assert asked <= 50
-    # Remaining counts down one per request between leases (an estimate of the shared state).
-    assert [a.remaining - b.remaining for a, b in itertools.pairwise(seen)] == [1] * 9
+    # Between leases no time passed here: the estimate of what is left never grows.
+    assert all(a.remaining >= b.remaining for a, b in itertools.pairwise(seen))
+    assert all(0 < d.remaining <= policy.limit for d in seen)
 
 
 async def test_concurrent_requests_share_one_lease_in_flight(
@@ -141,7 +148,7 @@ async def test_two_replicas_never_exceed_the_shared_limit_beyond_the_bound(
         len(replicas) * RateLimiter.max_lease(policy),
         math.ceil(replicas[0].lease_ttl * policy.limit / policy.period),
     )
-    assert bound == 5
+    assert bound == 10  # 1 s of the policy's rate (lease_ttl), less than two leases of 37
     admitted: list[float] = []
 
     async def client(rl: RateLimiter, offset: float) -> None:
@@ -188,11 +195,11 @@ async def test_settle_forgets_idle_clients(autojump_clock: trio.testing.MockCloc
     for n in range(5):
         await rl.check(policy, f"user:{n}")
     assert await rl.settle() == 5  # each was busy: leased ahead
-    assert leases.calls == 10
+    assert leases.calls == 6  # one lease each on the first request, then one batch for all
     await trio.sleep(rl.lease_ttl)
     assert await rl.settle() == 0
     assert await rl.settle() == 0  # idle and empty: forgotten
-    assert held_units(rl, policy, "user:0") is None
+    assert held_units(rl, policy, "user:0") == -1
 
 
 async def test_redis_down_spends_held_units_then_falls_back(
@@ -213,10 +220,10 @@ async def test_redis_down_spends_held_units_then_falls_back(
     assert not any(d.degraded for d in results[:units])  # charged to the shared bucket
     assert all(d.degraded for d in results[units:])  # then the per-process limit
     assert results[-1].headers()["RateLimit-Policy"] == '"history";q=200;w=60'
-    assert rl.degraded
+    assert is_degraded(rl)
     assert await rl.settle() >= 0  # never raises while Redis is away
     leases.down = False
     await trio.sleep(1.0)  # the back-off is over: the next check leases again
     back = await rl.check(policy, CLIENT)
-    assert back.allowed and not back.degraded and not rl.degraded
+    assert back.allowed and not back.degraded and not is_degraded(rl)
     assert any("rate limiting falls back to per-process" in r.getMessage() for r in caplog.records)
