@@ -4,17 +4,26 @@ A lease charges ``granted`` units to the bucket exactly as ``granted`` single GC
 would (the TAT moves ``granted * period / limit`` later), in ONE atomic step, and hands the
 units to the caller to spend in its own memory. Units are never created: whatever the number
 of replicas, the units granted over any stretch of time are at most what one GCRA bucket
-admits over it. Units a replica does not spend are not returned; they expire with its lease
-(the caller's business, :mod:`smartpip.http.leases`), which can only under-admit.
+admits over it.
+
+**Returning units.** The same step may first give back ``refund`` units of the caller's
+previous lease. That is exact only if nothing else happened to the bucket since that lease
+(then the bucket becomes what it would have been had those units never been leased: a later
+operation of anyone, or a refill to full meanwhile, could otherwise have seen a different
+bucket). So every write stamps the bucket with a new ``version`` (strictly increasing, kept
+past the key's expiry because it is at least Redis' clock in µs), each grant returns it, and
+a refund is applied only when the caller's version is still the bucket's; otherwise the units
+are simply not returned, which can only admit fewer.
 
 A lease of ``want`` units grants ``min(want, available)``; with nothing available it grants 0
-and says when one unit will be (``retry_after``), like a refused GCRA check.
+and says when one unit will be (``retry_after``), like a refused GCRA check. ``want`` 0 only
+gives back the refund.
 
-``RedisLeases`` runs the step as one Lua script with Redis' clock (``TIME``), for a whole
-batch of buckets at once (the settle loop's one command per interval), sharing the bucket keys
-and encoding of :func:`store.ratelimit.gcra_check`, so both can act on one bucket.
-``MemoryLeases`` is the same algorithm in process memory with an injectable clock: the twin
-the rate limiter's tests use under ``trio.testing.MockClock``, where real I/O cannot run.
+``RedisLeases`` runs the step as one Lua script with Redis' clock (``TIME``), for a whole batch
+of buckets at once (the settle loop's one command per interval); a bucket is a hash
+(``t``: the TAT in µs, ``v``: the version) under ``store.key("rl", "lease", key)``, expiring when
+full. ``MemoryLeases`` is the same algorithm in process memory with an injectable clock: the
+twin the rate limiter's tests use under ``trio.testing.MockClock``, where real I/O cannot run.
 """
 
 from __future__ import annotations
@@ -44,39 +53,57 @@ __all__ = [
 # last unit to the rounding of `limit` additions of period/limit.
 _SLACK_S = 1e-6
 
-# KEYS: the buckets; ARGV: for each, its emission interval (µs a unit), window (µs), want.
-# Returns, for each, {granted, remaining after the grant, retry_after µs (0 if granted),
-# reset_after µs}, flattened. One TIME for the whole batch: every bucket sees the same now.
+# KEYS: the buckets; ARGV: for each, its emission interval (µs a unit), window (µs), want,
+# refund, and the version the refund belongs to. Returns, for each, {granted, remaining after
+# the grant, retry_after µs (0 if granted), reset_after µs, version}, flattened. One TIME for
+# the whole batch.
 LEASE_LUA = """
 local slack = 1
 local clock = redis.call('TIME')
 local now = tonumber(clock[1]) * 1000000 + tonumber(clock[2])
 local out = {}
 for i, key in ipairs(KEYS) do
-  local interval = tonumber(ARGV[3 * i - 2])
-  local window = tonumber(ARGV[3 * i - 1])
-  local want = tonumber(ARGV[3 * i])
-  local tat = tonumber(redis.call('GET', key)) or now
+  local base = 5 * (i - 1)
+  local interval = tonumber(ARGV[base + 1])
+  local window = tonumber(ARGV[base + 2])
+  local want = tonumber(ARGV[base + 3])
+  local refund = tonumber(ARGV[base + 4])
+  local state = redis.call('HMGET', key, 't', 'v')
+  local tat = tonumber(state[1]) or now
+  local version = tonumber(state[2]) or 0
+  local changed = false
+  if refund > 0 and state[2] == ARGV[base + 5] then
+    tat = tat - interval * refund
+    changed = true
+  end
   if tat < now then
     tat = now
   end
   local available = math.floor((now - (tat - window) + slack) / interval)
-  if available < 1 then
-    table.insert(out, 0)
-    table.insert(out, 0)
-    table.insert(out, math.ceil(tat + interval - window - now))
-    table.insert(out, math.ceil(tat - now))
-  else
-    local granted = math.min(want, available)
-    local new_tat = tat + interval * granted
-    local reset_after = new_tat - now
-    redis.call('SET', key, string.format('%.17g', new_tat),
-      'PX', math.max(1, math.ceil(reset_after / 1000)))
-    table.insert(out, granted)
-    table.insert(out, available - granted)
-    table.insert(out, 0)
-    table.insert(out, math.ceil(reset_after))
+  local granted = 0
+  if want > 0 and available >= 1 then
+    granted = math.min(want, available)
+    tat = tat + interval * granted
+    changed = true
   end
+  if changed then
+    version = math.max(version + 1, now)
+    if tat > now then
+      redis.call('HSET', key, 't', string.format('%.17g', tat), 'v', string.format('%d', version))
+      redis.call('PEXPIRE', key, math.max(1, math.ceil((tat - now) / 1000)))
+    else
+      redis.call('DEL', key)
+    end
+  end
+  table.insert(out, granted)
+  table.insert(out, available - granted)
+  if granted == 0 and want > 0 then
+    table.insert(out, math.ceil(tat + interval - window - now))
+  else
+    table.insert(out, 0)
+  end
+  table.insert(out, math.ceil(tat - now))
+  table.insert(out, version)
 end
 return out
 """
@@ -88,15 +115,29 @@ MAX_BATCH = 256
 
 @attrs.frozen
 class LeaseRequest:
-    """Up to ``want`` units from the bucket ``key`` holding ``limit`` units per ``period``."""
+    """Give back ``refund`` units leased at ``version``, then take up to ``want`` units of the
+    bucket ``key`` holding ``limit`` units per ``period``."""
 
     key: str
     limit: int
     period: float
     want: int
+    refund: int = 0
+    version: int = 0
 
     def __attrs_post_init__(self) -> None:
-        _validate(self.limit, self.period, self.want)
+        if self.limit < 1:
+            raise ValueError(f"limit must be at least 1, not {self.limit}")
+        if not (math.isfinite(self.period) and self.period > 0):
+            raise ValueError(f"period must be a positive number of seconds, not {self.period}")
+        if self.period / self.limit < MIN_INTERVAL:
+            raise ValueError(f"{self.limit} per {self.period} s is too fast (10,000 a second)")
+        if not 0 <= self.want <= self.limit:
+            raise ValueError(
+                f"want must be between 0 and the limit ({self.limit}), not {self.want}"
+            )
+        if not 0 <= self.refund <= self.limit:
+            raise ValueError(f"refund must be between 0 and the limit, not {self.refund}")
 
 
 @attrs.frozen
@@ -106,22 +147,24 @@ class LeaseGrant:
     Attributes:
         granted: Units handed over (charged to the bucket); 0 when none were available.
         remaining: Units still available in the bucket after the grant.
-        retry_after: Seconds until one unit is available; 0 when something was granted.
+        retry_after: Seconds until one unit is available, when ``want`` got nothing; else 0.
         reset_after: Seconds until the bucket is full again.
+        version: The bucket's version after this step: what a later refund must name.
     """
 
     granted: int
     remaining: int
     retry_after: float
     reset_after: float
+    version: int
 
 
 class TokenLeases(Protocol):
     """Where the shared buckets live (Redis, or memory in tests)."""
 
     async def lease(self, requests: Sequence[LeaseRequest]) -> list[LeaseGrant]:
-        """Take up to ``want`` units from each bucket at once (see the module doc), all in
-        one atomic step; the grants come in the order of ``requests``.
+        """Refund and take units for each bucket (see the module doc), all in one atomic
+        step; the grants come in the order of ``requests``.
 
         Raises:
             RedisUnavailable: the shared store did not answer (Redis only).
@@ -129,33 +172,43 @@ class TokenLeases(Protocol):
         ...
 
 
-def _validate(limit: int, period: float, want: int) -> None:
-    if limit < 1:
-        raise ValueError(f"limit must be at least 1, not {limit}")
-    if not (math.isfinite(period) and period > 0):
-        raise ValueError(f"period must be a positive number of seconds, not {period}")
-    if period / limit < MIN_INTERVAL:
-        raise ValueError(f"{limit} per {period} s is too fast (at most 10,000 a second)")
-    if not 1 <= want <= limit:
-        raise ValueError(f"want must be between 1 and the limit ({limit}), not {want}")
+@attrs.define
+class _State:
+    tat: float
+    version: int
 
 
-def lease_units(tat: float, now: float, request: LeaseRequest) -> tuple[LeaseGrant, float]:
-    """The lease step in plain Python (the Lua script's twin). Returns the grant and new TAT."""
+def lease_units(state: _State | None, now: float, request: LeaseRequest) -> LeaseGrant:
+    """The lease step in plain Python (the Lua script's twin), on seconds; updates ``state``.
+
+    Versions here count steps (this clock may start at 0); see the module doc for Redis'.
+    """
     limit, period = request.limit, request.period
     interval = period / limit
+    tat = now if state is None else state.tat
+    version = 0 if state is None else state.version
+    changed = False
+    if request.refund > 0 and state is not None and request.version == version:
+        tat -= interval * request.refund
+        changed = True
     tat = max(tat, now)
     available = min(limit, math.floor((now - (tat - period) + _SLACK_S) / interval))
-    if available < 1:
-        return LeaseGrant(0, 0, tat + interval - period - now, tat - now), tat
-    granted = min(request.want, available)
-    new_tat = tat + interval * granted
-    return LeaseGrant(granted, available - granted, 0.0, new_tat - now), new_tat
+    granted = 0
+    if request.want > 0 and available >= 1:
+        granted = min(request.want, available)
+        tat += interval * granted
+        changed = True
+    if changed:
+        version += 1
+        if state is not None:
+            state.tat, state.version = tat, version
+    retry = tat + interval - period - now if granted == 0 and request.want > 0 else 0.0
+    return LeaseGrant(granted, available - granted, retry, tat - now, version)
 
 
 class RedisLeases:
-    """Leases from the GCRA buckets in Redis (``store.key("rl", key)``): one script call per
-    batch of up to :data:`MAX_BATCH` buckets.
+    """Leases from the buckets in Redis: one script call per batch of up to
+    :data:`MAX_BATCH` buckets.
 
     A batch touches several keys in one script: fine on one Redis (or a replicated one); on
     Redis Cluster it would have to be split by hash slot first.
@@ -176,23 +229,26 @@ class RedisLeases:
 
     async def _batch(self, requests: Sequence[LeaseRequest]) -> list[LeaseGrant]:
         store = self.store
-        keys = [store.key("rl", r.key) for r in requests]
+        keys = [store.key("rl", "lease", r.key) for r in requests]
         args: list[str] = []
         for r in requests:
-            args += [repr(r.period * 1e6 / r.limit), repr(r.period * 1e6), str(r.want)]
+            interval = r.period * 1e6 / r.limit
+            args += [repr(interval), repr(r.period * 1e6), str(r.want), str(r.refund)]
+            args.append(str(r.version))
         reply = await store.run_script(_LEASE_SCRIPT, keys, args, what="rate-limit lease")
         if not (
             isinstance(reply, list)
-            and len(reply) == 4 * len(requests)
+            and len(reply) == 5 * len(requests)
             and all(isinstance(v, int) for v in reply)
         ):
             raise RedisUnavailable(f"unexpected reply from the rate-limit lease script: {reply!r}")
         return [
             LeaseGrant(
-                granted=max(0, min(r.want, reply[4 * n])),
-                remaining=max(0, min(r.limit, reply[4 * n + 1])),
-                retry_after=max(0, reply[4 * n + 2]) / 1e6,
-                reset_after=max(0, reply[4 * n + 3]) / 1e6,
+                granted=max(0, min(r.want, reply[5 * n])),
+                remaining=max(0, min(r.limit, reply[5 * n + 1])),
+                retry_after=max(0, reply[5 * n + 2]) / 1e6,
+                reset_after=max(0, reply[5 * n + 3]) / 1e6,
+                version=reply[5 * n + 4],
             )
             for n, r in enumerate(requests)
         ]
@@ -210,7 +266,7 @@ class MemoryLeases:
 
     def __init__(self, clock: Callable[[], float]) -> None:
         self._clock = clock
-        self._tats: dict[str, float] = {}
+        self._buckets: dict[str, _State] = {}
         self.calls = 0
 
     async def lease(self, requests: Sequence[LeaseRequest]) -> list[LeaseGrant]:
@@ -220,7 +276,6 @@ class MemoryLeases:
         now = self._clock()
         grants = []
         for request in requests:
-            grant, tat = lease_units(self._tats.get(request.key, now), now, request)
-            self._tats[request.key] = tat
-            grants.append(grant)
+            state = self._buckets.setdefault(request.key, _State(now, 0))
+            grants.append(lease_units(state, now, request))
         return grants

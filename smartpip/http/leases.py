@@ -1,20 +1,21 @@
 """The units this replica holds from the shared rate-limit buckets, per (policy, client).
 
 Each bucket this process has seen keeps a :class:`LocalBucket`: the leased units not spent
-yet, in chunks that each expire ``ttl`` seconds after their grant; what the last answer from
-the shared store said about the bucket (to compute the ``RateLimit`` header between answers);
-a refusal remembered for a short while; and the one lease in flight, if any.
+yet (one lease's worth, spendable for ``ttl`` seconds after its grant, with the bucket's
+version at the grant, which a refund of them must name); what the last answer from the
+shared store said about the bucket (to compute the ``RateLimit`` header between answers); a
+refusal remembered for a short while; and the one lease in flight, if any.
 
-Concurrency: trio runs one task at a time and nothing here awaits except :meth:`wait_flight`,
-so spending a unit (:meth:`LocalBucket.take`) is atomic with respect to other tasks. At most
-one lease per bucket is in flight (``flight``); other requests for the bucket wait on it
-rather than asking the store themselves, so a burst costs one round trip, not one each.
+Concurrency: trio runs one task at a time and nothing here awaits, so spending a unit
+(:meth:`LocalBucket.take`) is atomic with respect to other tasks. At most one lease per bucket
+is in flight (``flight``); other requests for the bucket wait on it rather than asking the
+store themselves, so a burst costs one round trip, not one each.
 """
 
 from __future__ import annotations
 
 import math
-from collections import OrderedDict, deque
+from collections import OrderedDict
 
 import attrs
 import trio
@@ -36,7 +37,10 @@ class LocalBucket:
 
     limit: int
     period: float
-    chunks: deque[list[float]] = attrs.field(factory=deque)  # [expires_at, units] oldest first
+    units: int = 0  # leased, not spent yet (spendable until expires_at)
+    expires_at: float = -math.inf
+    latest: int = 0  # units of the last lease (the refundable ones)
+    version: int = 0  # the bucket's version after the last lease (names it for a refund)
     known_reset: float = 0.0  # seconds until the shared bucket is full, as of known_at
     known_at: float = 0.0
     refused_until: float = -math.inf
@@ -45,41 +49,51 @@ class LocalBucket:
     waiting: int = 0
     spent: int = 0  # units spent since the last settle
 
-    def units(self, now: float) -> int:
-        """Unexpired leased units not spent yet."""
-        self._prune(now)
-        return int(sum(chunk[1] for chunk in self.chunks))
-
-    def _prune(self, now: float) -> None:
-        chunks = self.chunks
-        while chunks and chunks[0][0] <= now:
-            chunks.popleft()
+    def live(self, now: float) -> int:
+        """Units that may still be spent now."""
+        return self.units if now < self.expires_at else 0
 
     def take(self, now: float) -> bool:
-        """Spend one leased unit if one is held (the oldest chunk first)."""
-        self._prune(now)
-        chunks = self.chunks
-        if not chunks:
-            return False
-        head = chunks[0]
-        head[1] -= 1
-        if head[1] <= 0:
-            chunks.popleft()
-        self.spent += 1
-        return True
+        """Spend one leased unit if an unexpired one is held."""
+        if self.units > 0 and now < self.expires_at:
+            self.units -= 1
+            self.spent += 1
+            return True
+        return False
 
-    def record(self, grant: LeaseGrant, now: float, *, ttl: float, refusal_ttl: float) -> None:
-        """Keep what a lease brought: its units (until ``now + ttl``), the bucket's reset, and
-        a refusal for ``refusal_ttl`` (or until ``retry_after`` if later).
+    def reclaim(self) -> tuple[int, int]:
+        """Give up the units held, for a refund: ``(refundable, version)``.
+
+        Only the units of the last lease can be refunded (the bucket's version names that
+        lease); units spent go oldest first, so those are the ones still held. Older ones are
+        dropped. None of them is spent meanwhile: they are gone from here before the refund.
+        """
+        refundable = min(self.units, self.latest)
+        self.units = self.latest = 0
+        return refundable, self.version
+
+    def record(
+        self, grant: LeaseGrant, now: float, *, top_up: bool, ttl: float, refusal_ttl: float
+    ) -> None:
+        """Keep what a lease brought: its units, the bucket's version and reset, and a refusal
+        (when units were asked for and none came) for ``refusal_ttl``, or until
+        ``retry_after`` if later.
+
+        A new lease's units may be spent until ``now + ttl``; a top-up's join the units held
+        and expire with them (no unit lives longer than ``ttl`` after its grant).
 
         A refusal remembered a little past ``retry_after`` only refuses more: the client was
         told to wait whole seconds (``Retry-After`` is at least 1), longer than ``refusal_ttl``.
         """
         self.known_reset, self.known_at = grant.reset_after, now
-        if grant.granted > 0:
-            self.chunks.append([now + ttl, float(grant.granted)])
-            self.refused_until = -math.inf
+        if top_up:
+            self.units += grant.granted
         else:
+            self.units, self.expires_at = grant.granted, now + ttl
+        self.latest, self.version = grant.granted, grant.version
+        if grant.granted > 0:
+            self.refused_until = -math.inf
+        elif grant.retry_after > 0:
             self.refused_until = now + max(grant.retry_after, refusal_ttl)
             self.retry_at = now + grant.retry_after
 
@@ -93,7 +107,7 @@ class LocalBucket:
         spent some meanwhile: an estimate, corrected by every lease)."""
         interval = self.period / self.limit
         shared = math.floor((self.period - self.reset(now) + _SLACK_S) / interval)
-        return max(0, min(self.limit, self.units(now) + max(0, shared)))
+        return max(0, min(self.limit, self.live(now) + max(0, shared)))
 
 
 class BucketTable:

@@ -231,14 +231,17 @@ class RateLimiter:
     old check-per-request), asking for more than one when the client was busy since the last
     settle; concurrent requests for the bucket wait for that one lease instead of each asking.
     The settle loop (:meth:`settle`, every ``settle_interval`` seconds, a supervised child of
-    ``smartpip/runtime/tree.py``) leases ahead for the buckets busy in the last interval, about
-    twice what they spent, so a steadily busy client does not wait for Redis at all. A cold
-    client leases one unit at a time: exactly the old behaviour.
+    ``smartpip/runtime/tree.py``) leases ahead, in one Redis command for all of them, for the
+    buckets busy in the last interval (about three times what they spent), so a steadily busy
+    client does not wait for Redis at all. A cold client leases one unit at a time: exactly
+    the old behaviour.
 
     Leases are small and short-lived: a replica holds at most :meth:`max_lease` units of a
-    bucket (a sixteenth of the limit, at least 1), each spent within ``lease_ttl`` (four settle
-    intervals, 1 s by default) of its grant or dropped. Unspent units are not returned: that
-    can only admit fewer (at most what one replica holds, refilled at the policy's rate).
+    bucket (a sixteenth of the limit, at least 1), spendable for ``lease_ttl`` (four settle
+    intervals, 1 s by default) after their grant. Units not spent are given back with the
+    next lease of the bucket, or alone once they are about to expire; the shared state takes
+    them back only if nobody touched the bucket since they were leased (exact, see
+    :mod:`store.ratelease`), otherwise they are lost, which can only admit fewer.
 
     **Worst-case over-admission.** Units are never created, only moved in time by at most
     ``lease_ttl`` (granted at g, spent before g + lease_ttl), and what a replica holds when a
@@ -363,57 +366,82 @@ class RateLimiter:
             return self._count(_decision(policy, result, degraded=True))
 
     async def settle(self) -> int:
-        """Lease ahead, in one batch, for the buckets busy since the last settle; forget idle
-        ones.
+        """Lease ahead for busy buckets and give back idle ones' units, in one batch.
 
         The settle loop's one run (``smartpip/runtime/tree.py``). A bucket that spent ``n``
-        units in the last interval and holds fewer than ``2n`` gets enough for about three
-        such intervals (its units live four); one that spent none and holds nothing is
-        forgotten. All of them in one Redis command. Never raises because of Redis.
+        units since the last settle and whose units expire before the next settle gives back
+        what it holds and takes ``3n + 1`` (at most :meth:`max_lease`); one that holds fewer
+        than ``2n`` is topped up to ``3n + 1`` (the new units expire with the old); one that
+        spent nothing gives back what it holds once they are about to expire, and is
+        forgotten when it holds nothing. All in one Redis command. Never raises because of
+        Redis.
 
         Returns:
-            The number of buckets leased for.
+            The number of buckets settled with the shared state.
         """
         now = self._clock()
+        soon = now + 1.5 * self.settle_interval
         due: list[tuple[str, LocalBucket, int]] = []
+        top_ups: list[tuple[str, LocalBucket, int]] = []
         for name, bucket in self._buckets.items():
+            if bucket.flight is not None:
+                continue  # a request is leasing for it right now
             spent, bucket.spent = bucket.spent, 0
-            held = bucket.units(now)
+            expiring = bucket.expires_at <= soon
             if spent == 0:
-                if held == 0 and bucket.flight is None and bucket.refused_until <= now:
-                    self._buckets.forget(name)
-                continue
-            want = min(3 * spent + 1, _max_lease(bucket.limit)) - held
-            idle = bucket.flight is None and bucket.refused_until <= now
-            if held < 2 * spent and want > 0 and idle:
-                due.append((name, bucket, want))
-        if due:
-            await self._lease(due, via="settle")
-        return len(due)
+                if bucket.units == 0:
+                    if bucket.refused_until <= now:
+                        self._buckets.forget(name)
+                elif expiring:
+                    due.append((name, bucket, 0))
+            elif expiring:
+                due.append((name, bucket, 3 * spent + 1))
+            elif bucket.units < 2 * spent:
+                want = min(3 * spent + 1, _max_lease(bucket.limit)) - bucket.units
+                if want > 0:
+                    top_ups.append((name, bucket, want))
+        if due or top_ups:
+            await self._lease(due, top_ups, via="settle")
+        return len(due) + len(top_ups)
 
-    async def _lease(self, due: Sequence[tuple[str, LocalBucket, int]], *, via: str) -> bool:
-        """Lease up to ``want`` units (capped) for each bucket, in one batch; False when Redis
-        is away. Each bucket's ``flight`` is set until the answer is in."""
-        requests = [
-            # Never more than max_lease held: the over-admission bound counts on it.
-            LeaseRequest(name, b.limit, b.period, min(want, _max_lease(b.limit)))
-            for name, b, want in due
-        ]
+    async def _lease(
+        self,
+        due: Sequence[tuple[str, LocalBucket, int]],
+        top_ups: Sequence[tuple[str, LocalBucket, int]] = (),
+        *,
+        via: str,
+    ) -> bool:
+        """In one batch: for each bucket of ``due``, give back the units it holds and lease up
+        to ``want`` (at most ``max_lease``); for each of ``top_ups``, lease ``want`` more
+        beside them (the caller keeps the total within ``max_lease``). False when Redis is
+        away; each bucket's ``flight`` is set until the answer is in."""
+        requests = []
+        for name, bucket, want in due:
+            refund, version = bucket.reclaim()
+            capped = min(want, _max_lease(bucket.limit))
+            request = LeaseRequest(name, bucket.limit, bucket.period, capped, refund, version)
+            requests.append(request)
+        for name, bucket, want in top_ups:
+            requests.append(LeaseRequest(name, bucket.limit, bucket.period, want))
+        batch = [(bucket, False) for _n, bucket, _w in due]
+        batch += [(bucket, True) for _n, bucket, _w in top_ups]
         flight = trio.Event()
-        for _name, bucket, _want in due:
+        for bucket, _top_up in batch:
             bucket.flight = flight
         self._lease_calls.labels(via).inc()
         try:
             grants = await self._redis.attempt(self._leases.lease(requests))
         finally:
-            for _name, bucket, _want in due:
+            for bucket, _top_up in batch:
                 bucket.flight = None
             flight.set()
         if grants is None:
-            return False
+            return False  # units reclaimed for a refund are lost: only ever fewer admissions
         now = self._clock()
-        for (_name, bucket, _want), grant in zip(due, grants, strict=True):
-            bucket.record(grant, now, ttl=self.lease_ttl, refusal_ttl=self.settle_interval)
+        for (bucket, top_up), grant in zip(batch, grants, strict=True):
+            bucket.record(
+                grant, now, top_up=top_up, ttl=self.lease_ttl, refusal_ttl=self.settle_interval
+            )
         return True
 
     def _count(self, decision: Decision) -> Decision:
