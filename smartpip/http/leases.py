@@ -48,6 +48,7 @@ class LocalBucket:
     flight: trio.Event | None = None
     waiting: int = 0
     spent: int = 0  # units spent since the last settle
+    recent: float = 0.0  # units spent lately: a sum decaying by a quarter each settle
 
     def live(self, now: float) -> int:
         """Units that may still be spent now."""

@@ -359,7 +359,7 @@ class RateLimiter:
                     bucket.waiting -= 1
                 continue  # the lease landed: spend from it, or lease again
             if bucket.flight is None:
-                want = max(bucket.waiting + 1, 2 * bucket.spent, 1)
+                want = max(bucket.waiting + 1, 2 * bucket.spent, math.ceil(bucket.recent))
                 if await self._lease([(name, bucket, want)], via="inline"):
                     continue
             result = self._local.check(name, limit=policy.local_limit, period=policy.period)
@@ -368,13 +368,12 @@ class RateLimiter:
     async def settle(self) -> int:
         """Lease ahead for busy buckets and give back idle ones' units, in one batch.
 
-        The settle loop's one run (``smartpip/runtime/tree.py``). A bucket that spent ``n``
-        units since the last settle and whose units expire before the next settle gives back
-        what it holds and takes ``3n + 1`` (at most :meth:`max_lease`); one that holds fewer
-        than ``2n`` is topped up to ``3n + 1`` (the new units expire with the old); one that
-        spent nothing gives back what it holds once they are about to expire, and is
-        forgotten when it holds nothing. All in one Redis command. Never raises because of
-        Redis.
+        The settle loop's one run (``smartpip/runtime/tree.py``). A bucket whose units expire
+        before the next settle gives back what it holds and, if it was used lately, takes a
+        lifetime's worth at its recent pace (at least ``3n + 1`` after ``n`` units since the
+        last settle; at most :meth:`max_lease`); one holding fewer than ``2n`` is topped up to
+        ``3n + 1`` (the new units expire with the old); one unused lately and holding nothing
+        is forgotten. All in one Redis command. Never raises because of Redis.
 
         Returns:
             The number of buckets settled with the shared state.
@@ -387,15 +386,16 @@ class RateLimiter:
             if bucket.flight is not None:
                 continue  # a request is leasing for it right now
             spent, bucket.spent = bucket.spent, 0
+            # About the units spent in the last four intervals (a unit's lifetime).
+            bucket.recent = 0.75 * bucket.recent + spent
+            pace = math.ceil(bucket.recent) if bucket.recent >= 0.5 else 0
             expiring = bucket.expires_at <= soon
-            if spent == 0:
-                if bucket.units == 0:
-                    if bucket.refused_until <= now:
-                        self._buckets.forget(name)
-                elif expiring:
-                    due.append((name, bucket, 0))
-            elif expiring:
-                due.append((name, bucket, 3 * spent + 1))
+            if expiring and (bucket.units > 0 or spent > 0):
+                # Renewed at the recent pace (a lifetime's worth); given back when idle.
+                due.append((name, bucket, max(3 * spent, pace) + 1 if pace else 0))
+            elif spent == 0:
+                if bucket.units == 0 and pace == 0 and bucket.refused_until <= now:
+                    self._buckets.forget(name)
             elif bucket.units < 2 * spent:
                 want = min(3 * spent + 1, _max_lease(bucket.limit)) - bucket.units
                 if want > 0:
