@@ -264,3 +264,11 @@ def test_the_stale_horizon_cannot_be_shorter_than_the_ttl() -> None:
     assert found == [
         "SMARTPIP_SUGGEST_STALE_SECONDS must not be shorter than SMARTPIP_SUGGEST_TTL_SECONDS"
     ]
+
+
+def test_rate_limit_settle_interval() -> None:
+    assert Config.from_env({}).rate_limit_settle_ms == 250
+    assert Config.from_env({"SMARTPIP_RATE_LIMIT_SETTLE_MS": "100"}).rate_limit_settle_ms == 100
+    for bad in ("0", "19", "5001", "fast"):
+        found = problems({"SMARTPIP_RATE_LIMIT_SETTLE_MS": bad})
+        assert any(p.startswith("SMARTPIP_RATE_LIMIT_SETTLE_MS must be") for p in found), found
