@@ -6,14 +6,20 @@ units to the caller to spend in its own memory. Units are never created: whateve
 of replicas, the units granted over any stretch of time are at most what one GCRA bucket
 admits over it.
 
-**Returning units.** The same step may first give back ``refund`` units of the caller's
-previous lease. That is exact only if nothing else happened to the bucket since that lease
-(then the bucket becomes what it would have been had those units never been leased: a later
-operation of anyone, or a refill to full meanwhile, could otherwise have seen a different
-bucket). So every write stamps the bucket with a new ``version`` (strictly increasing, kept
-past the key's expiry because it is at least Redis' clock in µs), each grant returns it, and
-a refund is applied only when the caller's version is still the bucket's; otherwise the units
-are simply not returned, which can only admit fewer.
+**Returning units.** The same step may first give back ``refund`` units of the caller's last
+lease of the bucket. It must leave the bucket exactly as if those units had never been leased,
+or admit less; never more (had the bucket been refilled to full meanwhile without them, or had
+another operation seen a different bucket, subtracting them now would overshoot). Every write
+stamps the bucket with a new ``version`` (strictly increasing, kept past the key's expiry
+because it is at least Redis' clock in µs) and, when it applies a refund, records that version
+too; each grant returns the version and the TAT it left. A refund is applied
+
+- in full when the bucket's version is still the lease's (nothing happened since);
+- else, when no refund was applied after the lease, for as many units as the bucket could not
+  have refilled since: ``floor((tat_at_lease - now) / interval)``. Without refunds the TAT only
+  grows, so every operation since saw a TAT of at least ``tat_at_lease``, and without those
+  units at least ``now``: no refill to full was hidden, and subtracting them is exact;
+- otherwise not at all: the units are lost, which can only admit fewer.
 
 A lease of ``want`` units grants ``min(want, available)``; with nothing available it grants 0
 and says when one unit will be (``retry_after``), like a refused GCRA check. ``want`` 0 only
@@ -54,26 +60,35 @@ __all__ = [
 _SLACK_S = 1e-6
 
 # KEYS: the buckets; ARGV: for each, its emission interval (µs a unit), window (µs), want,
-# refund, and the version the refund belongs to. Returns, for each, {granted, remaining after
-# the grant, retry_after µs (0 if granted), reset_after µs, version}, flattened. One TIME for
-# the whole batch.
+# refund, and the version and TAT (µs) of the lease the refund returns units of. Returns, for
+# each, {granted, remaining after the grant, retry_after µs (0 if granted), reset_after µs,
+# version, TAT µs (floored)}, flattened. One TIME for the whole batch.
 LEASE_LUA = """
 local slack = 1
 local clock = redis.call('TIME')
 local now = tonumber(clock[1]) * 1000000 + tonumber(clock[2])
 local out = {}
 for i, key in ipairs(KEYS) do
-  local base = 5 * (i - 1)
+  local base = 6 * (i - 1)
   local interval = tonumber(ARGV[base + 1])
   local window = tonumber(ARGV[base + 2])
   local want = tonumber(ARGV[base + 3])
   local refund = tonumber(ARGV[base + 4])
-  local state = redis.call('HMGET', key, 't', 'v')
+  local state = redis.call('HMGET', key, 't', 'v', 'r')
   local tat = tonumber(state[1]) or now
   local version = tonumber(state[2]) or 0
+  local refunded_at = tonumber(state[3]) or 0
   local changed = false
-  if refund > 0 and state[2] == ARGV[base + 5] then
-    tat = tat - interval * refund
+  local give = 0
+  if refund > 0 then
+    if state[2] == ARGV[base + 5] then
+      give = refund
+    elseif refunded_at <= tonumber(ARGV[base + 5]) then
+      give = math.min(refund, math.floor((tonumber(ARGV[base + 6]) - now) / interval))
+    end
+  end
+  if give > 0 then
+    tat = tat - interval * give
     changed = true
   end
   if tat < now then
@@ -88,8 +103,12 @@ for i, key in ipairs(KEYS) do
   end
   if changed then
     version = math.max(version + 1, now)
+    if give > 0 then
+      refunded_at = version
+    end
     if tat > now then
-      redis.call('HSET', key, 't', string.format('%.17g', tat), 'v', string.format('%d', version))
+      redis.call('HSET', key, 't', string.format('%.17g', tat), 'v', string.format('%d', version),
+        'r', string.format('%d', refunded_at))
       redis.call('PEXPIRE', key, math.max(1, math.ceil((tat - now) / 1000)))
     else
       redis.call('DEL', key)
@@ -104,6 +123,7 @@ for i, key in ipairs(KEYS) do
   end
   table.insert(out, math.ceil(tat - now))
   table.insert(out, version)
+  table.insert(out, math.floor(tat))
 end
 return out
 """
@@ -115,8 +135,9 @@ MAX_BATCH = 256
 
 @attrs.frozen
 class LeaseRequest:
-    """Give back ``refund`` units leased at ``version``, then take up to ``want`` units of the
-    bucket ``key`` holding ``limit`` units per ``period``."""
+    """Give back ``refund`` units of the lease that left the bucket at ``version`` and ``tat``
+    (µs in Redis, the clock's unit in memory), then take up to ``want`` units of the bucket
+    ``key`` holding ``limit`` units per ``period``."""
 
     key: str
     limit: int
@@ -124,6 +145,7 @@ class LeaseRequest:
     want: int
     refund: int = 0
     version: int = 0
+    tat: int = 0
 
     def __attrs_post_init__(self) -> None:
         if self.limit < 1:
@@ -150,6 +172,7 @@ class LeaseGrant:
         retry_after: Seconds until one unit is available, when ``want`` got nothing; else 0.
         reset_after: Seconds until the bucket is full again.
         version: The bucket's version after this step: what a later refund must name.
+        tat: The bucket's TAT after this step (µs in Redis): what a later refund must name.
     """
 
     granted: int
@@ -157,6 +180,7 @@ class LeaseGrant:
     retry_after: float
     reset_after: float
     version: int
+    tat: int = 0
 
 
 class TokenLeases(Protocol):
@@ -175,21 +199,27 @@ class TokenLeases(Protocol):
 @attrs.define
 class _State:
     tat: float
-    version: int
+    version: int = 0
+    refunded_at: int = 0
 
 
-def lease_units(state: _State | None, now: float, request: LeaseRequest) -> LeaseGrant:
-    """The lease step in plain Python (the Lua script's twin), on seconds; updates ``state``.
+def lease_units(state: _State, now: float, request: LeaseRequest, *, scale: float) -> LeaseGrant:
+    """The lease step in plain Python (the Lua script's twin); updates ``state``.
 
-    Versions here count steps (this clock may start at 0); see the module doc for Redis'.
+    Versions here count steps; TATs are handed out as integers of ``1 / scale`` seconds.
     """
     limit, period = request.limit, request.period
     interval = period / limit
-    tat = now if state is None else state.tat
-    version = 0 if state is None else state.version
+    tat, version = state.tat, state.version
     changed = False
-    if request.refund > 0 and state is not None and request.version == version:
-        tat -= interval * request.refund
+    give = 0
+    if request.refund > 0:
+        if request.version == version:
+            give = request.refund
+        elif state.refunded_at <= request.version:
+            give = min(request.refund, math.floor((request.tat / scale - now) / interval))
+    if give > 0:
+        tat -= interval * give
         changed = True
     tat = max(tat, now)
     available = min(limit, math.floor((now - (tat - period) + _SLACK_S) / interval))
@@ -200,10 +230,13 @@ def lease_units(state: _State | None, now: float, request: LeaseRequest) -> Leas
         changed = True
     if changed:
         version += 1
-        if state is not None:
-            state.tat, state.version = tat, version
+        state.tat, state.version = tat, version
+        if give > 0:
+            state.refunded_at = version
     retry = tat + interval - period - now if granted == 0 and request.want > 0 else 0.0
-    return LeaseGrant(granted, available - granted, retry, tat - now, version)
+    return LeaseGrant(
+        granted, available - granted, retry, tat - now, version, math.floor(tat * scale)
+    )
 
 
 class RedisLeases:
@@ -234,21 +267,22 @@ class RedisLeases:
         for r in requests:
             interval = r.period * 1e6 / r.limit
             args += [repr(interval), repr(r.period * 1e6), str(r.want), str(r.refund)]
-            args.append(str(r.version))
+            args += [str(r.version), str(r.tat)]
         reply = await store.run_script(_LEASE_SCRIPT, keys, args, what="rate-limit lease")
         if not (
             isinstance(reply, list)
-            and len(reply) == 5 * len(requests)
+            and len(reply) == 6 * len(requests)
             and all(isinstance(v, int) for v in reply)
         ):
             raise RedisUnavailable(f"unexpected reply from the rate-limit lease script: {reply!r}")
         return [
             LeaseGrant(
-                granted=max(0, min(r.want, reply[5 * n])),
-                remaining=max(0, min(r.limit, reply[5 * n + 1])),
-                retry_after=max(0, reply[5 * n + 2]) / 1e6,
-                reset_after=max(0, reply[5 * n + 3]) / 1e6,
-                version=reply[5 * n + 4],
+                granted=max(0, min(r.want, reply[6 * n])),
+                remaining=max(0, min(r.limit, reply[6 * n + 1])),
+                retry_after=max(0, reply[6 * n + 2]) / 1e6,
+                reset_after=max(0, reply[6 * n + 3]) / 1e6,
+                version=reply[6 * n + 4],
+                tat=reply[6 * n + 5],
             )
             for n, r in enumerate(requests)
         ]
@@ -276,6 +310,6 @@ class MemoryLeases:
         now = self._clock()
         grants = []
         for request in requests:
-            state = self._buckets.setdefault(request.key, _State(now, 0))
-            grants.append(lease_units(state, now, request))
+            state = self._buckets.setdefault(request.key, _State(now))
+            grants.append(lease_units(state, now, request, scale=1e6))
         return grants

@@ -41,6 +41,7 @@ class LocalBucket:
     expires_at: float = -math.inf
     latest: int = 0  # units of the last lease (the refundable ones)
     version: int = 0  # the bucket's version after the last lease (names it for a refund)
+    tat: int = 0  # the bucket's TAT after the last lease (bounds a late refund)
     known_reset: float = 0.0  # seconds until the shared bucket is full, as of known_at
     known_at: float = 0.0
     refused_until: float = -math.inf
@@ -62,8 +63,8 @@ class LocalBucket:
             return True
         return False
 
-    def reclaim(self) -> tuple[int, int]:
-        """Give up the units held, for a refund: ``(refundable, version)``.
+    def reclaim(self) -> tuple[int, int, int]:
+        """Give up the units held, for a refund: ``(refundable, version, tat)``.
 
         Only the units of the last lease can be refunded (the bucket's version names that
         lease); units spent go oldest first, so those are the ones still held. Older ones are
@@ -71,7 +72,7 @@ class LocalBucket:
         """
         refundable = min(self.units, self.latest)
         self.units = self.latest = 0
-        return refundable, self.version
+        return refundable, self.version, self.tat
 
     def record(
         self, grant: LeaseGrant, now: float, *, top_up: bool, ttl: float, refusal_ttl: float
@@ -91,7 +92,7 @@ class LocalBucket:
             self.units += grant.granted
         else:
             self.units, self.expires_at = grant.granted, now + ttl
-        self.latest, self.version = grant.granted, grant.version
+        self.latest, self.version, self.tat = grant.granted, grant.version, grant.tat
         if grant.granted > 0:
             self.refused_until = -math.inf
         elif grant.retry_after > 0:
@@ -101,6 +102,12 @@ class LocalBucket:
     def reset(self, now: float) -> float:
         """Seconds until the shared bucket is full again, from the last answer."""
         return max(0.0, self.known_reset - (now - self.known_at))
+
+    def roomy(self, now: float) -> bool:
+        """Whether the shared bucket had at least half its capacity left at the last answer
+        (refilled since): only then are units leased ahead, whose waste could otherwise
+        refuse a client that stays under its limit."""
+        return 2 * self.remaining(now) >= self.limit
 
     def remaining(self, now: float) -> int:
         """Requests this client may still make right now: the units held here plus what the

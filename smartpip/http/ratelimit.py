@@ -234,14 +234,18 @@ class RateLimiter:
     ``smartpip/runtime/tree.py``) leases ahead, in one Redis command for all of them, for the
     buckets busy in the last interval (about three times what they spent), so a steadily busy
     client does not wait for Redis at all. A cold client leases one unit at a time: exactly
-    the old behaviour.
+    the old behaviour. So does a client whose shared bucket is below half its capacity: units
+    leased ahead and lost (see below) would otherwise refuse a client that stays under its
+    limit when several replicas serve it (round-robin), so near the limit nothing is leased
+    ahead and nothing can be lost.
 
     Leases are small and short-lived: a replica holds at most :meth:`max_lease` units of a
     bucket (a sixteenth of the limit, at least 1), spendable for ``lease_ttl`` (four settle
     intervals, 1 s by default) after their grant. Units not spent are given back with the
     next lease of the bucket, or alone once they are about to expire; the shared state takes
-    them back only if nobody touched the bucket since they were leased (exact, see
-    :mod:`store.ratelease`), otherwise they are lost, which can only admit fewer.
+    back as many as it exactly can (all if nobody touched the bucket since, else those the
+    bucket could not have refilled since, see :mod:`store.ratelease`); the rest are lost,
+    which can only admit fewer.
 
     **Worst-case over-admission.** Units are never created, only moved in time by at most
     ``lease_ttl`` (granted at g, spent before g + lease_ttl), and what a replica holds when a
@@ -359,7 +363,9 @@ class RateLimiter:
                     bucket.waiting -= 1
                 continue  # the lease landed: spend from it, or lease again
             if bucket.flight is None:
-                want = max(bucket.waiting + 1, 2 * bucket.spent, math.ceil(bucket.recent))
+                want = bucket.waiting + 1
+                if bucket.roomy(now):
+                    want = max(want, 2 * bucket.spent, math.ceil(bucket.recent))
                 if await self._lease([(name, bucket, want)], via="inline"):
                     continue
             result = self._local.check(name, limit=policy.local_limit, period=policy.period)
@@ -390,6 +396,14 @@ class RateLimiter:
             bucket.recent = 0.75 * bucket.recent + spent
             pace = math.ceil(bucket.recent) if bucket.recent >= 0.5 else 0
             expiring = bucket.expires_at <= soon
+            if not bucket.roomy(now):
+                # Near its limit a client leases one unit per request (exact, nothing lost);
+                # units held are given back once about to expire.
+                if expiring and bucket.units > 0:
+                    due.append((name, bucket, 0))
+                elif spent == bucket.units == pace == 0 and bucket.refused_until <= now:
+                    self._buckets.forget(name)
+                continue
             if expiring and (bucket.units > 0 or spent > 0):
                 # Renewed at the recent pace (a lifetime's worth); given back when idle.
                 due.append((name, bucket, max(3 * spent, pace) + 1 if pace else 0))
@@ -417,9 +431,9 @@ class RateLimiter:
         away; each bucket's ``flight`` is set until the answer is in."""
         requests = []
         for name, bucket, want in due:
-            refund, version = bucket.reclaim()
+            refund, version, tat = bucket.reclaim()
             capped = min(want, _max_lease(bucket.limit))
-            request = LeaseRequest(name, bucket.limit, bucket.period, capped, refund, version)
+            request = LeaseRequest(name, bucket.limit, bucket.period, capped, refund, version, tat)
             requests.append(request)
         for name, bucket, want in top_ups:
             requests.append(LeaseRequest(name, bucket.limit, bucket.period, want))

@@ -105,7 +105,8 @@ async def test_two_replicas_on_one_redis_keep_the_shared_limit(
         for r in registries
         for via in ("inline", "settle")
     )
-    assert leases < 1500 / 5
+    # Leased ahead while the bucket had half its capacity left, one unit each past that.
+    assert leases < 1500 / 2
 
 
 @pytest.mark.parametrize("want", [0, 11])
