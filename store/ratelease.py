@@ -26,10 +26,11 @@ and says when one unit will be (``retry_after``), like a refused GCRA check. ``w
 gives back the refund.
 
 ``RedisLeases`` runs the step as one Lua script with Redis' clock (``TIME``), for a whole batch
-of buckets at once (the settle loop's one command per interval); a bucket is a hash
-(``t``: the TAT in µs, ``v``: the version) under ``store.key("rl", "lease", key)``, expiring when
-full. ``MemoryLeases`` is the same algorithm in process memory with an injectable clock: the
-twin the rate limiter's tests use under ``trio.testing.MockClock``, where real I/O cannot run.
+of buckets at once (the settle loop's one command per interval); a bucket is a hash (``t``:
+the TAT in µs, ``v``: the version, ``r``: the last refund's version) under
+``store.key("rl", "lease", key)``, expiring when full. ``MemoryLeases`` is the same algorithm
+in process memory with an injectable clock: the twin the rate limiter's tests use under
+``trio.testing.MockClock``, where real I/O cannot run.
 """
 
 from __future__ import annotations
