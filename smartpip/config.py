@@ -113,6 +113,7 @@ class Config:
     rate_limit_suggest: Policy = attrs.field(
         factory=lambda: parse_policy("suggest", DEFAULT_SUGGEST_LIMIT)
     )
+    rate_limit_settle_ms: int = 250
     history_providers: tuple[str, ...] = HISTORY_PROVIDERS
     suggest_ttl_seconds: int = 1200
     suggest_stale_seconds: int = 86_400
@@ -210,6 +211,9 @@ class Config:
             "rate_limit_user": r.policy("RATE_LIMIT_USER", "user", DEFAULT_USER_LIMIT),
             "rate_limit_writes": r.policy("RATE_LIMIT_WRITES", "writes", DEFAULT_WRITES_LIMIT),
             "rate_limit_suggest": r.policy("RATE_LIMIT_SUGGEST", "suggest", DEFAULT_SUGGEST_LIMIT),
+            # 20 ms to 5 s: below, the settle loop itself becomes the load; above, leased
+            # units live long enough (twice this) to loosen the limit (RateLimiter's bound).
+            "rate_limit_settle_ms": r.number("RATE_LIMIT_SETTLE_MS", 250, int, 20, 5000),
             "history_providers": r.providers("HISTORY_PROVIDERS"),
             "suggest_ttl_seconds": r.number("SUGGEST_TTL_SECONDS", 1200, int, 600, 1800),
             "suggest_stale_seconds": r.number(

@@ -310,3 +310,11 @@ def test_backup_settings_are_checked() -> None:
     assert any(p.startswith("SMARTPIP_BACKUP_S3_SSE must be one of") for p in found)
     assert any("must be set together" in p for p in found)
     assert any(p.startswith("SMARTPIP_BACKUP_S3_KMS_KEY_ID needs") for p in found)
+
+
+def test_rate_limit_settle_interval() -> None:
+    assert Config.from_env({}).rate_limit_settle_ms == 250
+    assert Config.from_env({"SMARTPIP_RATE_LIMIT_SETTLE_MS": "100"}).rate_limit_settle_ms == 100
+    for bad in ("0", "19", "5001", "fast"):
+        found = problems({"SMARTPIP_RATE_LIMIT_SETTLE_MS": bad})
+        assert any(p.startswith("SMARTPIP_RATE_LIMIT_SETTLE_MS must be") for p in found), found

@@ -32,6 +32,7 @@ from store.backup_s3 import MIB, S3Settings
 from store.migrations import load_migrations
 from store.postgres import Database, PostgresSettings, open_database
 from store.quota import QuotaUsage
+from store.ratelease import RedisLeases
 from store.redis import RedisSettings, RedisStore, open_redis
 from supervisors import StatusRegistry
 from tasks.backup import BackupObserver, Backups, BackupSettings
@@ -232,7 +233,11 @@ async def open_resources(
             nonces=Nonces(config.jwt_keys, redis),
             guards=Guards(
                 tokens,
-                RateLimiter(redis, metrics.registry),
+                RateLimiter(
+                    RedisLeases(redis),
+                    metrics.registry,
+                    settle_interval=config.rate_limit_settle_ms / 1000,
+                ),
                 config.trusted_proxies,
                 revocations,
             ),

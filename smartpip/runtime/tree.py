@@ -5,6 +5,9 @@
     root supervisor
       health-monitor        periodic: SMARTPIP_HEALTH_INTERVAL (0.5 s while Postgres is
                             down; at once when a request suspects it is)      tasks.health
+      rate-limit-settle     periodic: SMARTPIP_RATE_LIMIT_SETTLE_MS (250 ms):
+                            leases rate-limit units ahead for busy clients
+                            from the shared buckets in Redis       smartpip.http.ratelimit
       suggest-flights       the nursery of the YouTube searches requests share
                             (only with SMARTPIP_YOUTUBE_API_KEY)              smartpip.suggest
       suggest-bookkeeping   periodic, 5 s: popularity counts to Redis, quota
@@ -58,6 +61,7 @@ def supervision_tree(
     """
     registry = resources.supervision
     health = resources.health
+    limiter = resources.guards.limiter
     children = [
         periodic_child(
             "health-monitor",
@@ -65,7 +69,13 @@ def supervision_tree(
             interval=health.pace(resources.config.health_interval),
             wake=health.suspected,
             registry=registry,
-        )
+        ),
+        periodic_child(
+            "rate-limit-settle",
+            limiter.settle,
+            interval=limiter.settle_interval,
+            registry=registry,
+        ),
     ]
     suggester, bookkeeping = resources.suggest, suggest_bookkeeping(resources)
     if suggester is not None and bookkeeping is not None:

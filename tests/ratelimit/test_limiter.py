@@ -110,7 +110,7 @@ async def test_redis_keys_hold_no_raw_address(redis_store: RedisStore) -> None:
         keys = [k async for k in redis_store.client.scan_iter(match=redis_store.prefix + "*")]
     assert len(keys) == 1
     key = keys[0].decode()
-    assert key.startswith(redis_store.key("rl", "suggest:"))
+    assert key.startswith(redis_store.key("rl", "lease", "suggest:"))
     assert CLIENT not in key
     assert 0 < await redis_store.call(redis_store.client.pttl, key) <= 20_000
 
