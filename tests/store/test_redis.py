@@ -86,9 +86,10 @@ async def test_ping_and_round_trip(redis_store: RedisStore) -> None:
 async def test_delete_prefixed_removes_only_its_own_keys(redis_store: RedisStore) -> None:
     other = f"smartpiptest:{uuid.uuid4().hex[:12]}:"
     try:
-        with redis_store.fail_fast():
-            for n in range(1200):  # more than one SCAN/UNLINK batch
+        for n in range(1200):  # more than one SCAN/UNLINK batch
+            with redis_store.fail_fast():  # a deadline per command, not for all 1,200
                 await redis_store.client.set(redis_store.key("k", str(n)), "v", ex=60)
+        with redis_store.fail_fast():
             await redis_store.client.set(f"{other}survivor", "v", ex=60)
             await redis_store.client.set(redis_store.prefix.rstrip(":") + "x", "v", ex=60)
         assert await redis_store.delete_prefixed() == 1200
