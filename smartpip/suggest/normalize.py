@@ -165,7 +165,9 @@ def tokenize(text: str) -> list[str]:
     Returns:
         The terms in order of appearance.
     """
-    return _strip(_fold(text)).split()
+    # Stripping can bring a letter and a combining mark together (``a'\u0301``: the apostrophe
+    # goes), which NFKC composes: fold and strip once more so the result is a fixed point.
+    return _strip(_fold(_strip(_fold(text)))).split()
 
 
 def _distinct(terms: Iterable[str], stopwords: frozenset[str]) -> list[str]:

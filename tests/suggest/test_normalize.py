@@ -213,3 +213,10 @@ def test_normalization_is_idempotent(raw: str, max_terms: int) -> None:
     assert len(first.terms) <= max_terms
     assert len(set(first.terms)) == len(first.terms)
     assert not set(first.terms) & (ENGLISH_STOPWORDS | extra)
+
+
+def test_a_mark_joined_to_its_letter_by_a_stripped_apostrophe_is_composed() -> None:
+    # Found by the idempotence property: the apostrophe goes, and NFKC then composes a + U+0301.
+    first = normalize_query("a'\u0301")
+    assert first.text == "\u00e1"
+    assert normalize_query(first.text) == first
