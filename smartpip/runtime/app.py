@@ -93,6 +93,7 @@ def create_app(
         metrics=resources.metrics,
         cors_origins=config.cors_origins,
         log_level=config.log_level,
+        log_format=config.log_format,
         request_timeout=config.request_timeout,
         body_timeout=config.body_timeout,
     )
