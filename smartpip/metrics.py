@@ -28,7 +28,14 @@ from prometheus_client.registry import Collector
 
 from supervisors import Outcome, RunRecord
 
-__all__ = ["KNOWN_METHODS", "OIDC_ENDPOINTS", "OIDC_OUTCOMES", "UNMATCHED_ROUTE", "Metrics"]
+__all__ = [
+    "FEATURE_STATES",
+    "KNOWN_METHODS",
+    "OIDC_ENDPOINTS",
+    "OIDC_OUTCOMES",
+    "UNMATCHED_ROUTE",
+    "Metrics",
+]
 
 KNOWN_METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
 UNMATCHED_ROUTE = "unmatched"
@@ -93,6 +100,29 @@ class _ConnectionsCollector(Collector):
             "Client connections refused at the connection limit (answered 503)",
             self._refused(),
         )
+
+
+FEATURE_STATES = ("up", "degraded", "down", "disabled")
+
+
+class _FeaturesCollector(Collector):
+    """``feature_state{feature,state}``: 1 for each feature's state now (what /v1/status
+    says), 0 for its other states; nothing until the app has set :attr:`source`."""
+
+    def __init__(self) -> None:
+        self.source: Callable[[], Mapping[str, str]] | None = None
+
+    def collect(self) -> Iterator[Metric]:
+        family = GaugeMetricFamily(
+            "feature_state",
+            "1 for the state each feature is in (up, degraded, down, disabled), as /v1/status",
+            labels=["feature", "state"],
+        )
+        states = self.source() if self.source is not None else {}
+        for feature, now in sorted(states.items()):
+            for state in FEATURE_STATES:
+                family.add_metric([feature, state], 1 if state == now else 0)
+        yield family
 
 
 class Metrics:
@@ -206,6 +236,13 @@ class Metrics:
         for endpoint in OIDC_ENDPOINTS:
             for outcome in OIDC_OUTCOMES:
                 self.oidc_requests.labels(endpoint, outcome)
+        self._features = _FeaturesCollector()
+        self.registry.register(self._features)
+
+    def watch_features(self, states: Callable[[], Mapping[str, str]]) -> None:
+        """Export each feature's state, read from ``states`` at scrape time (replaces any
+        earlier source: the app may be built more than once on the same resources)."""
+        self._features.source = states
 
     def set_build(self, version: str, commit: str) -> None:
         """Export ``smartpip_build_info{version, commit} 1``."""

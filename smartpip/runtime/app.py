@@ -49,6 +49,8 @@ def create_app(
         live = {"suggest": suggester.state()} if suggester is not None else None
         return feature_states(resources.health.state, enabled, live=live)
 
+    resources.metrics.watch_features(feature_status)
+
     blueprints = [
         ops_blueprint(
             resources.health.state,

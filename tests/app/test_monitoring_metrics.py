@@ -24,11 +24,15 @@ async def test_metrics_the_rules_read(app_factory: AppFactory) -> None:
     async with app_factory(build_commit="0123abc", jobs_paused="") as app:
         await app.client.get("/v1/status")
         await app.client.head("/v1/status")
+        status = (await app.client.get("/v1/status")).json()["features"]
         text = (await app.client.get("/metrics")).text
         children = set(app.resources.supervision.snapshot())
     assert 'smartpip_build_info{commit="0123abc",version="0.1.0"} 1.0' in text
     assert "service_ready 1.0" in text
-    assert 'http_request_duration_seconds_count{method="GET",route="/v1/status"} 1.0' in text
+    for feature, state in status.items():
+        assert f'feature_state{{feature="{feature}",state="{state}"}} 1.0' in text
+        assert text.count(f'feature_state{{feature="{feature}",') == 4
+    assert 'http_request_duration_seconds_count{method="GET",route="/v1/status"} 2.0' in text
     assert 'http_request_duration_seconds_count{method="HEAD",route="/v1/status"} 1.0' in text
     assert "_created" not in text
     assert 'oidc_requests_total{endpoint="token",outcome="misconfigured"} 0.0' in text

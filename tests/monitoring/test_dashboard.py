@@ -81,6 +81,7 @@ def test_the_dashboard_covers_what_the_operator_asked_for() -> None:
         "http_requests_total",
         "http_request_duration_seconds_bucket",
         "suggest_breaker_open",
+        "feature_state",
         "suggest_quota_searches_used",
         "suggest_quota_searches_budget",
         "suggest_quota_reset_timestamp_seconds",
