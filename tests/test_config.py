@@ -310,3 +310,10 @@ def test_backup_settings_are_checked() -> None:
     assert any(p.startswith("SMARTPIP_BACKUP_S3_SSE must be one of") for p in found)
     assert any("must be set together" in p for p in found)
     assert any(p.startswith("SMARTPIP_BACKUP_S3_KMS_KEY_ID needs") for p in found)
+
+
+def test_build_commit_is_a_short_label_value() -> None:
+    assert Config.from_env({}).build_commit == "unknown"
+    assert Config.from_env({"SMARTPIP_BUILD_COMMIT": "9cd595c"}).build_commit == "9cd595c"
+    (problem,) = problems({"SMARTPIP_BUILD_COMMIT": "not a commit; {x}"})
+    assert problem.startswith("SMARTPIP_BUILD_COMMIT")
