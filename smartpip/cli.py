@@ -155,7 +155,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.command == "config":
         print(json.dumps(config.redacted(), indent=2))
         return 0
-    configure_logging(config.log_level)
+    configure_logging(config.log_level, config.log_format)
     log = get_logger("smartpip.cli")
     if config.jwt_keys_generated:
         log.warning("SMARTPIP_JWT_KEYS unset: using a random development key")

@@ -159,6 +159,8 @@ class Config:
     health_interval: float = 2.0
     http_timeout: float = 5.0
     log_level: str = "info"
+    log_format: str = "json"
+    build_commit: str = "unknown"
 
     @property
     def production(self) -> bool:
@@ -250,6 +252,10 @@ class Config:
             "health_interval": r.number("HEALTH_INTERVAL", 2.0, float, 0.1, 300.0),
             "http_timeout": r.number("HTTP_TIMEOUT", 5.0, float, 0.1, 120.0),
             "log_level": r.choice("LOG_LEVEL", "info", ("debug", "info", "warning", "error")),
+            "log_format": r.choice("LOG_FORMAT", "json", ("json", "console")),
+            # The commit the image was built from, for smartpip_build_info (the Dockerfile
+            # or the deploy sets it); a label value, so bounded to a short token.
+            "build_commit": r.get("BUILD_COMMIT", "unknown", _check_replica_name),
         }
         raw_keys = r.secret("JWT_KEYS")
         keys = _parse_jwt_keys(raw_keys, r) if raw_keys is not None else ()

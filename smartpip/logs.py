@@ -1,4 +1,8 @@
-"""JSON logs: one object per line on stderr, for our code and for every library.
+"""Logs: one JSON object per line on stderr, for our code and for every library.
+
+``SMARTPIP_LOG_FORMAT=console`` renders the same events as aligned, human-readable lines for
+development instead (timestamp, level, event, then ``key=value`` fields); JSON is the default,
+and what production log shipping parses (docs/monitoring.md, "Logs").
 
 structlog renders; the standard library's loggers (hypercorn, quart, psycopg, ``supervisors``)
 are routed through the same renderer so every line is JSON and carries the request ID bound
@@ -14,7 +18,9 @@ from typing import Any
 
 import structlog
 
-__all__ = ["access_logger", "bind_request_id", "configure_logging", "get_logger"]
+__all__ = ["LOG_FORMATS", "access_logger", "bind_request_id", "configure_logging", "get_logger"]
+
+LOG_FORMATS = ("json", "console")
 
 _SHARED: list[Any] = [
     structlog.contextvars.merge_contextvars,
@@ -42,16 +48,28 @@ class _CoredisHandshakeFilter(logging.Filter):
         return True
 
 
-def configure_logging(level: str = "info") -> None:
-    """Send every log record, ours and the libraries', to stderr as one JSON object a line."""
+def _renderer(log_format: str) -> Any:
+    """The last processor: JSON, or structlog's console lines (colours only on a terminal)."""
+    if log_format == "console":
+        return structlog.dev.ConsoleRenderer(colors=sys.stderr.isatty())
+    if log_format != "json":
+        raise ValueError(f"unknown log format {log_format!r} (one of {', '.join(LOG_FORMATS)})")
+    return structlog.processors.JSONRenderer()
+
+
+def configure_logging(level: str = "info", log_format: str = "json") -> None:
+    """Send every log record, ours and the libraries', to stderr: one JSON object a line, or
+    with ``log_format="console"`` one human-readable line."""
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(
         structlog.stdlib.ProcessorFormatter(
             foreign_pre_chain=_SHARED,
             processors=[
                 structlog.stdlib.ProcessorFormatter.remove_processors_meta,
-                structlog.processors.format_exc_info,
-                structlog.processors.JSONRenderer(),
+                # The console renderer prints tracebacks itself (format_exc_info would turn
+                # them into a string field first).
+                *([structlog.processors.format_exc_info] if log_format == "json" else []),
+                _renderer(log_format),
             ],
         )
     )
@@ -84,8 +102,10 @@ def get_logger(name: str) -> structlog.stdlib.BoundLogger:
     return logger
 
 
-def access_logger(level: str = "info") -> structlog.typing.FilteringBoundLogger:
-    """The access log: the same JSON lines, written straight to stderr.
+def access_logger(
+    level: str = "info", log_format: str = "json"
+) -> structlog.typing.FilteringBoundLogger:
+    """The access log: the same lines (JSON or console), written straight to stderr.
 
     One line per request is the hottest log path, so it skips the standard library's
     record machinery (about 45 µs a line here) for structlog's own writer (about 14 µs).
@@ -96,7 +116,7 @@ def access_logger(level: str = "info") -> structlog.typing.FilteringBoundLogger:
             structlog.contextvars.merge_contextvars,
             structlog.processors.add_log_level,
             structlog.processors.TimeStamper(fmt="iso", utc=True),
-            structlog.processors.JSONRenderer(),
+            _renderer(log_format),
         ],
         wrapper_class=structlog.make_filtering_bound_logger(logging.getLevelName(level.upper())),
     )

@@ -3,11 +3,15 @@
 Cardinality rule: labels take values from closed sets only. ``route`` is the matched route
 template (``/v1/history/<provider>/<video_id>``) or ``unmatched``; ``method`` is one of the
 standard verbs or ``OTHER``; never a raw path, user ID or client address.
+
+The ``*_created`` series of counters and histograms are not exported (they double the series
+for a timestamp no alert or panel reads): :func:`prometheus_client.disable_created_metrics`,
+which is process-wide, is called when the first :class:`Metrics` is made.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 
 from prometheus_client import (
     CollectorRegistry,
@@ -16,6 +20,7 @@ from prometheus_client import (
     Histogram,
     PlatformCollector,
     ProcessCollector,
+    disable_created_metrics,
     generate_latest,
 )
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
@@ -23,7 +28,14 @@ from prometheus_client.registry import Collector
 
 from supervisors import Outcome, RunRecord
 
-__all__ = ["KNOWN_METHODS", "UNMATCHED_ROUTE", "Metrics"]
+__all__ = [
+    "FEATURE_STATES",
+    "KNOWN_METHODS",
+    "OIDC_ENDPOINTS",
+    "OIDC_OUTCOMES",
+    "UNMATCHED_ROUTE",
+    "Metrics",
+]
 
 KNOWN_METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
 UNMATCHED_ROUTE = "unmatched"
@@ -32,6 +44,10 @@ POOL_GAUGES = ("size", "available", "busy", "waiting", "queued", "min", "max")
 # Why these buckets: the API answers in single-digit milliseconds when healthy; the tail
 # buckets show dependency timeouts (0.25 s Redis, 1 s Postgres acquire, 5 s statements).
 LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
+# The OpenID client's requests (smartpip.auth.oidc), initialised at zero so that the first
+# failure is an increase the alert rules see.
+OIDC_ENDPOINTS = ("discovery", "jwks", "token", "revocation")
+OIDC_OUTCOMES = ("ok", "error", "rejected", "misconfigured")
 # Why these: jobs take from milliseconds (a claim held elsewhere) to an hour (a backup).
 JOB_BUCKETS = (0.01, 0.1, 0.5, 1.0, 5.0, 15.0, 60.0, 300.0, 900.0, 3600.0)
 
@@ -43,9 +59,11 @@ class _SnapshotCollector(Collector):
         self,
         pool_stats: Callable[[], Mapping[str, int]],
         dependency_up: Callable[[], Mapping[str, bool]],
+        ready: Callable[[], bool],
     ) -> None:
         self._pool_stats = pool_stats
         self._dependency_up = dependency_up
+        self._ready = ready
 
     def collect(self) -> Iterator[Metric]:
         pool = GaugeMetricFamily(
@@ -58,6 +76,12 @@ class _SnapshotCollector(Collector):
         yield pool
         for name, up in sorted(self._dependency_up().items()):
             yield GaugeMetricFamily(f"{name}_up", f"1 when {name} answered the last probe", up)
+        yield GaugeMetricFamily(
+            "service_ready",
+            "1 when Postgres answers and every migration is applied (what /readyz checks, "
+            "draining aside)",
+            1 if self._ready() else 0,
+        )
 
 
 class _ConnectionsCollector(Collector):
@@ -78,10 +102,34 @@ class _ConnectionsCollector(Collector):
         )
 
 
+FEATURE_STATES = ("up", "degraded", "down", "disabled")
+
+
+class _FeaturesCollector(Collector):
+    """``feature_state{feature,state}``: 1 for each feature's state now (what /v1/status
+    says), 0 for its other states; nothing until the app has set :attr:`source`."""
+
+    def __init__(self) -> None:
+        self.source: Callable[[], Mapping[str, str]] | None = None
+
+    def collect(self) -> Iterator[Metric]:
+        family = GaugeMetricFamily(
+            "feature_state",
+            "1 for the state each feature is in (up, degraded, down, disabled), as /v1/status",
+            labels=["feature", "state"],
+        )
+        states = self.source() if self.source is not None else {}
+        for feature, now in sorted(states.items()):
+            for state in FEATURE_STATES:
+                family.add_metric([feature, state], 1 if state == now else 0)
+        yield family
+
+
 class Metrics:
     """Every metric the service exports, registered on one :class:`CollectorRegistry`."""
 
     def __init__(self) -> None:
+        disable_created_metrics()  # type: ignore[no-untyped-call]  # (untyped upstream)
         self.registry = CollectorRegistry(auto_describe=True)
         ProcessCollector(registry=self.registry)
         PlatformCollector(registry=self.registry)
@@ -94,7 +142,7 @@ class Metrics:
         self.http_duration = Histogram(
             "http_request_duration_seconds",
             "Time to answer an HTTP request",
-            ["route"],
+            ["method", "route"],
             buckets=LATENCY_BUCKETS,
             registry=self.registry,
         )
@@ -165,6 +213,54 @@ class Metrics:
             ["child"],
             registry=self.registry,
         )
+        self.job_period = Gauge(
+            "job_period_seconds",
+            "Length of the job's current period (unpaused jobs only)",
+            ["job"],
+            registry=self.registry,
+        )
+        self.build_info = Gauge(
+            "smartpip_build_info",
+            "Always 1; the labels say which version and commit this process runs",
+            ["version", "commit"],
+            registry=self.registry,
+        )
+        self.oidc_requests = Counter(
+            "oidc_requests_total",
+            "Requests to the OpenID provider by endpoint (discovery, jwks, token, revocation) "
+            "and outcome (ok; error: unreachable or a bad answer; rejected: the user's code "
+            "refused; misconfigured: our client credentials refused)",
+            ["endpoint", "outcome"],
+            registry=self.registry,
+        )
+        for endpoint in OIDC_ENDPOINTS:
+            for outcome in OIDC_OUTCOMES:
+                self.oidc_requests.labels(endpoint, outcome)
+        self._features = _FeaturesCollector()
+        self.registry.register(self._features)
+
+    def watch_features(self, states: Callable[[], Mapping[str, str]]) -> None:
+        """Export each feature's state, read from ``states`` at scrape time (replaces any
+        earlier source: the app may be built more than once on the same resources)."""
+        self._features.source = states
+
+    def set_build(self, version: str, commit: str) -> None:
+        """Export ``smartpip_build_info{version, commit} 1``."""
+        self.build_info.labels(version, commit).set(1)
+
+    def declare_children(self, names: Iterable[str]) -> None:
+        """Start every supervised child's restart counter at zero, so a first restart shows."""
+        for name in names:
+            self.supervisor_restarts.labels(name)
+
+    def declare_job(self, name: str, period_seconds: float | None) -> None:
+        """Export a job's period length; None (a paused job) exports none."""
+        if period_seconds is not None:
+            self.job_period.labels(name).set(period_seconds)
+
+    def on_oidc_request(self, endpoint: str, outcome: str) -> None:
+        """OpenID client hook: count one request to the provider."""
+        self.oidc_requests.labels(endpoint, outcome).inc()
 
     def on_job_run(self, record: RunRecord) -> None:
         """Job-loop hook: count one run (or non-run) of a scheduled job's period."""
@@ -194,9 +290,10 @@ class Metrics:
         self,
         pool_stats: Callable[[], Mapping[str, int]],
         dependency_up: Callable[[], Mapping[str, bool]],
+        ready: Callable[[], bool],
     ) -> None:
-        """Export pool and dependency gauges computed from these callables at scrape time."""
-        self.registry.register(_SnapshotCollector(pool_stats, dependency_up))
+        """Export pool, dependency and readiness gauges computed at scrape time."""
+        self.registry.register(_SnapshotCollector(pool_stats, dependency_up, ready))
 
     def watch_connections(self, open_now: Callable[[], int], refused: Callable[[], int]) -> None:
         """Export the HTTP server's open connections and refusals, read at scrape time."""
@@ -211,7 +308,7 @@ class Metrics:
             # (methods x route templates x statuses), so caching the children is bounded.
             children = (
                 self.http_requests.labels(key[0], route, str(status)),
-                self.http_duration.labels(route),
+                self.http_duration.labels(key[0], route),
             )
             self._request_children[key] = children
         children[0].inc()

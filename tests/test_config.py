@@ -318,3 +318,10 @@ def test_rate_limit_settle_interval() -> None:
     for bad in ("0", "19", "5001", "fast"):
         found = problems({"SMARTPIP_RATE_LIMIT_SETTLE_MS": bad})
         assert any(p.startswith("SMARTPIP_RATE_LIMIT_SETTLE_MS must be") for p in found), found
+
+
+def test_build_commit_is_a_short_label_value() -> None:
+    assert Config.from_env({}).build_commit == "unknown"
+    assert Config.from_env({"SMARTPIP_BUILD_COMMIT": "9cd595c"}).build_commit == "9cd595c"
+    (problem,) = problems({"SMARTPIP_BUILD_COMMIT": "not a commit; {x}"})
+    assert problem.startswith("SMARTPIP_BUILD_COMMIT")

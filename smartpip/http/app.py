@@ -104,6 +104,7 @@ def create_http_app(
     cors_origins: Iterable[str],
     log_level: str,
     request_timeout: float,
+    log_format: str = "json",
     body_timeout: float,
 ) -> HygieneMiddleware:
     """Build the ASGI application around ``blueprints``.
@@ -113,6 +114,7 @@ def create_http_app(
         metrics: Where request counts and durations go.
         cors_origins: Exact origins allowed to call the API from a browser.
         log_level: The access log's level.
+        log_format: The access log's format (``json`` or ``console``).
         request_timeout: The per-request deadline (``SMARTPIP_REQUEST_TIMEOUT``).
         body_timeout: How long a request body may take to arrive (``SMARTPIP_BODY_TIMEOUT``).
 
@@ -175,5 +177,10 @@ def create_http_app(
     app.register_error_handler(RedisUnavailable, dependency_unavailable)
 
     return HygieneMiddleware(
-        app, metrics, cors_origins, log_level=log_level, request_timeout=request_timeout
+        app,
+        metrics,
+        cors_origins,
+        log_level=log_level,
+        log_format=log_format,
+        request_timeout=request_timeout,
     )

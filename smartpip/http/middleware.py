@@ -126,6 +126,7 @@ class HygieneMiddleware:
         metrics: Where request counts and durations go.
         cors_origins: Exact origins allowed to call the API from a browser.
         log_level: The access log's level.
+        log_format: The access log's format (``json`` or ``console``).
         request_timeout: Seconds a request may take, from its head to its last byte out;
             past it the request is cancelled and answered 503 ``deadline_exceeded``.
     """
@@ -137,11 +138,12 @@ class HygieneMiddleware:
         cors_origins: Iterable[str],
         *,
         log_level: str = "info",
+        log_format: str = "json",
         request_timeout: float = 30.0,
     ) -> None:
         self.app = app
         self.metrics = metrics
-        self.log = access_logger(log_level)
+        self.log = access_logger(log_level, log_format)
         self.cors_origins = frozenset(cors_origins)
         self.request_timeout = request_timeout
 

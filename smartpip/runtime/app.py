@@ -49,6 +49,8 @@ def create_app(
         live = {"suggest": suggester.state()} if suggester is not None else None
         return feature_states(resources.health.state, enabled, live=live)
 
+    resources.metrics.watch_features(feature_status)
+
     blueprints = [
         ops_blueprint(
             resources.health.state,
@@ -93,6 +95,7 @@ def create_app(
         metrics=resources.metrics,
         cors_origins=config.cors_origins,
         log_level=config.log_level,
+        log_format=config.log_format,
         request_timeout=config.request_timeout,
         body_timeout=config.body_timeout,
     )

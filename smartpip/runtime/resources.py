@@ -10,6 +10,7 @@ import time
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from datetime import timedelta
+from importlib import metadata
 
 import attrs
 import httpx
@@ -138,7 +139,7 @@ def session_policy(config: Config) -> SessionPolicy:
     )
 
 
-def oidc_client(config: Config, http: httpx.AsyncClient) -> OidcClient | None:
+def oidc_client(config: Config, http: httpx.AsyncClient, metrics: Metrics) -> OidcClient | None:
     """The OpenID provider client, or None when sign-in is not configured."""
     if config.oidc_client_id is None or config.oidc_client_secret is None:
         return None
@@ -147,7 +148,7 @@ def oidc_client(config: Config, http: httpx.AsyncClient) -> OidcClient | None:
         client_id=config.oidc_client_id,
         client_secret=config.oidc_client_secret,
     )
-    return OidcClient(settings, http)
+    return OidcClient(settings, http, on_request=metrics.on_oidc_request)
 
 
 def suggester(
@@ -201,6 +202,7 @@ async def open_resources(
         clock: Wall-clock seconds for suggest's cache freshness and quota day (tests move it).
     """
     metrics = Metrics()
+    metrics.set_build(metadata.version("smartpip"), config.build_commit)
     redis_settings = RedisSettings(
         url=config.redis_url,
         prefix=config.redis_prefix,
@@ -214,7 +216,7 @@ async def open_resources(
         httpx.AsyncClient(timeout=timeout, follow_redirects=False) as http,
     ):
         health = HealthMonitor(db, redis, load_migrations())
-        metrics.watch(db.stats, health.state.up)
+        metrics.watch(db.stats, health.state.up, lambda: health.state.ready)
         backups = open_backups(config, metrics)
         metrics.backup_enabled.set(0 if backups is None else 1)
         tokens = AccessTokens(config.jwt_keys)
@@ -241,7 +243,7 @@ async def open_resources(
                 config.trusted_proxies,
                 revocations,
             ),
-            oidc=oidc_client(config, http),
+            oidc=oidc_client(config, http, metrics),
             suggest=suggester(config, http, db, redis, metrics, clock),
             clock=clock,
             backups=backups,

@@ -24,6 +24,7 @@ the coroutines; their schedules and policies are decided here.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from datetime import UTC, datetime
 
 from smartpip.runtime.jobs import job_specs, replica_name
 from smartpip.runtime.resources import Resources
@@ -89,6 +90,12 @@ def supervision_tree(
             ),
         ]
     holder = replica_name(resources.config)
+    jobs = [*job_specs(resources), *extra_jobs]
+    now = datetime.fromtimestamp(resources.clock(), UTC)
+    for spec in jobs:
+        # The alert on a job not succeeding for several periods reads this (docs/monitoring.md).
+        period = None if spec.paused else spec.schedule.period_at(now).seconds
+        resources.metrics.declare_job(spec.name, period)
     children += [
         job_child(
             spec,
@@ -96,6 +103,7 @@ def supervision_tree(
             registry=registry,
             on_run=resources.metrics.on_job_run,
         )
-        for spec in [*job_specs(resources), *extra_jobs]
+        for spec in jobs
     ]
+    resources.metrics.declare_children(child.name for child in children)
     return children

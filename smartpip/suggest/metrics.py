@@ -43,6 +43,16 @@ class SuggestMetrics:
             "Searches left in the current Pacific-time day's budget",
             registry=registry,
         )
+        self.quota_budget = Gauge(
+            "suggest_quota_searches_budget",
+            "Searches budgeted for a Pacific-time day (SMARTPIP_SUGGEST_DAILY_BUDGET)",
+            registry=registry,
+        )
+        self.quota_reset = Gauge(
+            "suggest_quota_reset_timestamp_seconds",
+            "When the current Pacific-time day's quota resets (next midnight Pacific, Unix time)",
+            registry=registry,
+        )
         self.quota_units = Gauge(
             "suggest_quota_units_used",
             "YouTube quota units counted for the current Pacific-time day",
@@ -70,8 +80,11 @@ class SuggestMetrics:
         for known in BREAKER_REASONS:
             self.breaker.labels(known).set(1 if known == reason else 0)
 
-    def set_quota(self, usage: QuotaUsage, budget: int) -> None:
-        """Show the day's shared usage; ``budget`` in searches, the remainder from the units."""
+    def set_quota(self, usage: QuotaUsage, budget: int, resets_at: float) -> None:
+        """Show the day's shared usage; ``budget`` in searches, the remainder from the units,
+        ``resets_at`` the Unix time of the next midnight Pacific."""
+        self.quota_budget.set(budget)
+        self.quota_reset.set(resets_at)
         self.quota_used.set(usage.searches)
         self.quota_remaining.set(searches_left(budget_units(budget), usage.units))
         self.quota_units.set(usage.units)

@@ -545,7 +545,9 @@ class Suggester:
         usage = await self._gate.observe()
         self._metrics.set_breaker(self._gate.breaker_reason)
         if usage is not None:
-            self._metrics.set_quota(usage, self.settings.daily_budget)
+            self._metrics.set_quota(
+                usage, self.settings.daily_budget, self._quota_reset().timestamp()
+            )
 
     @property
     def running(self) -> bool:

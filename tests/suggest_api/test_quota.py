@@ -164,6 +164,9 @@ async def test_daily_budget_spent_refuses_until_midnight_without_calling(
         assert (await breaker_gauges(app))["quota"] == 1.0
         assert await metric(app, "suggest_quota_searches_used") == 2.0
         assert await metric(app, "suggest_quota_searches_remaining") == 0.0
+        assert await metric(app, "suggest_quota_searches_budget") == 2.0
+        reset = await metric(app, "suggest_quota_reset_timestamp_seconds")
+        assert reset == next_midnight(clock).timestamp()
         assert await suggest_state(app) == "degraded"
 
         clock.advance(to_midnight(clock))
@@ -172,6 +175,7 @@ async def test_daily_budget_spent_refuses_until_midnight_without_calling(
         await breaker_gauges(app)
         assert await metric(app, "suggest_quota_searches_used") == 1.0
         assert await metric(app, "suggest_quota_searches_remaining") == 1.0
+        assert await metric(app, "suggest_quota_reset_timestamp_seconds") == reset + 86_400
 
 
 async def test_a_search_costs_101_units_and_retries_cost_more(

@@ -22,7 +22,7 @@ from smartpip.auth.oidc._errors import FetchFailed, OidcRejected, OidcUnavailabl
 from smartpip.auth.oidc._fetch import get_json
 from smartpip.auth.oidc._settings import OidcSettings
 
-__all__ = ["FAILURE_BACKOFF", "Cached", "ProviderCache"]
+__all__ = ["FAILURE_BACKOFF", "Cached", "ProviderCache", "RequestHook"]
 
 T = TypeVar("T")
 
@@ -32,6 +32,11 @@ FAILURE_BACKOFF = 5.0
 # Why clamp max-age to [60 s, 1 day]: a zero max-age would send every sign-in to the issuer,
 # a huge one would keep a withdrawn key trusted. Google sends hours for both documents.
 _MIN_MAX_AGE, _MAX_MAX_AGE = 60.0, 86400.0
+# The documents' names in the log, by their endpoint name in the metrics.
+_DOCUMENTS = {"discovery": "discovery document", "jwks": "signing keys"}
+
+RequestHook = Callable[[str, str], None]
+"""Called with an endpoint and an outcome after each request to the provider."""
 
 
 @attrs.define(eq=False)
@@ -62,11 +67,17 @@ class ProviderCache:
         settings: Issuer and cache settings.
         http: The shared client.
         monotonic: Clock for cache lifetimes, the failure back-off and the refetch cool-down.
+        on_request: Called with ``("discovery" or "jwks", "ok" or "error")`` after each fetch.
     """
 
     def __init__(
-        self, settings: OidcSettings, http: httpx.AsyncClient, monotonic: Callable[[], float]
+        self,
+        settings: OidcSettings,
+        http: httpx.AsyncClient,
+        monotonic: Callable[[], float],
+        on_request: RequestHook,
     ) -> None:
+        self._on_request = on_request
         self._settings = settings
         self._http = http
         self._monotonic = monotonic
@@ -88,7 +99,7 @@ class ProviderCache:
         seen = cache.generation
         async with cache.lock:
             if cache.generation == seen:
-                await self._refresh(cache, self._fetch_discovery, "discovery document")
+                await self._refresh(cache, self._fetch_discovery, "discovery")
         if cache.value is None:
             raise OidcUnavailable(f"OpenID discovery unavailable: {cache.last_error}")
         return cache.value
@@ -112,10 +123,10 @@ class ProviderCache:
             now = self._monotonic()
             if cache.generation == seen:
                 if cache.fresh(now) is None:
-                    await self._refresh(cache, self._fetch_jwks, "signing keys")
+                    await self._refresh(cache, self._fetch_jwks, "jwks")
                 elif now >= self._next_kid_refetch:
                     self._next_kid_refetch = now + self._settings.kid_refetch_cooldown
-                    await self._refresh(cache, self._fetch_jwks, "signing keys")
+                    await self._refresh(cache, self._fetch_jwks, "jwks")
         if cache.value is None:
             raise OidcUnavailable(f"signing keys unavailable: {cache.last_error}")
         if kid not in cache.value:
@@ -123,9 +134,10 @@ class ProviderCache:
         return cache.value[kid]
 
     async def _refresh(
-        self, cache: Cached[T], fetch: Callable[[], Awaitable[tuple[T, float]]], what: str
+        self, cache: Cached[T], fetch: Callable[[], Awaitable[tuple[T, float]]], endpoint: str
     ) -> None:
         """Fetch into ``cache``, whose lock the caller holds, unless a failure was too recent."""
+        what = _DOCUMENTS[endpoint]
         if self._monotonic() < cache.retry_at:
             return
         # The generation moves when the fetch ends (not when it starts, nor when it is
@@ -138,7 +150,9 @@ class ProviderCache:
             cache.retry_at = self._monotonic() + FAILURE_BACKOFF
             serving = "the last good copy" if cache.value is not None else "nothing"
             log.warning("OpenID fetch failed", document=what, reason=str(error), serving=serving)
+            self._on_request(endpoint, "error")
         else:
+            self._on_request(endpoint, "ok")
             cache.generation += 1
             cache.value, cache.expires_at = value, self._monotonic() + max_age
 

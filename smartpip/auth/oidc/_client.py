@@ -13,7 +13,7 @@ from urllib.parse import quote_plus
 
 import httpx
 
-from smartpip.auth.oidc._cache import ProviderCache
+from smartpip.auth.oidc._cache import ProviderCache, RequestHook
 from smartpip.auth.oidc._claims import VerifiedIdentity, check_claims, decode, unverified_kid
 from smartpip.auth.oidc._errors import FetchFailed, OidcRejected, misconfigured, unavailable
 from smartpip.auth.oidc._fetch import json_object, request
@@ -32,6 +32,10 @@ class OidcClient:
         http: The shared client (its timeouts apply; redirects are never followed).
         clock: Wall clock for ``exp``, ``iat`` and ``nbf``.
         monotonic: Clock for cache lifetimes and the refetch cool-down.
+        on_request: Called with ``(endpoint, outcome)`` after each request to the provider:
+            endpoint ``discovery``, ``jwks``, ``token`` or ``revocation``; outcome ``ok``,
+            ``error`` (unreachable, 5xx, a malformed answer), ``rejected`` (the user's grant
+            refused) or ``misconfigured`` (our client credentials refused). For the metrics.
     """
 
     def __init__(
@@ -41,12 +45,14 @@ class OidcClient:
         *,
         clock: Callable[[], float] = time.time,
         monotonic: Callable[[], float] = time.monotonic,
+        on_request: RequestHook = lambda _endpoint, _outcome: None,
     ) -> None:
         self._settings = settings
         self._http = http
         self._clock = clock
         self._issuer = settings.issuer.rstrip("/")
-        self._provider = ProviderCache(settings, http, monotonic)
+        self._on_request = on_request
+        self._provider = ProviderCache(settings, http, monotonic, on_request)
 
     async def verify_id_token(self, id_token: str) -> VerifiedIdentity:
         """Verify an ID token's signature and claims (not its nonce against any store).
@@ -93,17 +99,24 @@ class OidcClient:
         }
         settings = self._settings
         auth = httpx.BasicAuth(quote_plus(settings.client_id), quote_plus(settings.client_secret))
-        status, body = await self._call("POST", discovery.token_endpoint, data=form, auth=auth)
+        status, body = await self._call(
+            "token", "POST", discovery.token_endpoint, data=form, auth=auth
+        )
         if status == 200:
             id_token = json_object(body).get("id_token")
             if not isinstance(id_token, str) or not id_token:
+                self._on_request("token", "error")
                 raise unavailable("token endpoint answered without an id token")
+            self._on_request("token", "ok")
             return id_token
         error = _oauth_error(body)
         if status == 401 or error in ("invalid_client", "unauthorized_client"):
+            self._on_request("token", "misconfigured")
             raise misconfigured(f"token endpoint refused our client credentials: {error}")
         if 400 <= status < 500 and status not in (408, 429):
+            self._on_request("token", "rejected")
             raise OidcRejected(f"code exchange refused: {error}")
+        self._on_request("token", "error")
         raise unavailable(f"token endpoint answered HTTP {status}")
 
     async def revoke(self, token: str) -> None:
@@ -117,16 +130,25 @@ class OidcClient:
         endpoint = (await self._provider.discovery()).revocation_endpoint
         if endpoint is None:
             raise unavailable("the provider has no revocation endpoint")
-        status, body = await self._call("POST", endpoint, data={"token": token})
+        status, body = await self._call("revocation", "POST", endpoint, data={"token": token})
         if status != 200 and not (status == 400 and _oauth_error(body) == "invalid_token"):
+            self._on_request("revocation", "error")
             raise unavailable(f"revocation endpoint answered HTTP {status}")
+        self._on_request("revocation", "ok")
 
     async def _call(
-        self, method: str, url: str, *, data: Mapping[str, str], auth: httpx.Auth | None = None
+        self,
+        endpoint: str,
+        method: str,
+        url: str,
+        *,
+        data: Mapping[str, str],
+        auth: httpx.Auth | None = None,
     ) -> tuple[int, bytes]:
         try:
             status, _, body = await request(self._http, method, url, data=data, auth=auth)
         except FetchFailed as error:
+            self._on_request(endpoint, "error")
             raise unavailable(f"OpenID provider unreachable: {error}") from None
         return status, body
 
