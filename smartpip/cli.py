@@ -153,10 +153,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(error, file=sys.stderr)
         return EXIT_CONFIG
     if args.command == "config":
+        for line in config.summary():  # what is on and off, for people; the JSON for tools
+            print(line, file=sys.stderr)
         print(json.dumps(config.redacted(), indent=2))
         return 0
     configure_logging(config.log_level)
     log = get_logger("smartpip.cli")
+    if args.command == "serve":
+        log.info("configuration", parts=config.summary())
     if config.jwt_keys_generated:
         log.warning("SMARTPIP_JWT_KEYS unset: using a random development key")
     from smartpip.runtime.main import StartupError, dev_token, migrate
