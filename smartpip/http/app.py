@@ -105,6 +105,7 @@ def create_http_app(
     log_level: str,
     request_timeout: float,
     body_timeout: float,
+    draining: Callable[[], bool] = lambda: False,
 ) -> HygieneMiddleware:
     """Build the ASGI application around ``blueprints``.
 
@@ -115,6 +116,7 @@ def create_http_app(
         log_level: The access log's level.
         request_timeout: The per-request deadline (``SMARTPIP_REQUEST_TIMEOUT``).
         body_timeout: How long a request body may take to arrive (``SMARTPIP_BODY_TIMEOUT``).
+        draining: Whether the process is draining (responses then close their connection).
 
     Returns:
         The Quart app wrapped in :class:`HygieneMiddleware`; the Quart app itself is
@@ -175,5 +177,10 @@ def create_http_app(
     app.register_error_handler(RedisUnavailable, dependency_unavailable)
 
     return HygieneMiddleware(
-        app, metrics, cors_origins, log_level=log_level, request_timeout=request_timeout
+        app,
+        metrics,
+        cors_origins,
+        log_level=log_level,
+        request_timeout=request_timeout,
+        draining=draining,
     )

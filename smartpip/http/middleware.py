@@ -128,6 +128,7 @@ class HygieneMiddleware:
         log_level: The access log's level.
         request_timeout: Seconds a request may take, from its head to its last byte out;
             past it the request is cancelled and answered 503 ``deadline_exceeded``.
+        draining: Whether the process is draining; then every response ends its connection.
     """
 
     def __init__(
@@ -138,8 +139,10 @@ class HygieneMiddleware:
         *,
         log_level: str = "info",
         request_timeout: float = 30.0,
+        draining: Callable[[], bool] = lambda: False,
     ) -> None:
         self.app = app
+        self.draining = draining
         self.metrics = metrics
         self.log = access_logger(log_level)
         self.cors_origins = frozenset(cors_origins)
@@ -161,6 +164,7 @@ class HygieneMiddleware:
             receive,
             send,
             partial(self._response_headers, request_id=request_id, allowed_origin=allowed_origin),
+            self.draining,
         )
         timed_out = False
         try:

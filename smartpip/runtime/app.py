@@ -95,4 +95,5 @@ def create_app(
         log_level=config.log_level,
         request_timeout=config.request_timeout,
         body_timeout=config.body_timeout,
+        draining=lambda: lifecycle.draining,
     )
