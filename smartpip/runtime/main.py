@@ -67,10 +67,12 @@ class ListenError(Exception):
 
 
 def open_listeners(config: Config) -> list[socket.socket]:
-    """The listening sockets on ``SMARTPIP_BIND``, listening already.
+    """The sockets on ``SMARTPIP_BIND``, bound but not listening yet.
 
     Opened once, before anything else starts: by ``smartpip serve`` itself, whose workers
-    inherit them (:mod:`smartpip.runtime.workers`).
+    inherit them (:mod:`smartpip.runtime.workers`). A busy address fails here, at once. The
+    server starts listening (:func:`serve_http`) only once it is ready to accept: until then
+    a connection is refused (a proxy tries another replica) rather than queued unanswered.
 
     Raises:
         ListenError: naming the address and the reason, e.g. "Address already in use".
@@ -78,8 +80,6 @@ def open_listeners(config: Config) -> list[socket.socket]:
     hconfig = hypercorn_config(config)
     try:
         sockets = hconfig.create_sockets().insecure_sockets
-        for sock in sockets:
-            sock.listen(hconfig.backlog)
     except OSError as error:
         raise ListenError(f"cannot listen on {config.bind}: {error.strerror or error}") from None
     return sockets
@@ -130,6 +130,8 @@ async def serve_http(
             sockets = open_listeners(config)
         except ListenError as error:
             raise StartupError(str(error)) from None
+    for sock in sockets:
+        sock.listen(hconfig.backlog)  # again in a later worker: harmless
 
     async def shutdown_trigger() -> None:
         await lifecycle.stop_serving.wait()
