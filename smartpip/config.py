@@ -5,7 +5,8 @@ This is the only module that reads the process environment. :meth:`Config.from_e
 prints the list and exits with status 2, without a traceback.
 
 Secrets (``SMARTPIP_JWT_KEYS``, ``SMARTPIP_OIDC_CLIENT_SECRET``, ``SMARTPIP_YOUTUBE_API_KEY``,
-``SMARTPIP_OPS_TOKEN``) may instead be given as ``NAME_FILE`` pointing at a file (Docker
+``SMARTPIP_OPS_TOKEN``, and ``SMARTPIP_DATABASE_URL``, which may hold a password) may instead
+be given as ``NAME_FILE`` pointing at a file (Docker
 secrets); setting both is an error.
 """
 
@@ -218,7 +219,7 @@ class Config:
         values: dict[str, Any] = {
             "env": env,
             "bind": bind,
-            "database_url": r.get("DATABASE_URL", "postgresql://localhost/smartpip", check_pg_url),
+            "database_url": _database_url(r),
             "db_pool_size": r.number("DB_POOL_SIZE", 10, int, 1, 200),
             "db_statement_timeout_ms": r.number("DB_STATEMENT_TIMEOUT_MS", 5000, int, 100, 600_000),
             "db_acquire_timeout": r.number("DB_ACQUIRE_TIMEOUT", 1.0, float, 0.05, 60.0),
@@ -418,6 +419,18 @@ def _backup_settings(r: EnvReader) -> dict[str, Any]:
     if values["backup_s3_kms_key_id"] is not None and values["backup_s3_sse"] != "aws:kms":
         r.problem("BACKUP_S3_KMS_KEY_ID", "needs SMARTPIP_BACKUP_S3_SSE=aws:kms")
     return values
+
+
+def _database_url(r: EnvReader) -> str:
+    """``SMARTPIP_DATABASE_URL``, or ``SMARTPIP_DATABASE_URL_FILE`` when it holds a password."""
+    value = r.secret("DATABASE_URL")
+    if value is None:
+        return "postgresql://localhost/smartpip"
+    error = check_pg_url(value)
+    if error is not None:
+        r.problem("DATABASE_URL", error)
+        return "postgresql://localhost/smartpip"
+    return value
 
 
 def _parse_jwt_keys(raw: str, r: EnvReader) -> tuple[JwtKey, ...]:

@@ -205,6 +205,18 @@ def test_an_unreadable_secret_file_is_one_line_and_exit_2(tmp_path: Path) -> Non
     assert ("Is a directory" if readable else "Permission denied") in line
 
 
+def test_database_url_from_a_file(tmp_path: Path) -> None:
+    url = tmp_path / "database_url"
+    url.write_text("postgresql://smartpip:pw-from-file@postgres:5432/smartpip\n")
+    config = Config.from_env({"SMARTPIP_DATABASE_URL_FILE": str(url)})
+    assert config.database_url == "postgresql://smartpip:pw-from-file@postgres:5432/smartpip"
+    assert "pw-from-file" not in json.dumps(config.redacted())
+    url.write_text("mysql://nope")
+    assert problems({"SMARTPIP_DATABASE_URL_FILE": str(url)}) == [
+        "SMARTPIP_DATABASE_URL must be a postgresql:// URL"
+    ]
+
+
 def test_malformed_jwt_keys() -> None:
     assert problems({"SMARTPIP_JWT_KEYS": "nokid"}) == [
         "SMARTPIP_JWT_KEYS entries must be kid:secret"

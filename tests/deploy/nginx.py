@@ -39,7 +39,7 @@ class Nginx:
         return f"https://127.0.0.1:{self.https_port}"
 
     def access_log(self) -> str:
-        return (self.prefix / "logs" / "smartpip-access.log").read_text()
+        return (self.prefix / "logs" / "access.log").read_text()
 
 
 def _substitute(text: str, old: str, new: str) -> str:
