@@ -201,3 +201,18 @@ async def test_responses_close_their_connection_while_draining(
             await conn.aclose()
         await wait_exit(process, within=30)
     assert process.returncode == 0
+
+
+def test_workers_option(capsys: pytest.CaptureFixture[str]) -> None:
+    from smartpip.cli import _parser
+    from smartpip.runtime.workers import cpu_count
+
+    assert _parser().parse_args(["serve"]).workers == 1
+    assert _parser().parse_args(["serve", "--workers", "3"]).workers == 3
+    assert _parser().parse_args(["serve", "--workers", "auto"]).workers == cpu_count()
+    assert cpu_count() == len(os.sched_getaffinity(0))
+    for bad in ("0", "two"):
+        with pytest.raises(SystemExit) as refused:
+            _parser().parse_args(["serve", "--workers", bad])
+        assert refused.value.code == 2
+    assert "--workers" in capsys.readouterr().err

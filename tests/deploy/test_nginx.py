@@ -188,6 +188,12 @@ async def test_request_ids_logs_errors_and_gzip(edge: tuple[Nginx, list[Replica]
         assert too_big.status_code == 413
         assert too_big.headers["content-type"] == "application/problem+json"
         assert too_big.json()["requestId"] == "req-big"
+        huge = await http.get(
+            "/v1/status", headers={"X-Padding": "p" * 20_000, "X-Request-ID": "req-huge"}
+        )
+        assert huge.status_code == 400
+        assert huge.headers["content-type"] == "application/problem+json"
+        assert huge.json()["code"] == "invalid_request"
         # The api's own errors pass untouched.
         missing = await http.get("/v1/nothing-here")
         assert missing.status_code == 404 and missing.json()["code"] == "not_found"
