@@ -13,6 +13,7 @@ import subprocess
 import sys
 from collections.abc import Iterator
 from contextlib import ExitStack, contextmanager
+from functools import partial
 from pathlib import Path
 
 import httpx
@@ -301,3 +302,35 @@ async def test_a_rolling_restart_under_load_fails_no_request(
     failures = [outcome for outcome in outcomes if outcome != 200]
     assert failures == [], failures[:10]
     assert len(outcomes) > 100
+
+
+async def test_only_idempotent_requests_are_retried_on_the_next_replica(
+    pg_url: str, redis_prefix: str, tmp_path: Path
+) -> None:
+    """One upstream reads each request and hangs up without answering (a replica dying
+    mid-request). nginx tries the other replica for a GET; a POST, which may have been acted
+    on, is never sent twice: 502."""
+
+    async def hang_up(stream: trio.SocketStream) -> None:
+        await stream.receive_some(65536)  # the request arrived...
+        await stream.aclose()  # ...and no answer comes
+
+    async with trio.open_nursery() as nursery:
+        [listener] = await nursery.start(partial(trio.serve_tcp, hang_up, 0, host="127.0.0.1"))
+        dropper = listener.socket.getsockname()[1]
+        with (
+            replicas(1, pg_url, redis_prefix, tmp_path, **SIGN_IN) as api,
+            run_nginx(tmp_path / "nginx", [dropper, api[0].port], free_port(), free_port()) as (
+                nginx,
+                _process,
+            ),
+        ):
+            await api[0].ready()
+            async with client(nginx) as http:
+                gets = [(await http.get("/v1/status")).status_code for _ in range(6)]
+                posts = [(await http.post("/v1/auth/oidc/start")).status_code for _ in range(6)]
+        nursery.cancel_scope.cancel()
+    assert gets == [200] * 6
+    # Round robin sends some POSTs to the dropper first: those fail, the others are answered.
+    assert 502 in posts and 200 in posts
+    assert set(posts) == {200, 502}
