@@ -253,7 +253,7 @@ async def test_a_rolling_restart_under_load_fails_no_request(
     pg_url: str, redis_prefix: str, tmp_path: Path
 ) -> None:
     with (
-        replicas(2, pg_url, redis_prefix, tmp_path, drain_seconds="1") as api,
+        replicas(2, pg_url, redis_prefix, tmp_path, drain_seconds="1", **SIGN_IN) as api,
         run_nginx(tmp_path / "nginx", [r.port for r in api], free_port(), free_port()) as (
             nginx,
             _process,
@@ -266,13 +266,24 @@ async def test_a_rolling_restart_under_load_fails_no_request(
         # (count, event): set once that many requests have been answered.
         waiting: list[tuple[int, trio.Event]] = []
 
-        async def steady_load(user: str) -> None:
+        async def steady_load(user: int) -> None:
             """One user through the edge at about 10 requests a second (under nginx's
-            per-address limit of 20)."""
+            per-address limit of 20): reads, and every fourth a POST, which nginx never sends
+            twice (a fresh address each, under the api's sign-in limit of 20 a minute)."""
+            sent = 0
             async with client(nginx) as http:
                 while not done.is_set():
+                    sent += 1
                     try:
-                        answer = await http.get("/v1/status", headers={"CF-Connecting-IP": user})
+                        if sent % 4:
+                            answer = await http.get(
+                                "/v1/status", headers={"CF-Connecting-IP": f"203.0.113.{user}"}
+                            )
+                        else:
+                            answer = await http.post(
+                                "/v1/auth/oidc/start",
+                                headers={"CF-Connecting-IP": f"198.18.{user}.{sent // 4 % 250}"},
+                            )
                         outcomes.append(answer.status_code)
                     except httpx.TransportError as error:
                         outcomes.append(repr(error))
@@ -288,8 +299,8 @@ async def test_a_rolling_restart_under_load_fails_no_request(
                 await event.wait()
 
         async with trio.open_nursery() as nursery:
-            for user in range(8):
-                nursery.start_soon(steady_load, f"203.0.113.{user + 1}")
+            for user in range(1, 9):
+                nursery.start_soon(steady_load, user)
             for replica in api:
                 assert replica.process is not None
                 replica.process.send_signal(signal.SIGTERM)
