@@ -7,7 +7,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-stamp
 PYTHON ?= python3
 
-.PHONY: run test lint format bench fuzz venv lock clean
+.PHONY: run test lint format bench fuzz venv lock clean cloudflare-ips secrets
 
 $(STAMP): pyproject.toml constraints.txt
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -44,6 +44,14 @@ fuzz: venv
 bench: venv
 	command -v wrk >/dev/null || { apt-get update -qq && apt-get install -y -qq wrk; }
 	$(PY) -m bench.run
+
+## Write every secret compose.yaml reads into secrets/ (kept when present; docs/deploy.md).
+secrets:
+	deploy/make-secrets
+
+## Refresh nginx/cloudflare-ips.conf from Cloudflare's published ranges (commit the result).
+cloudflare-ips:
+	nginx/update-cloudflare-ips
 
 ## Re-pin constraints.txt from what pyproject.toml resolves to today.
 lock:

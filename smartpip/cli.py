@@ -11,7 +11,9 @@ import argparse
 import json
 import sys
 from collections.abc import Sequence
+from functools import partial
 
+import attrs
 import trio
 
 from smartpip.config import Config, ConfigError
@@ -36,13 +38,26 @@ def _parser() -> argparse.ArgumentParser:
         "(see the README).",
     )
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    commands.add_parser(
+    serve = commands.add_parser(
         "serve",
         help="migrate, then serve HTTP and run the supervised tasks until SIGTERM",
         description="Apply pending migrations, then serve HTTP on SMARTPIP_BIND beside the "
         "supervised background tasks. SIGTERM or SIGINT drains and stops gracefully; "
-        "a second signal stops at once.",
+        "a second signal stops at once. A busy address exits with status 2.",
     )
+    serve.add_argument(
+        "--workers",
+        type=_workers,
+        default=1,
+        metavar="N",
+        help="worker processes sharing one listening socket, each a full replica "
+        "(default 1; 'auto': one per CPU this process may use)",
+    )
+    # A worker of --workers N, started by the parent: the inherited listening socket(s), the
+    # pipe that ends when the parent is gone, and the worker's number.
+    serve.add_argument("--listen-fd", type=int, action="append", help=argparse.SUPPRESS)
+    serve.add_argument("--parent-fd", type=int, help=argparse.SUPPRESS)
+    serve.add_argument("--worker", type=int, help=argparse.SUPPRESS)
     commands.add_parser(
         "migrate",
         help="create the database if missing and apply pending migrations",
@@ -95,6 +110,14 @@ def _parser() -> argparse.ArgumentParser:
         "as JSON with secrets redacted, or every problem found.",
     )
     return parser
+
+
+def _workers(text: str) -> int:
+    if text == "auto":
+        from smartpip.runtime.workers import cpu_count
+
+        return cpu_count()
+    return _positive(text)
 
 
 def _positive(text: str) -> int:
@@ -153,6 +176,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(error, file=sys.stderr)
         return EXIT_CONFIG
     if args.command == "config":
+        for line in config.summary():  # what is on and off, for people; the JSON for tools
+            print(line, file=sys.stderr)
         print(json.dumps(config.redacted(), indent=2))
         return 0
     configure_logging(config.log_level, config.log_format)
@@ -160,7 +185,6 @@ def main(argv: Sequence[str] | None = None) -> int:
     if config.jwt_keys_generated:
         log.warning("SMARTPIP_JWT_KEYS unset: using a random development key")
     from smartpip.runtime.main import StartupError, dev_token, migrate
-    from smartpip.runtime.main import main as serve_main
 
     try:
         if args.command == "jobs":
@@ -182,10 +206,36 @@ def main(argv: Sequence[str] | None = None) -> int:
             applied = trio.run(migrate, config)
             log.info("migrations applied" if applied else "no pending migrations", versions=applied)
             return 0
-        return trio.run(serve_main, config)
+        return _serve(config, args)
     except StartupError as error:
         log.error("cannot start", reason=str(error))
         return EXIT_STARTUP
+
+
+def _serve(config: Config, args: argparse.Namespace) -> int:
+    import socket
+
+    from smartpip.runtime.main import ListenError, open_listeners
+    from smartpip.runtime.main import main as serve_main
+
+    log = get_logger("smartpip.cli")
+    if args.listen_fd:  # a worker: the parent opened the socket
+        sockets = [socket.socket(fileno=fd) for fd in args.listen_fd]
+        if args.worker is not None and config.replica_name is not None:
+            config = attrs.evolve(config, replica_name=f"{config.replica_name}-{args.worker}")
+        return trio.run(partial(serve_main, config, sockets=sockets, parent_fd=args.parent_fd))
+    try:
+        sockets = open_listeners(config)
+    except ListenError as error:
+        log.error("cannot start", reason=str(error))
+        return EXIT_CONFIG
+    log.info("configuration", parts=config.summary())
+    if args.workers == 1:
+        return trio.run(partial(serve_main, config, sockets=sockets))
+    from smartpip.runtime.workers import run_workers
+
+    log.info("starting workers", workers=args.workers, binds=config.bind)
+    return trio.run(run_workers, args.workers, sockets)
 
 
 async def _jobs(config: Config, args: argparse.Namespace) -> int:

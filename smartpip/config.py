@@ -5,7 +5,8 @@ This is the only module that reads the process environment. :meth:`Config.from_e
 prints the list and exits with status 2, without a traceback.
 
 Secrets (``SMARTPIP_JWT_KEYS``, ``SMARTPIP_OIDC_CLIENT_SECRET``, ``SMARTPIP_YOUTUBE_API_KEY``,
-``SMARTPIP_OPS_TOKEN``) may instead be given as ``NAME_FILE`` pointing at a file (Docker
+``SMARTPIP_OPS_TOKEN``, and ``SMARTPIP_DATABASE_URL``, which may hold a password) may instead
+be given as ``NAME_FILE`` pointing at a file (Docker
 secrets); setting both is an error.
 """
 
@@ -69,7 +70,10 @@ class ConfigError(Exception):
     """The environment does not describe a valid configuration; ``problems`` lists why."""
 
     def __init__(self, problems: list[str]) -> None:
-        super().__init__("invalid configuration:\n" + "\n".join(f"  - {p}" for p in problems))
+        if len(problems) == 1:  # one problem, one line
+            super().__init__(f"invalid configuration: {problems[0]}")
+        else:
+            super().__init__("invalid configuration:\n" + "\n".join(f"  - {p}" for p in problems))
         self.problems = problems
 
 
@@ -94,6 +98,7 @@ class Config:
     oidc_client_id: str | None = None
     oidc_client_secret: str | None = attrs.field(default=None, repr=False)
     oidc_redirect_uris: tuple[str, ...] = ()
+    sign_in: str = "oidc"
     youtube_api_key: str | None = attrs.field(default=None, repr=False)
     youtube_api_url: str = "https://www.googleapis.com/youtube/v3"
     ops_token: str | None = attrs.field(default=None, repr=False)
@@ -167,6 +172,39 @@ class Config:
         """Whether the strict production checks apply."""
         return self.env == "production"
 
+    @property
+    def sign_in_enabled(self) -> bool:
+        """Whether Google sign-in (OIDC) is configured and not switched off."""
+        return self.sign_in != "disabled" and self.oidc_client_id is not None
+
+    def summary(self) -> list[str]:
+        """One line per optional part of the service: enabled, or disabled and why."""
+        lines = [f"environment: {self.env}"]
+        if self.sign_in_enabled:
+            uris = len(self.oidc_redirect_uris)
+            lines.append(f"sign-in: enabled ({self.oidc_issuer}, {uris} redirect URI(s))")
+        elif self.sign_in == "disabled":
+            lines.append("sign-in: disabled (SMARTPIP_SIGN_IN=disabled)")
+        else:
+            lines.append("sign-in: disabled (SMARTPIP_OIDC_CLIENT_ID unset)")
+        lines.append(
+            "suggest: enabled"
+            if self.youtube_api_key is not None
+            else "suggest: disabled (SMARTPIP_YOUTUBE_API_KEY unset)"
+        )
+        lines.append(
+            "ops endpoints: enabled"
+            if self.ops_token is not None
+            else "ops endpoints: disabled (SMARTPIP_OPS_TOKEN unset)"
+        )
+        lines.append(
+            f"backups: enabled (s3://{self.backup_s3_bucket}/{self.backup_s3_prefix})"
+            if self.backup_s3_bucket is not None
+            else "backups: disabled (SMARTPIP_BACKUP_S3_BUCKET unset)"
+        )
+        lines.append("playlist: not in this version")
+        return lines
+
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Config:
         """Read, validate and freeze the configuration.
@@ -184,7 +222,7 @@ class Config:
         values: dict[str, Any] = {
             "env": env,
             "bind": bind,
-            "database_url": r.get("DATABASE_URL", "postgresql://localhost/smartpip", check_pg_url),
+            "database_url": _database_url(r),
             "db_pool_size": r.number("DB_POOL_SIZE", 10, int, 1, 200),
             "db_statement_timeout_ms": r.number("DB_STATEMENT_TIMEOUT_MS", 5000, int, 100, 600_000),
             "db_acquire_timeout": r.number("DB_ACQUIRE_TIMEOUT", 1.0, float, 0.05, 60.0),
@@ -197,6 +235,7 @@ class Config:
             "oidc_client_id": r.optional("OIDC_CLIENT_ID"),
             "oidc_client_secret": r.secret("OIDC_CLIENT_SECRET"),
             "oidc_redirect_uris": r.listing("OIDC_REDIRECT_URIS", checked(check_url)),
+            "sign_in": r.choice("SIGN_IN", "oidc", SIGN_IN_CHOICES),
             "youtube_api_key": r.secret("YOUTUBE_API_KEY"),
             "youtube_api_url": r.get(
                 "YOUTUBE_API_URL", "https://www.googleapis.com/youtube/v3", check_url
@@ -286,6 +325,7 @@ class Config:
                 r.problem("REQUEST_TIMEOUT", f"must be longer than SMARTPIP_{name}")
         if (values["oidc_client_id"] is None) != (values["oidc_client_secret"] is None):
             r.problem("OIDC_CLIENT_ID", "and SMARTPIP_OIDC_CLIENT_SECRET must be set together")
+        _sign_in_checks(values, r)
         r.unknown_variables()
         if r.problems:
             raise ConfigError(r.problems)
@@ -391,6 +431,18 @@ def _backup_settings(r: EnvReader) -> dict[str, Any]:
     return values
 
 
+def _database_url(r: EnvReader) -> str:
+    """``SMARTPIP_DATABASE_URL``, or ``SMARTPIP_DATABASE_URL_FILE`` when it holds a password."""
+    value = r.secret("DATABASE_URL")
+    if value is None:
+        return "postgresql://localhost/smartpip"
+    error = check_pg_url(value)
+    if error is not None:
+        r.problem("DATABASE_URL", error)
+        return "postgresql://localhost/smartpip"
+    return value
+
+
 def _parse_jwt_keys(raw: str, r: EnvReader) -> tuple[JwtKey, ...]:
     keys: list[JwtKey] = []
     for item in (part.strip() for part in raw.split(",")):
@@ -443,6 +495,33 @@ def _weights(r: EnvReader) -> RankingWeights:
     except ValueError as error:
         r.problem("SUGGEST_WEIGHTS", str(error))
         return RankingWeights()
+
+
+# SMARTPIP_SIGN_IN: "oidc" (the default) signs users in with the OIDC provider (Google);
+# "disabled" runs without sign-in, which production accepts only when said explicitly.
+SIGN_IN_CHOICES = ("oidc", "disabled")
+
+
+def _sign_in_checks(values: dict[str, Any], r: EnvReader) -> None:
+    configured = values["oidc_client_id"] is not None
+    if values["sign_in"] == "disabled":
+        if configured:
+            r.problem("SIGN_IN", "is disabled but SMARTPIP_OIDC_CLIENT_ID is set; unset one")
+        return
+    if values["env"] != "production":
+        return  # development: sign-in is simply off until a client is configured
+    if configured and not values["oidc_redirect_uris"]:
+        r.problem(
+            "OIDC_REDIRECT_URIS",
+            "is required in production with SMARTPIP_OIDC_CLIENT_ID "
+            "(the extensions' redirect URIs)",
+        )
+    if not configured:
+        r.problem(
+            "OIDC_CLIENT_ID",
+            "is required in production: nobody can sign in without it "
+            "(set SMARTPIP_SIGN_IN=disabled to run without sign-in)",
+        )
 
 
 def _weak(secret: str | bytes) -> bool:

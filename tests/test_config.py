@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -82,13 +83,23 @@ def test_production_refuses_missing_and_weak_secrets() -> None:
     assert any(p.startswith("SMARTPIP_JWT_KEYS is required") for p in found)
     assert any(p.startswith("SMARTPIP_OPS_TOKEN is weak") for p in found)
     assert any(p.startswith("SMARTPIP_OIDC_ISSUER must be https") for p in found)
-    weak_key = problems({"SMARTPIP_ENV": "production", "SMARTPIP_JWT_KEYS": "a:short"})
+    weak_key = problems(
+        {
+            "SMARTPIP_ENV": "production",
+            "SMARTPIP_JWT_KEYS": "a:short",
+            "SMARTPIP_SIGN_IN": "disabled",
+        }
+    )
     assert weak_key == ["SMARTPIP_JWT_KEYS key 'a' is weak: at least 32 bytes"]
 
 
 def test_production_accepts_strong_secrets_and_rotation_order() -> None:
     config = Config.from_env(
-        {"SMARTPIP_ENV": "production", "SMARTPIP_JWT_KEYS": f"{STRONG},k0:{'t' * 32}"}
+        {
+            "SMARTPIP_ENV": "production",
+            "SMARTPIP_JWT_KEYS": f"{STRONG},k0:{'t' * 32}",
+            "SMARTPIP_SIGN_IN": "disabled",
+        }
     )
     assert [k.kid for k in config.jwt_keys] == ["k1", "k0"]
     assert not config.jwt_keys_generated
@@ -103,6 +114,107 @@ def test_secret_from_file(tmp_path: Path) -> None:
     assert both == ["SMARTPIP_OPS_TOKEN and SMARTPIP_OPS_TOKEN_FILE are both set; use one"]
     missing = problems({"SMARTPIP_OPS_TOKEN_FILE": str(tmp_path / "absent")})
     assert missing[0].startswith("SMARTPIP_OPS_TOKEN_FILE cannot be read")
+
+
+PRODUCTION = {"SMARTPIP_ENV": "production", "SMARTPIP_JWT_KEYS": STRONG}
+GOOGLE = {
+    "SMARTPIP_OIDC_CLIENT_ID": "1234.apps.googleusercontent.com",
+    "SMARTPIP_OIDC_CLIENT_SECRET": "c" * 40,
+    "SMARTPIP_OIDC_REDIRECT_URIS": "https://abcdefghijklmnop.chromiumapp.org/",
+}
+
+
+def test_production_refuses_to_run_without_sign_in_unless_told() -> None:
+    assert problems(PRODUCTION) == [
+        "SMARTPIP_OIDC_CLIENT_ID is required in production: nobody can sign in without it "
+        "(set SMARTPIP_SIGN_IN=disabled to run without sign-in)"
+    ]
+    off = Config.from_env(PRODUCTION | {"SMARTPIP_SIGN_IN": "disabled"})
+    assert not off.sign_in_enabled
+    on = Config.from_env(PRODUCTION | GOOGLE)
+    assert on.sign_in_enabled and on.sign_in == "oidc"
+    no_uris = PRODUCTION | GOOGLE | {"SMARTPIP_OIDC_REDIRECT_URIS": ""}
+    assert problems(no_uris)[0].startswith("SMARTPIP_OIDC_REDIRECT_URIS is required in production")
+    both = problems(PRODUCTION | GOOGLE | {"SMARTPIP_SIGN_IN": "disabled"})
+    assert both == ["SMARTPIP_SIGN_IN is disabled but SMARTPIP_OIDC_CLIENT_ID is set; unset one"]
+    assert problems({"SMARTPIP_SIGN_IN": "maybe"})[0].startswith("SMARTPIP_SIGN_IN must be one of")
+    # Development: sign-in is off until a client is configured, without complaint.
+    assert not Config.from_env({}).sign_in_enabled
+
+
+def test_the_summary_says_what_is_enabled_and_what_is_not() -> None:
+    assert Config.from_env({}).summary() == [
+        "environment: development",
+        "sign-in: disabled (SMARTPIP_OIDC_CLIENT_ID unset)",
+        "suggest: disabled (SMARTPIP_YOUTUBE_API_KEY unset)",
+        "ops endpoints: disabled (SMARTPIP_OPS_TOKEN unset)",
+        "backups: disabled (SMARTPIP_BACKUP_S3_BUCKET unset)",
+        "playlist: not in this version",
+    ]
+    full = Config.from_env(
+        PRODUCTION
+        | GOOGLE
+        | {
+            "SMARTPIP_YOUTUBE_API_KEY": "y",
+            "SMARTPIP_OPS_TOKEN": "o" * 40,
+            "SMARTPIP_BACKUP_S3_BUCKET": "bucket",
+        }
+    )
+    assert full.summary()[:5] == [
+        "environment: production",
+        "sign-in: enabled (https://accounts.google.com, 1 redirect URI(s))",
+        "suggest: enabled",
+        "ops endpoints: enabled",
+        "backups: enabled (s3://bucket/smartpip/)",
+    ]
+    off = Config.from_env(PRODUCTION | {"SMARTPIP_SIGN_IN": "disabled"})
+    assert off.summary()[1] == "sign-in: disabled (SMARTPIP_SIGN_IN=disabled)"
+
+
+def run_cli(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "smartpip.cli", *args],
+        env={"PATH": "/usr/bin:/bin", **env},
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+
+
+def test_production_without_sign_in_is_one_line_and_exit_2() -> None:
+    result = run_cli("serve", env=PRODUCTION)
+    assert result.returncode == 2
+    assert result.stdout == ""
+    assert result.stderr.splitlines() == [
+        "invalid configuration: SMARTPIP_OIDC_CLIENT_ID is required in production: nobody can "
+        "sign in without it (set SMARTPIP_SIGN_IN=disabled to run without sign-in)"
+    ]
+
+
+def test_an_unreadable_secret_file_is_one_line_and_exit_2(tmp_path: Path) -> None:
+    secret = tmp_path / "ops_token"
+    secret.write_text("o" * 40)
+    secret.chmod(0)
+    readable = os.access(secret, os.R_OK)  # root reads anything: then use a directory
+    target = tmp_path if readable else secret
+    result = run_cli("serve", env={"SMARTPIP_OPS_TOKEN_FILE": str(target)})
+    assert result.returncode == 2
+    [line] = result.stderr.splitlines()
+    assert line.startswith("invalid configuration: SMARTPIP_OPS_TOKEN_FILE cannot be read: ")
+    assert ("Is a directory" if readable else "Permission denied") in line
+
+
+def test_database_url_from_a_file(tmp_path: Path) -> None:
+    url = tmp_path / "database_url"
+    url.write_text("postgresql://smartpip:pw-from-file@postgres:5432/smartpip\n")
+    config = Config.from_env({"SMARTPIP_DATABASE_URL_FILE": str(url)})
+    assert config.database_url == "postgresql://smartpip:pw-from-file@postgres:5432/smartpip"
+    assert "pw-from-file" not in json.dumps(config.redacted())
+    url.write_text("mysql://nope")
+    assert problems({"SMARTPIP_DATABASE_URL_FILE": str(url)}) == [
+        "SMARTPIP_DATABASE_URL must be a postgresql:// URL"
+    ]
 
 
 def test_malformed_jwt_keys() -> None:
@@ -147,7 +259,9 @@ def test_cli_config_check_prints_redacted_config(
 ) -> None:
     monkeypatch.setenv("SMARTPIP_OPS_TOKEN", "ops-secret-value")
     assert cli_main(["config", "check"]) == 0
-    out = json.loads(capsys.readouterr().out)
+    captured = capsys.readouterr()
+    out = json.loads(captured.out)
+    assert "ops endpoints: enabled" in captured.err.splitlines()
     assert out["ops_token"] == "<redacted>"
     assert out["bind"] == "127.0.0.1:8080"
 

@@ -274,7 +274,9 @@ def test_dev_token_mints_a_verifiable_token(pg_url: str, redis_prefix: str) -> N
 
 
 def test_dev_token_refusals(pg_url: str, redis_prefix: str) -> None:
-    production = service_env(pg_url, redis_prefix, 0, env="production", jwt_keys="k1:" + "a" * 40)
+    production = service_env(
+        pg_url, redis_prefix, 0, env="production", jwt_keys="k1:" + "a" * 40, sign_in="disabled"
+    )
     refused = run_cli("token", "--sub", "alice", env=production)
     assert refused.returncode == 2
     assert "--force" in refused.stderr and refused.stdout == ""

@@ -7,7 +7,13 @@ from smartpip.http.status import Feature, feature_states
 from smartpip.runtime.features import features
 from tasks.health import HealthState
 
-CONFIG = Config.from_env({"SMARTPIP_YOUTUBE_API_KEY": "key"})
+CONFIG = Config.from_env(
+    {
+        "SMARTPIP_YOUTUBE_API_KEY": "key",
+        "SMARTPIP_OIDC_CLIENT_ID": "client",
+        "SMARTPIP_OIDC_CLIENT_SECRET": "secret",
+    }
+)
 FEATURES = features(CONFIG)
 UNCONFIGURED = features(Config.from_env({}))
 HISTORY = Feature("history", shipped=True, needs=("postgres",), degrades_without=("redis",))
@@ -19,13 +25,18 @@ def health(postgres: bool, redis: bool) -> HealthState:
 
 
 def test_every_feature_is_reported() -> None:
-    assert set(feature_states(health(True, True), FEATURES)) == {"history", "suggest", "playlist"}
+    assert set(feature_states(health(True, True), FEATURES)) == {
+        "signIn",
+        "history",
+        "suggest",
+        "playlist",
+    }
 
 
 def test_shipped_and_unshipped_features() -> None:
-    assert [f.name for f in FEATURES if f.shipped] == ["history", "suggest"]
+    assert [f.name for f in FEATURES if f.shipped] == ["signIn", "history", "suggest"]
     states = feature_states(health(True, True), FEATURES)
-    assert states == {"history": "up", "suggest": "up", "playlist": "disabled"}
+    assert states == {"signIn": "up", "history": "up", "suggest": "up", "playlist": "disabled"}
     assert feature_states(health(True, False), FEATURES)["history"] == "degraded"
     assert feature_states(health(False, True), FEATURES)["history"] == "down"
 
@@ -60,3 +71,14 @@ def test_pending_migrations_count_as_postgres_down() -> None:
 def test_unconfigured_feature_is_disabled() -> None:
     unconfigured = Feature("suggest", shipped=True, configured=False)
     assert feature_states(health(True, True), (unconfigured,)) == {"suggest": "disabled"}
+
+
+def test_sign_in_is_reported_like_the_other_features() -> None:
+    assert feature_states(health(True, True), UNCONFIGURED)["signIn"] == "disabled"
+    assert feature_states(health(True, False), FEATURES)["signIn"] == "degraded"
+    assert feature_states(health(False, True), FEATURES)["signIn"] == "down"
+    switched_off = Config.from_env(
+        {"SMARTPIP_ENV": "production", "SMARTPIP_JWT_KEYS": "k:" + "s" * 40}
+        | {"SMARTPIP_SIGN_IN": "disabled"}
+    )
+    assert feature_states(health(True, True), features(switched_off))["signIn"] == "disabled"

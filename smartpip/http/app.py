@@ -106,6 +106,7 @@ def create_http_app(
     request_timeout: float,
     log_format: str = "json",
     body_timeout: float,
+    draining: Callable[[], bool] = lambda: False,
 ) -> HygieneMiddleware:
     """Build the ASGI application around ``blueprints``.
 
@@ -117,6 +118,7 @@ def create_http_app(
         log_format: The access log's format (``json`` or ``console``).
         request_timeout: The per-request deadline (``SMARTPIP_REQUEST_TIMEOUT``).
         body_timeout: How long a request body may take to arrive (``SMARTPIP_BODY_TIMEOUT``).
+        draining: Whether the process is draining (responses then close their connection).
 
     Returns:
         The Quart app wrapped in :class:`HygieneMiddleware`; the Quart app itself is
@@ -183,4 +185,5 @@ def create_http_app(
         log_level=log_level,
         log_format=log_format,
         request_timeout=request_timeout,
+        draining=draining,
     )

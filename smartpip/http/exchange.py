@@ -85,10 +85,14 @@ class Exchange:
         receive: Receive,
         send: Send,
         decorate: Callable[[int, HeaderList], HeaderList],
+        closing: Callable[[], bool] = lambda: False,
     ) -> None:
         self._receive = receive
         self._send = send
         self._decorate = decorate
+        # The process is draining: every response closes its connection (Connection: close),
+        # so a proxy's keep-alive pool stops sending requests to a process about to stop.
+        self._closing = closing
         self._close = False
         self.status: int | None = None
         self.complete = False
@@ -134,7 +138,7 @@ class Exchange:
             headers = self._decorate(self.status, list(message.get("headers", [])))
             if self.client is not None:
                 self.client.response_started()
-            if self._close or not self.body_complete:
+            if self._close or self._closing() or not self.body_complete:
                 headers = [(k, v) for k, v in headers if k != b"connection"]
                 headers.append((b"connection", b"close"))
                 if self.client is not None:

@@ -129,6 +129,7 @@ class HygieneMiddleware:
         log_format: The access log's format (``json`` or ``console``).
         request_timeout: Seconds a request may take, from its head to its last byte out;
             past it the request is cancelled and answered 503 ``deadline_exceeded``.
+        draining: Whether the process is draining; then every response ends its connection.
     """
 
     def __init__(
@@ -140,8 +141,10 @@ class HygieneMiddleware:
         log_level: str = "info",
         log_format: str = "json",
         request_timeout: float = 30.0,
+        draining: Callable[[], bool] = lambda: False,
     ) -> None:
         self.app = app
+        self.draining = draining
         self.metrics = metrics
         self.log = access_logger(log_level, log_format)
         self.cors_origins = frozenset(cors_origins)
@@ -163,6 +166,7 @@ class HygieneMiddleware:
             receive,
             send,
             partial(self._response_headers, request_id=request_id, allowed_origin=allowed_origin),
+            self.draining,
         )
         timed_out = False
         try:

@@ -26,6 +26,7 @@ deadline is :class:`smartpip.http.middleware.HygieneMiddleware`'s.
 from __future__ import annotations
 
 import contextlib
+import errno
 import math
 import resource
 import uuid
@@ -44,7 +45,14 @@ from hypercorn.utils import repr_socket_addr
 
 from smartpip.http.problems import problem_body, problem_headers
 
-__all__ = ["CLIENT_STATE_KEY", "ClientStream", "ConnectionGate", "connection_limit", "serve"]
+__all__ = [
+    "CLIENT_STATE_KEY",
+    "ClientStream",
+    "ConnectionGate",
+    "SharedListener",
+    "connection_limit",
+    "serve",
+]
 
 # Why 1 s: a refused client should come back soon (connections turn over in milliseconds), and
 # a client that ignores the hint costs one accept and one short write.
@@ -352,6 +360,30 @@ class ClientStream(trio.abc.HalfCloseableStream):
             await self._stream.send_eof()
 
 
+class SharedListener(trio.abc.Listener[trio.SocketStream]):
+    """A listening socket that another process may shut down (``--workers``).
+
+    Workers share one listening socket; the first whose drain window ends shuts it down
+    (``shutdown(SHUT_RDWR)``), which refuses new connections for all of them at once. An
+    accept in another worker then fails with ``EINVAL``: for it, that means "no more
+    connections", not an error, so it waits to be cancelled like an idle accept.
+    """
+
+    def __init__(self, listener: trio.SocketListener) -> None:
+        self._listener = listener
+
+    async def accept(self) -> trio.SocketStream:
+        try:
+            return await self._listener.accept()
+        except OSError as error:
+            if error.errno != errno.EINVAL:
+                raise
+        await trio.sleep_forever()
+
+    async def aclose(self) -> None:
+        await self._listener.aclose()
+
+
 async def serve(
     app: AppWrapper,
     hconfig: HypercornConfig,
@@ -397,7 +429,10 @@ async def serve(
         await lifespan_nursery.start(lifespan.handle_lifespan)
         await lifespan.wait_for_startup()
         async with trio.open_nursery() as connections:
-            listeners = [trio.SocketListener(trio.socket.from_stdlib_socket(s)) for s in sockets]
+            listeners = [
+                SharedListener(trio.SocketListener(trio.socket.from_stdlib_socket(s)))
+                for s in sockets
+            ]
             binds = [f"http://{repr_socket_addr(s.family, s.getsockname())}" for s in sockets]
             try:
                 async with trio.open_nursery() as accepting:

@@ -98,4 +98,5 @@ def create_app(
         log_format=config.log_format,
         request_timeout=config.request_timeout,
         body_timeout=config.body_timeout,
+        draining=lambda: lifecycle.draining,
     )

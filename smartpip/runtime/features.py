@@ -9,11 +9,20 @@ __all__ = ["features"]
 
 
 def features(config: Config) -> tuple[Feature, ...]:
-    """history, suggest and playlist: shipped or not, configured or not, what each needs.
+    """signIn, history, suggest and playlist: shipped or not, configured or not, what each needs.
 
     Later issues flip ``shipped`` as each feature's endpoints land.
     """
     return (
+        # Sign-in writes users and sessions to Postgres; its nonces and rate limits fall back
+        # to per-process state without Redis (degraded: a nonce is single-use per replica).
+        Feature(
+            "signIn",
+            shipped=True,
+            configured=config.sign_in_enabled,
+            needs=("postgres",),
+            degrades_without=("redis",),
+        ),
         Feature("history", shipped=True, needs=("postgres",), degrades_without=("redis",)),
         # Without Redis suggest still answers (no shared cache, a small local search allowance).
         Feature(

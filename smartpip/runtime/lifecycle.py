@@ -8,6 +8,7 @@ requests in flight. A second signal cancels everything at once.
 
 from __future__ import annotations
 
+import os
 import signal
 from typing import NoReturn
 
@@ -15,7 +16,7 @@ import trio
 
 from smartpip.logs import get_logger
 
-__all__ = ["Lifecycle", "watch_signals"]
+__all__ = ["Lifecycle", "watch_parent", "watch_signals"]
 
 log = get_logger(__name__)
 
@@ -61,3 +62,17 @@ async def _end_drain(lifecycle: Lifecycle, drain_seconds: float) -> None:
     await trio.sleep(drain_seconds)
     log.info("drain window over; no new connections")
     lifecycle.stop_serving.set()
+
+
+async def watch_parent(fd: int) -> None:
+    """A worker's watch on its parent: the pipe ``fd`` ends when the parent is gone.
+
+    The parent never writes; its end closes when it exits, however it exits (even SIGKILL).
+    A worker left alone then drains and stops as on SIGTERM (it sends itself one, so that
+    :func:`watch_signals` does it, and a later signal still counts as the second).
+    """
+    async with trio.lowlevel.FdStream(os.dup(fd)) as pipe:
+        while await pipe.receive_some():
+            pass
+    log.warning("the parent process is gone; stopping")
+    os.kill(os.getpid(), signal.SIGTERM)

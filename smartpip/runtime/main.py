@@ -32,7 +32,7 @@ from smartpip.http.server import ConnectionGate, connection_limit, serve
 from smartpip.http.tokens import AccessTokens
 from smartpip.logs import get_logger
 from smartpip.runtime.app import create_app
-from smartpip.runtime.lifecycle import Lifecycle, watch_signals
+from smartpip.runtime.lifecycle import Lifecycle, watch_parent, watch_signals
 from smartpip.runtime.resources import Resources, open_resources, postgres_settings
 from smartpip.runtime.tree import supervision_tree
 from store.bootstrap import migrate_database
@@ -41,7 +41,16 @@ from store.postgres import DatabaseUnavailable, open_database
 from store.users import upsert_user
 from supervisors import EscalationError, JobSpec, run_supervisor
 
-__all__ = ["StartupError", "dev_token", "hypercorn_config", "main", "migrate", "serve_http"]
+__all__ = [
+    "ListenError",
+    "StartupError",
+    "dev_token",
+    "hypercorn_config",
+    "main",
+    "migrate",
+    "open_listeners",
+    "serve_http",
+]
 
 log = get_logger(__name__)
 # Why 32 KiB: above our own 16 KiB header limit, so oversize headers get our 431 problem
@@ -51,6 +60,29 @@ H11_MAX_INCOMPLETE = 32 * 1024
 
 class StartupError(Exception):
     """The service cannot start; the message tells the operator why."""
+
+
+class ListenError(Exception):
+    """The listening socket cannot be opened (address in use, not ours to bind...)."""
+
+
+def open_listeners(config: Config) -> list[socket.socket]:
+    """The sockets on ``SMARTPIP_BIND``, bound but not listening yet.
+
+    Opened once, before anything else starts: by ``smartpip serve`` itself, whose workers
+    inherit them (:mod:`smartpip.runtime.workers`). A busy address fails here, at once. The
+    server starts listening (:func:`serve_http`) only once it is ready to accept: until then
+    a connection is refused (a proxy tries another replica) rather than queued unanswered.
+
+    Raises:
+        ListenError: naming the address and the reason, e.g. "Address already in use".
+    """
+    hconfig = hypercorn_config(config)
+    try:
+        sockets = hconfig.create_sockets().insecure_sockets
+    except OSError as error:
+        raise ListenError(f"cannot listen on {config.bind}: {error.strerror or error}") from None
+    return sockets
 
 
 def hypercorn_config(config: Config) -> HypercornConfig:
@@ -75,6 +107,7 @@ async def serve_http(
     lifecycle: Lifecycle,
     gate: ConnectionGate,
     *,
+    sockets: Sequence[socket.socket] | None = None,
     task_status: trio.TaskStatus[list[str]] = trio.TASK_STATUS_IGNORED,
 ) -> None:
     """Serve ``app`` until :attr:`Lifecycle.stop_serving`, then finish in-flight requests.
@@ -83,11 +116,22 @@ async def serve_http(
     new connections are refused at once instead of waiting in the backlog while the server
     finishes the requests in flight (up to ``graceful_timeout``). It returns as soon as the
     last connection is done.
+
+    ``sockets`` are listening sockets opened already (:func:`open_listeners`, perhaps in the
+    parent process); without them, they are opened here. Shutting down a listening socket
+    that several workers share stops all of them accepting: the drain ends as one.
+
+    Raises:
+        StartupError: the sockets cannot be opened here.
     """
     hconfig = hypercorn_config(config)
-    sockets = hconfig.create_sockets().insecure_sockets
+    if sockets is None:
+        try:
+            sockets = open_listeners(config)
+        except ListenError as error:
+            raise StartupError(str(error)) from None
     for sock in sockets:
-        sock.listen(hconfig.backlog)
+        sock.listen(hconfig.backlog)  # again in a later worker: harmless
 
     async def shutdown_trigger() -> None:
         await lifecycle.stop_serving.wait()
@@ -150,6 +194,7 @@ async def run_service(
     *,
     extra: Sequence[Blueprint] = (),
     extra_jobs: Sequence[JobSpec] = (),
+    sockets: Sequence[socket.socket] | None = None,
     task_status: trio.TaskStatus[list[str]] = trio.TASK_STATUS_IGNORED,
 ) -> None:
     """Run the supervisors and the HTTP server until the server has shut down.
@@ -181,7 +226,9 @@ async def run_service(
         async def serve_then_stop_supervisors(
             task_status: trio.TaskStatus[list[str]] = trio.TASK_STATUS_IGNORED,
         ) -> None:
-            await serve_http(app, resources.config, lifecycle, gate, task_status=task_status)
+            await serve_http(
+                app, resources.config, lifecycle, gate, sockets=sockets, task_status=task_status
+            )
             nursery.cancel_scope.cancel()
 
         binds = await nursery.start(serve_then_stop_supervisors)
@@ -191,14 +238,23 @@ async def run_service(
 
 
 async def main(
-    config: Config, *, extra: Sequence[Blueprint] = (), extra_jobs: Sequence[JobSpec] = ()
+    config: Config,
+    *,
+    extra: Sequence[Blueprint] = (),
+    extra_jobs: Sequence[JobSpec] = (),
+    sockets: Sequence[socket.socket] | None = None,
+    parent_fd: int | None = None,
 ) -> int:
-    """The whole process. Returns the exit status.
+    """The whole process (or one worker of ``smartpip serve --workers N``). Returns the exit
+    status.
 
     Args:
         config: the validated configuration.
         extra: additional blueprints mounted beside the API (tests use this).
         extra_jobs: additional scheduled jobs (tests use this).
+        sockets: listening sockets opened already (by the parent of the workers).
+        parent_fd: a worker's end of a pipe from its parent: end of file there (the parent
+            is gone) drains and stops this worker as SIGTERM would.
     """
     lifecycle = Lifecycle()
     applied = await migrate(config)
@@ -209,8 +265,12 @@ async def main(
         status = 0
         async with trio.open_nursery() as root:
             await root.start(watch_signals, lifecycle, config.drain_seconds, root.cancel_scope)
+            if parent_fd is not None:
+                root.start_soon(watch_parent, parent_fd)
             try:
-                await run_service(resources, lifecycle, extra=extra, extra_jobs=extra_jobs)
+                await run_service(
+                    resources, lifecycle, extra=extra, extra_jobs=extra_jobs, sockets=sockets
+                )
             except* EscalationError as group:
                 for error in group.exceptions:
                     log.error(

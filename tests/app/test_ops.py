@@ -45,7 +45,7 @@ async def test_status_lists_every_feature(app: RunningApp) -> None:
     body = (await app.client.get("/v1/status")).json()
     assert set(body) == {"version", "features"}
     assert body["version"] == "0.1.0"
-    assert set(body["features"]) == {"history", "suggest", "playlist"}
+    assert set(body["features"]) == {"signIn", "history", "suggest", "playlist"}
     assert set(body["features"].values()) <= {"up", "degraded", "down", "disabled"}
 
 
