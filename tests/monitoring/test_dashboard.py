@@ -118,6 +118,12 @@ def test_the_monitoring_profile_in_compose() -> None:
             source = volume.split(":")[0]
             if source.startswith("./"):
                 assert (DEPLOY.parent / source).exists(), f"{name} mounts missing {source}"
-    for name in ("api", "postgres", "redis"):
+    for name in ("api-1", "api-2", "postgres", "redis", "nginx"):
         assert "profiles" not in services[name], f"{name} must run without a profile"
     assert {"prometheus_data", "grafana_data"} <= set(compose["volumes"])
+    # The scraper reaches every replica (`api` on the internal metrics network) and the host's
+    # exporter; the public vhost never serves /metrics.
+    assert "metrics" in services["prometheus"]["networks"]
+    assert "metrics" in services["node-exporter"]["networks"]
+    for name in ("api-1", "api-2"):
+        assert services[name]["networks"]["metrics"] == {"aliases": ["api"]}, name
