@@ -273,7 +273,7 @@ class RateLimiter:
         leases: The shared buckets (:class:`~store.ratelease.RedisLeases`; a ``RedisStore``
             is wrapped in one; tests pass :class:`~store.ratelease.MemoryLeases`).
         registry: Where ``rate_limit_decisions_total{policy, outcome, backend}`` and
-            ``rate_limit_leases_total{outcome}`` are registered.
+            ``rate_limit_leases_total{via}`` are registered.
         clock: Monotonic seconds, for leases, the back-off and the local buckets.
         backoff: Seconds to skip Redis after it failed.
         settle_interval: Seconds between settles (``SMARTPIP_RATE_LIMIT_SETTLE_MS``).
@@ -314,6 +314,8 @@ class RateLimiter:
             ["via"],
             registry=registry,
         )
+        for via in ("inline", "settle"):  # both series from the start, at zero
+            self._lease_calls.labels(via)
         # Bounded: policies x 2 outcomes x 2 backends; labels() takes a lock per call.
         self._children: dict[tuple[str, bool, bool], Counter] = {}
 
