@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 
 from smartpip.auth.sessions import SessionRejected, Sessions
-from smartpip.http.revocation import CLEAR_TTL, TokenRevocations
+from smartpip.http.revocation import CLEAR_TTL, REFRESH_AFTER, REFRESH_BATCH, TokenRevocations
 from smartpip.http.tokens import AccessTokens
 from store.postgres import Database
 from store.redis import RedisStore
@@ -25,6 +25,7 @@ class CountingClient:
     def __init__(self, client: Any) -> None:
         self._client = client
         self.commands: list[str] = []
+        self.arguments: list[tuple[Any, ...]] = []
 
     def __getattr__(self, name: str) -> Any:
         attr = getattr(self._client, name)
@@ -33,6 +34,7 @@ class CountingClient:
 
         def counted(*args: Any, **kwargs: Any) -> Any:
             self.commands.append(name)
+            self.arguments.append(args)
             return attr(*args, **kwargs)
 
         return counted
@@ -62,6 +64,59 @@ async def test_one_command_per_check_and_none_while_clear(
     clock.advance(CLEAR_TTL + 0.01)
     assert not await reader.is_revoked(user, family)
     assert counting.commands == ["mget", "mget"]
+
+
+async def test_pairs_in_use_are_reread_together_and_revocations_still_seen_within_clear_ttl(
+    redis_store: RedisStore, counting: CountingClient, clock: FakeClock
+) -> None:
+    writer = TokenRevocations(redis_store)
+    reader = TokenRevocations(redis_store, monotonic=clock)
+    user, family, other_user, other_family = (uuid.uuid4() for _ in range(4))
+    idle_user = uuid.uuid4()
+    assert not await reader.is_revoked(user, family)
+    assert not await reader.is_revoked(other_user, other_family)
+    assert not await reader.is_revoked(idle_user, None)
+    assert counting.commands == ["mget"] * 3
+    clock.advance(REFRESH_AFTER + 0.01)
+    assert not await reader.is_revoked(other_user, other_family)  # in use: a cached answer
+    await writer.revoke_family(other_family)  # another replica logs that sign-in out
+    counting.commands.clear()
+    clock.advance(CLEAR_TTL - REFRESH_AFTER)  # the first answers have expired
+    # One MGET reads the asked pair and the other one in use (not the idle user's)...
+    assert not await reader.is_revoked(user, family)
+    assert counting.commands == ["mget"]
+    # ...so the logout is seen without a command of its own, within CLEAR_TTL of it.
+    assert await reader.is_revoked(other_user, other_family)
+    assert counting.commands == ["mget"]
+    assert not await reader.is_revoked(idle_user, None)  # not re-read: its own command
+    assert counting.commands == ["mget", "mget"]
+    # A revocation after a shared read is seen once that read is CLEAR_TTL old, as before.
+    await writer.revoke_user(user)
+    assert not await reader.is_revoked(user, family)
+    clock.advance(CLEAR_TTL + 0.01)
+    assert await reader.is_revoked(user, family)
+
+
+async def test_a_shared_reread_is_bounded(
+    redis_store: RedisStore, counting: CountingClient, clock: FakeClock
+) -> None:
+    reader = TokenRevocations(redis_store, monotonic=clock)
+    pairs = [(uuid.uuid4(), uuid.uuid4()) for _ in range(REFRESH_BATCH + 5)]
+    for user, family in pairs:
+        assert not await reader.is_revoked(user, family)
+    clock.advance(REFRESH_AFTER + 0.01)
+    for user, family in pairs:  # all in use
+        assert not await reader.is_revoked(user, family)
+    counting.commands.clear()
+    counting.arguments.clear()
+    clock.advance(CLEAR_TTL)
+    assert not await reader.is_revoked(*pairs[-1])
+    assert counting.commands == ["mget"]
+    (keys,) = counting.arguments[0]
+    assert len(keys) == 2 * (REFRESH_BATCH + 1)  # the asked pair and REFRESH_BATCH others
+    for user, family in pairs[:REFRESH_BATCH]:  # the oldest ones were re-read with it
+        assert not await reader.is_revoked(user, family)
+    assert counting.commands == ["mget"]
 
 
 async def test_a_revoked_family_is_seen_by_other_replicas_and_only_that_family(
