@@ -51,6 +51,8 @@ import uuid
 from collections import OrderedDict
 from collections.abc import Awaitable, Callable
 
+import trio
+
 from smartpip.http.tokens import ACCESS_TOKEN_TTL
 from smartpip.logs import get_logger
 from store.backoff import RedisBackoff
@@ -131,7 +133,9 @@ class TokenRevocations:
     """Which access tokens are revoked (by user or by family): local tables in front of Redis.
 
     Concurrency: state changes happen between awaits only, in the trio task of a request, so
-    no lock is needed (the same argument as :class:`smartpip.http.ratelimit.RateLimiter`).
+    no lock is needed (the same argument as :class:`smartpip.http.ratelimit.RateLimiter`); a
+    request whose pair another request's ``MGET`` is reading waits for that read rather than
+    sending its own.
 
     Args:
         store: The Redis store holding the shared markers.
@@ -167,6 +171,8 @@ class TokenRevocations:
         # The pairs of `_clear` answered from it since their last read: worth re-reading
         # along with another pair's read (an idle pair's entry is simply left to expire).
         self._used: set[Pair] = set()
+        # The pairs whose markers a request is reading now, and the event set when it is done.
+        self._reading: dict[Pair, trio.Event] = {}
         self._redis = RedisBackoff(
             went_down="token revocation check falls back to this process's knowledge; "
             "revocations made meanwhile reach only this replica",
@@ -239,15 +245,45 @@ class TokenRevocations:
             family_id: The token's family (``sid``); None for a token without one, which only
                 a user revocation reaches.
         """
+        pair = (user_id, family_id)
+        known = self._known(pair)
+        if known is not None:
+            return known
+        reading = self._reading.get(pair)
+        if reading is not None:
+            # Another request's read covers this pair and is in flight: its answer is fresher
+            # than any remembered one, so wait for it instead of sending the same read again
+            # (under load, every request of an expired pair would otherwise read at once).
+            await reading.wait()
+            known = self._known(pair)
+            if known is not None:
+                return known
+            # That read failed (Redis away) or was cancelled: read here, as without it.
+        return await self._read(pair)
+
+    def _known(self, pair: Pair) -> bool | None:
+        """The answer from local knowledge alone, or None when Redis must be asked."""
+        user_id, family_id = pair
         if user_id in self._users or (family_id is not None and family_id in self._families):
             return True
-        pair = (user_id, family_id)
-        now = self._monotonic()
-        if self._clear.get(pair, 0.0) > now:
+        if self._clear.get(pair, 0.0) > self._monotonic():
             self._used.add(pair)
             return False
-        pairs = [pair, *self._due_for_refresh(pair, now)]
-        answers = await self._redis.attempt(select_many_revocations(self._store, pairs))
+        return None
+
+    async def _read(self, pair: Pair) -> bool:
+        """Read the markers of ``pair`` and of the other pairs due (one MGET); remember them."""
+        pairs = [pair, *self._due_for_refresh(pair, self._monotonic())]
+        done = trio.Event()
+        for each in pairs:
+            self._reading[each] = done
+        try:
+            answers = await self._redis.attempt(select_many_revocations(self._store, pairs))
+        finally:
+            for each in pairs:
+                if self._reading.get(each) is done:
+                    del self._reading[each]
+            done.set()
         if answers is None:
             return False
         revoked = False
@@ -277,7 +313,7 @@ class TokenRevocations:
             if expires > fresh_after or len(due) >= REFRESH_BATCH:
                 break
             if pair in self._used:
-                if pair != asked:
+                if pair != asked and pair not in self._reading:
                     due.append(pair)
             elif expires <= now:
                 idle.append(pair)

@@ -7,8 +7,11 @@ import uuid
 from typing import Any
 
 import pytest
+import trio
+import trio.testing
 
 from smartpip.auth.sessions import SessionRejected, Sessions
+from smartpip.http import revocation
 from smartpip.http.revocation import CLEAR_TTL, REFRESH_AFTER, REFRESH_BATCH, TokenRevocations
 from smartpip.http.tokens import AccessTokens
 from store.postgres import Database
@@ -95,6 +98,58 @@ async def test_pairs_in_use_are_reread_together_and_revocations_still_seen_withi
     assert not await reader.is_revoked(user, family)
     clock.advance(CLEAR_TTL + 0.01)
     assert await reader.is_revoked(user, family)
+
+
+async def test_concurrent_checks_of_one_pair_share_its_read(
+    redis_store: RedisStore, counting: CountingClient, clock: FakeClock
+) -> None:
+    reader = TokenRevocations(redis_store, monotonic=clock)
+    writer = TokenRevocations(redis_store)
+    user, family = uuid.uuid4(), uuid.uuid4()
+    await writer.revoke_family(family)
+    answers: list[bool] = []
+
+    async def check() -> None:
+        answers.append(await reader.is_revoked(user, family))
+
+    async with trio.open_nursery() as nursery:
+        for _ in range(5):
+            nursery.start_soon(check)
+    assert answers == [True] * 5
+    assert counting.commands == ["set", "mget"]  # the marker; one read, four waited for it
+
+
+async def test_a_check_waiting_for_a_cancelled_read_reads_itself(
+    redis_store: RedisStore, clock: FakeClock, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    reads: list[int] = []
+
+    async def select(store: RedisStore, pairs: list[Any]) -> list[tuple[bool, bool]]:
+        reads.append(len(pairs))
+        if len(reads) == 1:
+            await trio.sleep_forever()  # the first read never answers: it is cancelled
+        return [(True, False)] * len(pairs)
+
+    monkeypatch.setattr(revocation, "select_many_revocations", select)
+    reader = TokenRevocations(redis_store, monotonic=clock)
+    user, family = uuid.uuid4(), uuid.uuid4()
+    answers: list[bool] = []
+
+    async def check(scope: trio.CancelScope | None = None) -> None:
+        with scope or trio.CancelScope():
+            answers.append(await reader.is_revoked(user, family))
+
+    first = trio.CancelScope()
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(check, first)
+        await trio.testing.wait_all_tasks_blocked()
+        nursery.start_soon(check)  # waits for the first one's read
+        await trio.testing.wait_all_tasks_blocked()
+        assert reads == [1]
+        first.cancel()
+    # Not "clear" for want of an answer: the waiting check read the markers itself.
+    assert answers == [True]
+    assert reads == [1, 1]
 
 
 async def test_a_shared_reread_is_bounded(
