@@ -263,7 +263,8 @@ ENDPOINTS: tuple[Endpoint, ...] = (
         path="/v1/history",
         setup=token_pool,
         lua=ROTATE_USERS_LUA,
-        budget=Budget(min_ratio=0.6, max_p99_ms=50),
+        # Issue 11 item 8: at least 0.5 of the ceiling.
+        budget=Budget(min_ratio=0.5, max_p99_ms=50),
     ),
     # Watching a video: upsert and prune in one transaction, over a pool of users.
     Endpoint(
@@ -273,15 +274,16 @@ ENDPOINTS: tuple[Endpoint, ...] = (
         headers={"Content-Type": "application/json"},
         setup=token_pool,
         lua=WATCH_VIDEOS_LUA,
-        budget=Budget(min_ratio=0.4, max_p99_ms=50),
+        # Issue 11 item 8: at least 0.35 of the ceiling.
+        budget=Budget(min_ratio=0.35, max_p99_ms=50),
     ),
-    # Suggest on a warm cache (issue item 10: at least 0.7 of the ceiling): bearer, the
-    # per-user suggest limit (Redis), normalization, and a cached answer (in-process copy).
+    # Suggest on a warm cache (issue 11 item 8: at least 0.6 of the ceiling): bearer, the
+    # per-user suggest limit (a leased unit), normalization, and a cached answer (in-process).
     Endpoint(
         path="/v1/suggest",
         name="GET /v1/suggest (warm)",
         setup=warm_suggest,
         lua=SUGGEST_LUA,
-        budget=Budget(min_ratio=0.7),
+        budget=Budget(min_ratio=0.6),
     ),
 )

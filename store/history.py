@@ -200,7 +200,7 @@ def prune_history(
         older_than: Also delete the rows watched before this (the user's retention).
 
     Returns:
-        How many rows were deleted.
+        How many rows were deleted (-1 inside a pipeline, where the count is not known yet).
     """
     params = {"user": user_id, "keep": keep, "cutoff": older_than}
     return conn.execute(PRUNE_HISTORY, params).rowcount
@@ -261,15 +261,20 @@ def record_watch(
         raise HistoryOwnerMissing(str(user_id))
     if owner.paused:
         return HistoryWrite(select_history(conn, user_id), recorded=False)
-    try:
-        upsert_history_entry(conn, user_id, entry)
-    except pg_errors.ForeignKeyViolation as error:  # unreachable under the lock; kept as a net
-        raise HistoryOwnerMissing(str(user_id)) from error
     cutoff = None
     if owner.retention_days is not None:
         cutoff = (now or _database_now(conn)) - timedelta(days=owner.retention_days)
-    prune_history(conn, user_id, older_than=cutoff)
-    return HistoryWrite(select_history(conn, user_id), recorded=True)
+    # Upsert, prune and read back in one round trip (psycopg's pipeline mode): the statements
+    # run in this order in the same transaction, as they would one by one; an error in one
+    # skips the rest and is raised when the read back fetches its rows.
+    try:
+        with conn.pipeline():
+            upsert_history_entry(conn, user_id, entry)
+            prune_history(conn, user_id, older_than=cutoff)
+            items = select_history(conn, user_id)
+    except pg_errors.ForeignKeyViolation as error:  # unreachable under the lock; kept as a net
+        raise HistoryOwnerMissing(str(user_id)) from error
+    return HistoryWrite(items, recorded=True)
 
 
 SELECT_NOW = "SELECT now()"

@@ -19,10 +19,16 @@ check costs one round trip whatever applies.
 from __future__ import annotations
 
 import uuid
+from collections.abc import Sequence
 
 from store.redis import RedisStore
 
-__all__ = ["mark_family_revoked", "mark_user_revoked", "select_revocations"]
+__all__ = [
+    "mark_family_revoked",
+    "mark_user_revoked",
+    "select_many_revocations",
+    "select_revocations",
+]
 
 
 def _user_key(store: RedisStore, user_id: uuid.UUID) -> str:
@@ -102,3 +108,38 @@ async def select_revocations(
     with store.fail_fast():
         values = await store.client.mget(keys)
     return values[0] is not None, len(values) > 1 and values[1] is not None
+
+
+async def select_many_revocations(
+    store: RedisStore, pairs: Sequence[tuple[uuid.UUID, uuid.UUID | None]]
+) -> list[tuple[bool, bool]]:
+    """:func:`select_revocations` for several ``(user, family)`` pairs: still one ``MGET``.
+
+    Args:
+        store: The Redis store.
+        pairs: ``(user, family)`` pairs; a family of None reads only the user's marker.
+
+    Returns:
+        ``(user revoked, family revoked)`` for each pair, in order.
+
+    Raises:
+        RedisUnavailable: Redis is down or too slow.
+    """
+    keys: list[str] = []
+    for user_id, family_id in pairs:
+        keys.append(_user_key(store, user_id))
+        if family_id is not None:
+            keys.append(_family_key(store, family_id))
+    with store.fail_fast():
+        values = await store.client.mget(keys)
+    answers: list[tuple[bool, bool]] = []
+    at = 0
+    for _, family_id in pairs:
+        user_revoked = values[at] is not None
+        at += 1
+        family_revoked = False
+        if family_id is not None:
+            family_revoked = values[at] is not None
+            at += 1
+        answers.append((user_revoked, family_revoked))
+    return answers

@@ -22,9 +22,9 @@ has matched the URL; unmatched requests are labelled ``unmatched``.
 
 from __future__ import annotations
 
+import os
 import re
 import time
-import uuid
 from collections.abc import Awaitable, Callable, Iterable, MutableMapping
 from functools import partial
 from typing import Any
@@ -92,11 +92,30 @@ async def _send_liveness(send: Send, *, head: bool) -> None:
     await send({"type": "http.response.body", "body": b"" if head else _LIVENESS_BODY})
 
 
-def _header(scope: Scope, name: bytes) -> bytes | None:
-    for key, value in scope["headers"]:
-        if key == name:
-            return bytes(value)
-    return None
+# The request headers the middleware reads; collected in one pass over the header list
+# (`_scan_headers`), with the header block's size, instead of one pass per header.
+_READ_HEADERS = frozenset(
+    {
+        b"x-request-id",
+        b"origin",
+        b"transfer-encoding",
+        b"content-length",
+        b"access-control-request-method",
+        b"access-control-request-headers",
+    }
+)
+
+
+def _scan_headers(headers: Iterable[tuple[bytes, bytes]]) -> tuple[dict[bytes, bytes], int]:
+    """The first value of each header in :data:`_READ_HEADERS`, and the header block's size
+    (name, value and 4 bytes of framing per field)."""
+    found: dict[bytes, bytes] = {}
+    size = 0
+    for key, value in headers:
+        size += len(key) + len(value) + 4
+        if key in _READ_HEADERS and key not in found:
+            found[key] = bytes(value)
+    return found, size
 
 
 def _utf8_after_unquoting(raw: bytes) -> bool:
@@ -155,11 +174,13 @@ class HygieneMiddleware:
             await self.app(scope, receive, send)
             return
         started = time.perf_counter()
-        offered = (_header(scope, b"x-request-id") or b"").decode("latin-1")
-        request_id = offered if _REQUEST_ID.fullmatch(offered) else uuid.uuid4().hex
+        found, header_bytes = _scan_headers(scope["headers"])
+        offered = found.get(b"x-request-id", b"").decode("latin-1")
+        # 128 random bits as 32 hex digits, like uuid4().hex at a quarter of its cost.
+        request_id = offered if _REQUEST_ID.fullmatch(offered) else os.urandom(16).hex()
         scope[SCOPE_REQUEST_ID] = request_id
         bind_request_id(request_id)
-        origin = (_header(scope, b"origin") or b"").decode("latin-1")
+        origin = found.get(b"origin", b"").decode("latin-1")
         allowed_origin = origin if origin in self.cors_origins else None
         exchange = Exchange(
             scope,
@@ -170,7 +191,7 @@ class HygieneMiddleware:
         )
         timed_out = False
         try:
-            refusal = self._refusal(scope, origin, allowed_origin)
+            refusal = self._refusal(scope, found, header_bytes, origin, allowed_origin)
             if refusal is not None:
                 if refusal.close:
                     exchange.close_connection()
@@ -229,12 +250,20 @@ class HygieneMiddleware:
         # exchange on it never completed.
         return True
 
-    def _refusal(self, scope: Scope, origin: str, allowed_origin: str | None) -> _Refusal | None:
-        """A response to give instead of running the app, or None to run it."""
-        headers = scope["headers"]
-        if _header(scope, b"transfer-encoding") is not None and (
-            _header(scope, b"content-length") is not None
-        ):
+    def _refusal(
+        self,
+        scope: Scope,
+        found: dict[bytes, bytes],
+        header_bytes: int,
+        origin: str,
+        allowed_origin: str | None,
+    ) -> _Refusal | None:
+        """A response to give instead of running the app, or None to run it.
+
+        ``found`` and ``header_bytes`` are :func:`_scan_headers` of the request's headers.
+        """
+        length = found.get(b"content-length")
+        if b"transfer-encoding" in found and length is not None:
             # RFC 9112 6.3: a request smuggling attempt; answer and close the connection, so
             # whatever follows the chunked body is never read as a request.
             return _Refusal(
@@ -245,19 +274,14 @@ class HygieneMiddleware:
             return _Refusal(414, f"the URL is longer than {MAX_QUERY_BYTES} bytes")
         if not (_utf8_after_unquoting(raw_path) and _utf8_after_unquoting(query)):
             return _Refusal(400, "the URL's percent-encoding is not valid UTF-8")
-        if sum(len(k) + len(v) + 4 for k, v in headers) > MAX_HEADER_BYTES:
+        if header_bytes > MAX_HEADER_BYTES:
             return _Refusal(431, f"the request headers exceed {MAX_HEADER_BYTES} bytes")
-        length = _header(scope, b"content-length")
         if length is not None and (not length.isdigit() or int(length) > MAX_BODY_BYTES):
             return _Refusal(413, f"request bodies are limited to {MAX_BODY_BYTES} bytes")
-        if (
-            scope["method"] == "OPTIONS"
-            and origin
-            and _header(scope, b"access-control-request-method") is not None
-        ):
+        if scope["method"] == "OPTIONS" and origin and b"access-control-request-method" in found:
             if allowed_origin is None:
                 return _Refusal(403, "this origin may not call the API")
-            requested = _header(scope, b"access-control-request-headers") or b""
+            requested = found.get(b"access-control-request-headers", b"")
             return _Refusal(
                 204,
                 None,

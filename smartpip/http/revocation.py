@@ -24,6 +24,11 @@ is checked too):
    request would halve throughput; the common case (a user's burst within a second) costs no
    Redis command at all. The price: another replica may accept a revoked token for up to
    :data:`CLEAR_TTL` after the revocation (the replica that handled it refuses at once).
+   The read that a pair's expired answer needs also re-reads, in the same ``MGET``, the
+   markers of up to :data:`REFRESH_BATCH` other pairs that were used since their last read
+   and read more than :data:`REFRESH_AFTER` ago: many active users then cost a Redis command
+   every half second or so instead of one each per second. The bound is unchanged, since
+   every "not revoked" answer still comes from a read at most :data:`CLEAR_TTL` old.
 
 Redis unavailable: the check **fails open** on the local knowledge. The replica that handled
 a deletion or logout still refuses those tokens; other replicas accept them until Redis
@@ -46,16 +51,20 @@ import uuid
 from collections import OrderedDict
 from collections.abc import Awaitable, Callable
 
+import trio
+
 from smartpip.http.tokens import ACCESS_TOKEN_TTL
 from smartpip.logs import get_logger
 from store.backoff import RedisBackoff
 from store.redis import RedisStore, RedisUnavailable
-from store.revocations import mark_family_revoked, mark_user_revoked, select_revocations
+from store.revocations import mark_family_revoked, mark_user_revoked, select_many_revocations
 
 __all__ = [
     "CLEAR_TTL",
     "MAX_LOCAL_REVOCATIONS",
     "REDIS_BACKOFF",
+    "REFRESH_AFTER",
+    "REFRESH_BATCH",
     "REVOCATION_TTL",
     "TokenRevocations",
 ]
@@ -76,6 +85,14 @@ REDIS_BACKOFF = 1.0
 # Why 1 s: "at once" as a person perceives it, while a user's burst of requests (the extension
 # syncing history and settings together) costs one Redis round trip instead of one each.
 CLEAR_TTL = 1.0
+# Why half of CLEAR_TTL: a pair in use is re-read along with another pair's read once its
+# answer is this old, so a steady user rarely needs a read of their own; a younger answer is
+# left alone (re-reading it would spend Redis work for little gain).
+REFRESH_AFTER = CLEAR_TTL / 2
+# Why 64: one MGET of at most 129 keys (about 10 KB of request), which Redis answers in
+# microseconds; it replaces up to 64 commands, each costing this process far more.
+REFRESH_BATCH = 64
+Pair = tuple[uuid.UUID, uuid.UUID | None]
 
 
 class _ExpiringIds:
@@ -116,7 +133,9 @@ class TokenRevocations:
     """Which access tokens are revoked (by user or by family): local tables in front of Redis.
 
     Concurrency: state changes happen between awaits only, in the trio task of a request, so
-    no lock is needed (the same argument as :class:`smartpip.http.ratelimit.RateLimiter`).
+    no lock is needed (the same argument as :class:`smartpip.http.ratelimit.RateLimiter`); a
+    request whose pair another request's ``MGET`` is reading waits for that read rather than
+    sending its own.
 
     Args:
         store: The Redis store holding the shared markers.
@@ -147,7 +166,13 @@ class TokenRevocations:
         self._families = _ExpiringIds(ttl, monotonic, max_local)
         # (user, family) -> monotonic time until which "not revoked" (from Redis) is trusted.
         # Checked after the local tables, so a revocation made here needs no eviction.
-        self._clear: OrderedDict[tuple[uuid.UUID, uuid.UUID | None], float] = OrderedDict()
+        # Insertion order is expiry order (one TTL for all, re-inserted on each read).
+        self._clear: OrderedDict[Pair, float] = OrderedDict()
+        # The pairs of `_clear` answered from it since their last read: worth re-reading
+        # along with another pair's read (an idle pair's entry is simply left to expire).
+        self._used: set[Pair] = set()
+        # The pairs whose markers a request is reading now, and the event set when it is done.
+        self._reading: dict[Pair, trio.Event] = {}
         self._redis = RedisBackoff(
             went_down="token revocation check falls back to this process's knowledge; "
             "revocations made meanwhile reach only this replica",
@@ -220,29 +245,90 @@ class TokenRevocations:
             family_id: The token's family (``sid``); None for a token without one, which only
                 a user revocation reaches.
         """
+        pair = (user_id, family_id)
+        known = self._known(pair)
+        if known is not None:
+            return known
+        reading = self._reading.get(pair)
+        if reading is not None:
+            # Another request's read covers this pair and is in flight: its answer is fresher
+            # than any remembered one, so wait for it instead of sending the same read again
+            # (under load, every request of an expired pair would otherwise read at once).
+            await reading.wait()
+            known = self._known(pair)
+            if known is not None:
+                return known
+            # That read failed (Redis away) or was cancelled: read here, as without it.
+        return await self._read(pair)
+
+    def _known(self, pair: Pair) -> bool | None:
+        """The answer from local knowledge alone, or None when Redis must be asked."""
+        user_id, family_id = pair
         if user_id in self._users or (family_id is not None and family_id in self._families):
             return True
-        pair = (user_id, family_id)
         if self._clear.get(pair, 0.0) > self._monotonic():
+            self._used.add(pair)
             return False
-        answer = await self._redis.attempt(select_revocations(self._store, user_id, family_id))
-        if answer is None:
-            return False
-        user_revoked, family_revoked = answer
-        # Later requests skip Redis. A local entry may outlive its marker by up to one TTL:
-        # harmless, a deleted user's ID is never used again and a revoked family never gets
-        # new tokens.
-        if user_revoked:
-            self._users.add(user_id)
-        if family_revoked and family_id is not None:
-            self._families.add(family_id)
-        if user_revoked or family_revoked:
-            return True
-        self._remember_clear(pair)
-        return False
+        return None
 
-    def _remember_clear(self, pair: tuple[uuid.UUID, uuid.UUID | None]) -> None:
+    async def _read(self, pair: Pair) -> bool:
+        """Read the markers of ``pair`` and of the other pairs due (one MGET); remember them."""
+        pairs = [pair, *self._due_for_refresh(pair, self._monotonic())]
+        done = trio.Event()
+        for each in pairs:
+            self._reading[each] = done
+        try:
+            answers = await self._redis.attempt(select_many_revocations(self._store, pairs))
+        finally:
+            for each in pairs:
+                if self._reading.get(each) is done:
+                    del self._reading[each]
+            done.set()
+        if answers is None:
+            return False
+        revoked = False
+        for (user, family), (user_revoked, family_revoked) in zip(pairs, answers, strict=True):
+            # Later requests skip Redis. A local entry may outlive its marker by up to one
+            # TTL: harmless, a deleted user's ID is never used again and a revoked family
+            # never gets new tokens.
+            if user_revoked:
+                self._users.add(user)
+            if family_revoked and family is not None:
+                self._families.add(family)
+            if user_revoked or family_revoked:
+                self._forget_clear((user, family))
+                revoked = revoked or (user, family) == pair
+            else:
+                self._remember_clear((user, family))
+        return revoked
+
+    def _due_for_refresh(self, asked: Pair, now: float) -> list[Pair]:
+        """Other pairs used since their last read, read more than :data:`REFRESH_AFTER` ago
+        (oldest first, at most :data:`REFRESH_BATCH`). Expired entries of pairs not used
+        since are dropped on the way, so the scan only meets pairs of the last second."""
+        due: list[Pair] = []
+        idle: list[Pair] = []
+        fresh_after = now + CLEAR_TTL - REFRESH_AFTER
+        for pair, expires in self._clear.items():
+            if expires > fresh_after or len(due) >= REFRESH_BATCH:
+                break
+            if pair in self._used:
+                if pair != asked and pair not in self._reading:
+                    due.append(pair)
+            elif expires <= now:
+                idle.append(pair)
+        for pair in idle:
+            del self._clear[pair]
+        return due
+
+    def _forget_clear(self, pair: Pair) -> None:
         self._clear.pop(pair, None)
+        self._used.discard(pair)
+
+    def _remember_clear(self, pair: Pair) -> None:
+        self._clear.pop(pair, None)
+        self._used.discard(pair)
         self._clear[pair] = self._monotonic() + CLEAR_TTL
         while len(self._clear) > self._max_local:
-            self._clear.popitem(last=False)
+            oldest, _ = self._clear.popitem(last=False)
+            self._used.discard(oldest)

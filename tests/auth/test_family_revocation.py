@@ -7,9 +7,12 @@ import uuid
 from typing import Any
 
 import pytest
+import trio
+import trio.testing
 
 from smartpip.auth.sessions import SessionRejected, Sessions
-from smartpip.http.revocation import CLEAR_TTL, TokenRevocations
+from smartpip.http import revocation
+from smartpip.http.revocation import CLEAR_TTL, REFRESH_AFTER, REFRESH_BATCH, TokenRevocations
 from smartpip.http.tokens import AccessTokens
 from store.postgres import Database
 from store.redis import RedisStore
@@ -25,6 +28,7 @@ class CountingClient:
     def __init__(self, client: Any) -> None:
         self._client = client
         self.commands: list[str] = []
+        self.arguments: list[tuple[Any, ...]] = []
 
     def __getattr__(self, name: str) -> Any:
         attr = getattr(self._client, name)
@@ -33,6 +37,7 @@ class CountingClient:
 
         def counted(*args: Any, **kwargs: Any) -> Any:
             self.commands.append(name)
+            self.arguments.append(args)
             return attr(*args, **kwargs)
 
         return counted
@@ -62,6 +67,111 @@ async def test_one_command_per_check_and_none_while_clear(
     clock.advance(CLEAR_TTL + 0.01)
     assert not await reader.is_revoked(user, family)
     assert counting.commands == ["mget", "mget"]
+
+
+async def test_pairs_in_use_are_reread_together_and_revocations_still_seen_within_clear_ttl(
+    redis_store: RedisStore, counting: CountingClient, clock: FakeClock
+) -> None:
+    writer = TokenRevocations(redis_store)
+    reader = TokenRevocations(redis_store, monotonic=clock)
+    user, family, other_user, other_family = (uuid.uuid4() for _ in range(4))
+    idle_user = uuid.uuid4()
+    assert not await reader.is_revoked(user, family)
+    assert not await reader.is_revoked(other_user, other_family)
+    assert not await reader.is_revoked(idle_user, None)
+    assert counting.commands == ["mget"] * 3
+    clock.advance(REFRESH_AFTER + 0.01)
+    assert not await reader.is_revoked(other_user, other_family)  # in use: a cached answer
+    await writer.revoke_family(other_family)  # another replica logs that sign-in out
+    counting.commands.clear()
+    clock.advance(CLEAR_TTL - REFRESH_AFTER)  # the first answers have expired
+    # One MGET reads the asked pair and the other one in use (not the idle user's)...
+    assert not await reader.is_revoked(user, family)
+    assert counting.commands == ["mget"]
+    # ...so the logout is seen without a command of its own, within CLEAR_TTL of it.
+    assert await reader.is_revoked(other_user, other_family)
+    assert counting.commands == ["mget"]
+    assert not await reader.is_revoked(idle_user, None)  # not re-read: its own command
+    assert counting.commands == ["mget", "mget"]
+    # A revocation after a shared read is seen once that read is CLEAR_TTL old, as before.
+    await writer.revoke_user(user)
+    assert not await reader.is_revoked(user, family)
+    clock.advance(CLEAR_TTL + 0.01)
+    assert await reader.is_revoked(user, family)
+
+
+async def test_concurrent_checks_of_one_pair_share_its_read(
+    redis_store: RedisStore, counting: CountingClient, clock: FakeClock
+) -> None:
+    reader = TokenRevocations(redis_store, monotonic=clock)
+    writer = TokenRevocations(redis_store)
+    user, family = uuid.uuid4(), uuid.uuid4()
+    await writer.revoke_family(family)
+    answers: list[bool] = []
+
+    async def check() -> None:
+        answers.append(await reader.is_revoked(user, family))
+
+    async with trio.open_nursery() as nursery:
+        for _ in range(5):
+            nursery.start_soon(check)
+    assert answers == [True] * 5
+    assert counting.commands == ["set", "mget"]  # the marker; one read, four waited for it
+
+
+async def test_a_check_waiting_for_a_cancelled_read_reads_itself(
+    redis_store: RedisStore, clock: FakeClock, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    reads: list[int] = []
+
+    async def select(store: RedisStore, pairs: list[Any]) -> list[tuple[bool, bool]]:
+        reads.append(len(pairs))
+        if len(reads) == 1:
+            await trio.sleep_forever()  # the first read never answers: it is cancelled
+        return [(True, False)] * len(pairs)
+
+    monkeypatch.setattr(revocation, "select_many_revocations", select)
+    reader = TokenRevocations(redis_store, monotonic=clock)
+    user, family = uuid.uuid4(), uuid.uuid4()
+    answers: list[bool] = []
+
+    async def check(scope: trio.CancelScope | None = None) -> None:
+        with scope or trio.CancelScope():
+            answers.append(await reader.is_revoked(user, family))
+
+    first = trio.CancelScope()
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(check, first)
+        await trio.testing.wait_all_tasks_blocked()
+        nursery.start_soon(check)  # waits for the first one's read
+        await trio.testing.wait_all_tasks_blocked()
+        assert reads == [1]
+        first.cancel()
+    # Not "clear" for want of an answer: the waiting check read the markers itself.
+    assert answers == [True]
+    assert reads == [1, 1]
+
+
+async def test_a_shared_reread_is_bounded(
+    redis_store: RedisStore, counting: CountingClient, clock: FakeClock
+) -> None:
+    reader = TokenRevocations(redis_store, monotonic=clock)
+    pairs = [(uuid.uuid4(), uuid.uuid4()) for _ in range(REFRESH_BATCH + 5)]
+    for user, family in pairs:
+        assert not await reader.is_revoked(user, family)
+    clock.advance(REFRESH_AFTER + 0.01)
+    for user, family in pairs:  # all in use
+        assert not await reader.is_revoked(user, family)
+    counting.commands.clear()
+    counting.arguments.clear()
+    clock.advance(CLEAR_TTL)
+    assert not await reader.is_revoked(*pairs[-1])
+    assert counting.commands == ["mget"]
+    (keys,) = counting.arguments[0]
+    assert len(keys) == 2 * (REFRESH_BATCH + 1)  # the asked pair and REFRESH_BATCH others
+    for user, family in pairs[:REFRESH_BATCH]:  # the oldest ones were re-read with it
+        assert not await reader.is_revoked(user, family)
+    assert counting.commands == ["mget"]
 
 
 async def test_a_revoked_family_is_seen_by_other_replicas_and_only_that_family(
