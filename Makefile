@@ -22,8 +22,13 @@ run: venv
 	exec $(VENV)/bin/smartpip serve
 
 ## ruff, mypy (strict), the import rules (import-linter), then pytest.
+# Two pytest workers (pytest-xdist): the tests wait on sockets, servers and subprocesses much
+# of the time, so two share this 2-core machine well (about 4.5 minutes instead of 7.5). Each
+# worker has its own database and Redis prefixes. PYTEST_WORKERS=0 runs in one process.
+PYTEST_WORKERS ?= 2
+
 test: lint
-	$(VENV)/bin/pytest
+	$(VENV)/bin/pytest -n $(PYTEST_WORKERS)
 
 lint: venv
 	$(VENV)/bin/ruff check .
