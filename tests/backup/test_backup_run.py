@@ -74,13 +74,8 @@ async def test_the_manifest_counts_come_from_the_dumped_snapshot(
 async def test_wrong_credentials_are_named_and_nothing_is_written(
     sample_db: str, s3_settings: S3Settings
 ) -> None:
-    wrong = S3Settings(
-        bucket=s3_settings.bucket,
-        prefix=s3_settings.prefix,
-        region=s3_settings.region,
-        endpoint_url=s3_settings.endpoint_url,
-        access_key_id=s3_settings.access_key_id,
-        secret_access_key="not-the-secret-key-at-all-0000000000000000",
+    wrong = attrs.evolve(
+        s3_settings, secret_access_key="not-the-secret-key-at-all-0000000000000000"
     )
     backups = Backups(BackupSettings(database_url=sample_db, s3=wrong))
     with pytest.raises(StorageError, match="credentials were refused"):
@@ -89,13 +84,7 @@ async def test_wrong_credentials_are_named_and_nothing_is_written(
 
 
 async def test_a_missing_bucket_is_named(sample_db: str, s3_settings: S3Settings) -> None:
-    missing = S3Settings(
-        bucket="no-such-bucket-here",
-        endpoint_url=s3_settings.endpoint_url,
-        region=s3_settings.region,
-        access_key_id=s3_settings.access_key_id,
-        secret_access_key=s3_settings.secret_access_key,
-    )
+    missing = attrs.evolve(s3_settings, bucket="no-such-bucket-here")
     backups = Backups(BackupSettings(database_url=sample_db, s3=missing))
     with pytest.raises(StorageError, match="no-such-bucket-here does not exist"):
         await backups.run()
