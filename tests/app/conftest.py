@@ -21,6 +21,7 @@ from tasks.catalogue import JOBS
 from tests.app.probes import probe_blueprint
 from tests.conftest import REDIS_URL
 from tests.fakes.oidc_provider import FakeOidcProvider
+from tests.support.polling import eventually
 
 #: The signing key of ``auth_app_factory`` apps (any two of them accept each other's tokens).
 KEY = "k1:" + "a" * 40
@@ -72,7 +73,7 @@ async def running_app(
     lifecycle = Lifecycle()
     release = trio.Event()
     async with open_resources(config, clock=clock) as resources:
-        await resources.health.probe()
+        probed_at = (await resources.health.probe()).checked_at
         extra = (probe_blueprint(resources, release),) if probes else ()
         async with trio.open_nursery() as nursery:
             binds = await nursery.start(
@@ -81,6 +82,11 @@ async def running_app(
                 )
             )
             url = binds[0]
+            # The tree's health monitor probes once at start, on top of the startup probe above;
+            # a fault a test injects before that probe ends would be found by the monitor rather
+            # than by the request under test (a race a loaded machine loses), so wait for it.
+            health = resources.health.state
+            await eventually(lambda: health.checked_at != probed_at)
             async with httpx.AsyncClient(base_url=url, timeout=10) as client:
                 yield RunningApp(url, client, resources, lifecycle, release)
             release.set()

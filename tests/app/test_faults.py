@@ -6,13 +6,12 @@ The shared Postgres and Redis are never stopped: a FaultProxy sits between the a
 from __future__ import annotations
 
 import logging
-import time
 
 import httpx
 import pytest
 import trio
 
-from tests.app.conftest import RunningApp, make_config, running_app
+from tests.app.conftest import make_config, running_app
 from tests.support.faultproxy import FaultProxy
 from tests.support.polling import eventually
 
@@ -32,16 +31,6 @@ def dependency_errors(caplog: pytest.LogCaptureFixture, dependency: str) -> list
         and record.msg.get("event") == "dependency unavailable"
         and record.msg.get("dependency") == dependency
     ]
-
-
-async def monitor_settled(app: RunningApp) -> None:
-    """Wait until the tree's health monitor has made its first probe. It probes once at start,
-    on top of the startup probe, so a fault injected before that probe ends would be found by
-    the monitor rather than by the request under test (a race a loaded machine loses)."""
-    status = app.resources.supervision.get("health-monitor")
-    await eventually(
-        lambda: status.next_run_at is not None and status.next_run_at > time.time() + 60
-    )
 
 
 async def readiness(client: httpx.AsyncClient) -> tuple[int, dict[str, object]]:
@@ -100,7 +89,6 @@ async def test_postgres_down_fails_fast_then_recovers(
         health_interval="300",
     )
     async with running_app(config, probes=True) as app:
-        await monitor_settled(app)
         assert (await app.client.get("/test/db")).status_code == 200
         proxy.mode = "down"
         with trio.fail_after(HANG_GUARD):
@@ -145,7 +133,6 @@ async def test_postgres_hung_answers_503_within_the_query_budget(
         settings = app.resources.db.settings
         budget = settings.acquire_timeout + settings.query_timeout
         assert budget == 2.5  # 1 s acquire + (0.5 s statement timeout + 1 s margin)
-        await monitor_settled(app)
         assert (await app.client.get("/test/db")).status_code == 200
         proxy.mode = "hung"
         with trio.fail_after(HANG_GUARD):
@@ -206,7 +193,6 @@ async def test_a_request_failing_on_postgres_wakes_the_health_monitor(
         pg_url.replace(":5432/", f":{proxy.port}/"), redis_prefix, health_interval="300"
     )
     async with running_app(config, probes=True) as app:
-        await monitor_settled(app)
         db = app.resources.db
         assert (await app.client.get("/test/db")).status_code == 200
         proxy.mode = "down"
