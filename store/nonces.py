@@ -13,7 +13,7 @@ from coredis.tokens import PureToken
 
 from store.redis import RedisStore
 
-__all__ = ["claim_nonce"]
+__all__ = ["claim_nonce", "claim_once"]
 
 
 async def claim_nonce(store: RedisStore, nonce: str, *, ttl_ms: int) -> bool:
@@ -28,5 +28,20 @@ async def claim_nonce(store: RedisStore, nonce: str, *, ttl_ms: int) -> bool:
     with store.fail_fast():
         created = await store.client.set(
             store.key("nonce", digest), b"1", condition=PureToken.NX, px=max(1, ttl_ms)
+        )
+    return bool(created)
+
+
+async def claim_once(store: RedisStore, kind: str, value: str, *, ttl_ms: int) -> bool:
+    """Record the first use of ``value`` among the ``kind`` markers (e.g. consent states);
+    False when it was used before. Like :func:`claim_nonce`, the key holds only a hash.
+
+    Raises:
+        RedisUnavailable: Redis is down or too slow.
+    """
+    digest = hashlib.sha256(value.encode()).hexdigest()
+    with store.fail_fast():
+        created = await store.client.set(
+            store.key(kind, digest), b"1", condition=PureToken.NX, px=max(1, ttl_ms)
         )
     return bool(created)

@@ -12,6 +12,7 @@ import pytest
 
 from smartpip.cli import main as cli_main
 from smartpip.config import Config, ConfigError
+from smartpip.playlist.crypto import generate_key
 from smartpip.runtime.resources import postgres_settings
 from smartpip.suggest.ranking import RankingWeights
 
@@ -121,6 +122,8 @@ GOOGLE = {
     "SMARTPIP_OIDC_CLIENT_ID": "1234.apps.googleusercontent.com",
     "SMARTPIP_OIDC_CLIENT_SECRET": "c" * 40,
     "SMARTPIP_OIDC_REDIRECT_URIS": "https://abcdefghijklmnop.chromiumapp.org/",
+    # Production with sign-in and the playlist on (the default) needs the token keys.
+    "SMARTPIP_TOKEN_ENCRYPTION_KEYS": "t1:" + generate_key(),
 }
 
 
@@ -149,7 +152,7 @@ def test_the_summary_says_what_is_enabled_and_what_is_not() -> None:
         "suggest: disabled (SMARTPIP_YOUTUBE_API_KEY unset)",
         "ops endpoints: disabled (SMARTPIP_OPS_TOKEN unset)",
         "backups: disabled (SMARTPIP_BACKUP_S3_BUCKET unset)",
-        "playlist: not in this version",
+        "playlist: disabled (sign-in is disabled)",
     ]
     full = Config.from_env(
         PRODUCTION
@@ -160,12 +163,13 @@ def test_the_summary_says_what_is_enabled_and_what_is_not() -> None:
             "SMARTPIP_BACKUP_S3_BUCKET": "bucket",
         }
     )
-    assert full.summary()[:5] == [
+    assert full.summary()[:6] == [
         "environment: production",
         "sign-in: enabled (https://accounts.google.com, 1 redirect URI(s))",
         "suggest: enabled",
         "ops endpoints: enabled",
         "backups: enabled (s3://bucket/smartpip/)",
+        "playlist: enabled",
     ]
     off = Config.from_env(PRODUCTION | {"SMARTPIP_SIGN_IN": "disabled"})
     assert off.summary()[1] == "sign-in: disabled (SMARTPIP_SIGN_IN=disabled)"
