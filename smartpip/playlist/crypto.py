@@ -124,7 +124,13 @@ class Keyring:
         return [hmac.new(k.key, label, hashlib.sha256).digest() for k in self.keys]
 
 
+_BASE64URL = re.compile(r"[A-Za-z0-9_-]+={0,2}")
+
+
 def _decode_key(text: str) -> bytes:
+    if not _BASE64URL.fullmatch(text):  # urlsafe_b64decode skips stray characters silently
+        raise ValueError("is not base64url")
+    text = text.rstrip("=")
     try:
         return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
     except (binascii.Error, ValueError):
