@@ -20,14 +20,13 @@ import hmac
 import secrets
 import time
 import uuid
-from collections import OrderedDict
 from collections.abc import Callable
 
 import attrs
 
 from smartpip.logs import get_logger
 from smartpip.playlist.crypto import Keyring
-from store.nonces import claim_once
+from store.nonces import LocalMarkers, claim_once
 from store.redis import RedisStore, RedisUnavailable
 
 __all__ = ["STATE_TTL", "ConsentStates", "IssuedState", "StateRejected"]
@@ -74,7 +73,7 @@ class ConsentStates:
         self._keys = keyring.derive(_LABEL)
         self._redis = redis
         self._clock = clock
-        self._local: OrderedDict[str, float] = OrderedDict()
+        self._local = LocalMarkers(MAX_LOCAL_MARKERS)
 
     @staticmethod
     def _mac(key: bytes, payload: str) -> str:
@@ -138,18 +137,7 @@ class ConsentStates:
             )
         except RedisUnavailable:
             log.warning("redis unavailable; consent state single-use checked in this process only")
-            first = self._claim_locally(state, expires)
+            first = self._local.claim(state, expires=expires, now=self._clock())
         if not first:
             raise StateRejected("state already used")
         return issued
-
-    def _claim_locally(self, state: str, expires: float) -> bool:
-        now = self._clock()
-        while self._local and (
-            len(self._local) >= MAX_LOCAL_MARKERS or next(iter(self._local.values())) <= now
-        ):
-            self._local.popitem(last=False)
-        if state in self._local:
-            return False
-        self._local[state] = expires
-        return True

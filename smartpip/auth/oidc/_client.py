@@ -111,13 +111,7 @@ class OidcClient:
             OidcUnavailable: Network error, timeout, 5xx, 408, 429 or a malformed answer
                 (logged as a warning).
         """
-        body = await self._token_request(
-            _code_form(code, code_verifier, redirect_uri), refused="code exchange refused"
-        )
-        id_token = body.get("id_token")
-        if not isinstance(id_token, str) or not id_token:
-            self._on_request("token", "error")
-            raise unavailable("token endpoint answered without an id token")
+        _, id_token = await self._redeem(code, code_verifier, redirect_uri)
         self._on_request("token", "ok")
         return id_token
 
@@ -128,19 +122,8 @@ class OidcClient:
         Raises:
             The same as :meth:`exchange_code`.
         """
-        body = await self._token_request(
-            _code_form(code, code_verifier, redirect_uri), refused="code exchange refused"
-        )
-        id_token = body.get("id_token")
-        if not isinstance(id_token, str) or not id_token:
-            self._on_request("token", "error")
-            raise unavailable("token endpoint answered without an id token")
-        answer = _token_answer(body, id_token=id_token)
-        if answer is None:
-            self._on_request("token", "error")
-            raise unavailable("token endpoint answered without a usable access token")
-        self._on_request("token", "ok")
-        return answer
+        body, id_token = await self._redeem(code, code_verifier, redirect_uri)
+        return self._answer(body, id_token)
 
     async def refresh_access_token(self, refresh_token: str) -> TokenAnswer:
         """A new access token for a stored refresh token (``grant_type=refresh_token``).
@@ -152,8 +135,28 @@ class OidcClient:
             OidcUnavailable: Network error, timeout, 5xx, 408, 429 or a malformed answer.
         """
         form = {"grant_type": "refresh_token", "refresh_token": refresh_token}
-        body = await self._token_request(form, refused="refresh refused")
-        answer = _token_answer(body, id_token="")
+        return self._answer(await self._token_request(form, refused="refresh refused"), "")
+
+    async def _redeem(
+        self, code: str, code_verifier: str, redirect_uri: str
+    ) -> tuple[dict[str, Any], str]:
+        """The token endpoint's answer to a code, and its (unverified) ID token."""
+        form = {
+            "grant_type": "authorization_code",
+            "code": code,
+            "code_verifier": code_verifier,
+            "redirect_uri": redirect_uri,
+        }
+        body = await self._token_request(form, refused="code exchange refused")
+        id_token = body.get("id_token")
+        if not isinstance(id_token, str) or not id_token:
+            self._on_request("token", "error")
+            raise unavailable("token endpoint answered without an id token")
+        return body, id_token
+
+    def _answer(self, body: Mapping[str, Any], id_token: str) -> TokenAnswer:
+        """The fields of a token answer (RFC 6749 5.1), which must hold an access token."""
+        answer = _token_answer(body, id_token=id_token)
         if answer is None:
             self._on_request("token", "error")
             raise unavailable("token endpoint answered without a usable access token")
@@ -228,15 +231,6 @@ class OidcClient:
             self._on_request(endpoint, "error")
             raise unavailable(f"OpenID provider unreachable: {error}") from None
         return status, body
-
-
-def _code_form(code: str, code_verifier: str, redirect_uri: str) -> dict[str, str]:
-    return {
-        "grant_type": "authorization_code",
-        "code": code,
-        "code_verifier": code_verifier,
-        "redirect_uri": redirect_uri,
-    }
 
 
 def _token_answer(body: Mapping[str, Any], *, id_token: str) -> TokenAnswer | None:
