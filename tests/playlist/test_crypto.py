@@ -20,7 +20,7 @@ from smartpip.playlist.crypto import (
 from smartpip.playlist.grants import GoogleUnavailable
 from tests.app.conftest import RunningApp
 from tests.fakes.oidc_provider import FakeOidcProvider
-from tests.playlist.conftest import User, connect, oauth_row
+from tests.playlist.conftest import KEY_T1, KEY_T2, User, connect, oauth_row
 
 TOKEN = "1//0gExampleRefreshToken-abcdefghijklmnopqrstuvwxyz"
 
@@ -31,7 +31,10 @@ def keyring(*specs: str) -> Keyring:
     return ring
 
 
-ONE, TWO = f"k1:{generate_key()}", f"k2:{generate_key()}"
+# Fixed (not generated): the values name parametrized tests, which pytest-xdist workers must
+# collect identically.
+ONE = "k1:" + KEY_T1.partition(":")[2]
+TWO = "k2:" + KEY_T2.partition(":")[2]
 
 
 def test_seal_then_open() -> None:
@@ -85,7 +88,7 @@ def test_first_key_seals_and_every_key_opens() -> None:
     [
         ("nocolon", "entries must be kid:key"),
         ("k1:", "entries must be kid:key"),
-        ("bad kid!:" + generate_key(), "entries must be kid:key"),
+        ("bad kid!:" + ONE.partition(":")[2], "entries must be kid:key"),
         ("k1:***", "is not base64url"),
         ("k1:" + "QUJD", "must be 32 bytes"),
         (f"{ONE},{ONE}", "repeats the key id 'k1'"),
