@@ -18,7 +18,6 @@ import hmac
 import re
 import secrets
 import uuid
-from collections.abc import Sequence
 
 import attrs
 from cryptography.exceptions import InvalidTag
@@ -33,7 +32,6 @@ __all__ = [
     "Unsealable",
     "generate_key",
     "parse_keyring",
-    "weak_keys",
 ]
 
 #: AES-256.
@@ -167,8 +165,3 @@ def parse_keyring(raw: str) -> tuple[Keyring | None, list[str]]:
 def generate_key() -> str:
     """A new random key in the variable's encoding (base64url, no padding)."""
     return base64.urlsafe_b64encode(secrets.token_bytes(KEY_BYTES)).rstrip(b"=").decode()
-
-
-def weak_keys(keys: Sequence[TokenKey]) -> list[str]:
-    """The IDs of placeholder-looking keys."""
-    return [k.kid for k in keys if k.weak]
