@@ -1,5 +1,5 @@
 """The ``smartpip`` command: ``serve``, ``migrate``, ``config check``, ``token``, ``jobs``,
-``quota history``, ``backup``.
+``quota history``, ``backup``, ``playlist rotate-keys``.
 
 Configuration problems are printed as a list naming each variable and exit with status 2,
 without a traceback; a dependency that stops startup exits with status 1.
@@ -101,6 +101,7 @@ def _parser() -> argparse.ArgumentParser:
     )
     history.add_argument("--days", type=_positive, default=30, help="how many days (default 30)")
     _backup_parser(commands)
+    _playlist_parser(commands)
     config = commands.add_parser("config", help="configuration commands")
     config_commands = config.add_subparsers(dest="config_command", required=True, metavar="CMD")
     config_commands.add_parser(
@@ -128,6 +129,24 @@ def _positive(text: str) -> int:
     if value < 1:
         raise argparse.ArgumentTypeError(f"at least 1, not {value}")
     return value
+
+
+def _playlist_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    playlist = commands.add_parser("playlist", help="the playlist feature's stored Google grants")
+    playlist_commands = playlist.add_subparsers(
+        dest="playlist_command", required=True, metavar="CMD"
+    )
+    rotate = playlist_commands.add_parser(
+        "rotate-keys",
+        help="re-seal every stored refresh token under the newest token key",
+        description="Re-seal every stored Google refresh token not sealed under the first key "
+        "of SMARTPIP_TOKEN_ENCRYPTION_KEYS, in batches (one transaction each); idempotent. "
+        "Prints the counts as JSON. Rows no configured key opens are left alone and counted "
+        "(exit 4).",
+    )
+    rotate.add_argument(
+        "--batch-size", type=_positive, default=500, help="rows per transaction (default 500)"
+    )
 
 
 def _backup_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -193,6 +212,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return trio.run(_quota, config, args)
         if args.command == "backup":
             return trio.run(_backup, config, args)
+        if args.command == "playlist":
+            return trio.run(_rotate_keys, config, args)
         if args.command == "token":
             if config.production and not args.force:
                 log.error("refusing to mint a development token in production (use --force)")
@@ -282,6 +303,23 @@ async def _quota(config: Config, args: argparse.Namespace) -> int:
     async with open_resources(config) as resources:
         print(json.dumps(await quota_history(resources, args.days), indent=2))
     return 0
+
+
+async def _rotate_keys(config: Config, args: argparse.Namespace) -> int:
+    from smartpip.playlist.rotation import reseal_all
+    from smartpip.runtime.main import migrate
+    from smartpip.runtime.resources import postgres_settings
+    from store.postgres import open_database
+
+    keyring = config.token_encryption_keys
+    if keyring is None:
+        print("smartpip playlist: SMARTPIP_TOKEN_ENCRYPTION_KEYS is not set", file=sys.stderr)
+        return EXIT_CONFIG
+    await migrate(config)  # the oauth_accounts table must exist; idempotent
+    async with open_database(postgres_settings(config)) as db:
+        report = await reseal_all(db, keyring, batch_size=args.batch_size)
+    print(json.dumps(attrs.asdict(report), indent=2))
+    return EXIT_JOB_FAILED if report.unopenable else 0
 
 
 def _fail(message: str, status: int) -> int:

@@ -5,8 +5,8 @@ This is the only module that reads the process environment. :meth:`Config.from_e
 prints the list and exits with status 2, without a traceback.
 
 Secrets (``SMARTPIP_JWT_KEYS``, ``SMARTPIP_OIDC_CLIENT_SECRET``, ``SMARTPIP_YOUTUBE_API_KEY``,
-``SMARTPIP_OPS_TOKEN``, and ``SMARTPIP_DATABASE_URL``, which may hold a password) may instead
-be given as ``NAME_FILE`` pointing at a file (Docker
+``SMARTPIP_OPS_TOKEN``, ``SMARTPIP_TOKEN_ENCRYPTION_KEYS``, and ``SMARTPIP_DATABASE_URL``, which
+may hold a password) may instead be given as ``NAME_FILE`` pointing at a file (Docker
 secrets); setting both is an error.
 """
 
@@ -37,6 +37,7 @@ from smartpip.envreader import (
 from smartpip.http.clientip import Network
 from smartpip.http.ratelimit import Policy, parse_policy
 from smartpip.http.tokens import JwtKey
+from smartpip.playlist.crypto import Keyring, parse_keyring
 from smartpip.suggest.normalize import parse_stopwords
 from smartpip.suggest.ranking import RankingWeights
 from supervisors import Schedule
@@ -166,6 +167,9 @@ class Config:
     log_level: str = "info"
     log_format: str = "json"
     build_commit: str = "unknown"
+    # The playlist feature's consent half (issue 16): on/off and the refresh-token keyring.
+    playlist: str = "on"
+    token_encryption_keys: Keyring | None = attrs.field(default=None, repr=False)
 
     @property
     def production(self) -> bool:
@@ -176,6 +180,16 @@ class Config:
     def sign_in_enabled(self) -> bool:
         """Whether Google sign-in (OIDC) is configured and not switched off."""
         return self.sign_in != "disabled" and self.oidc_client_id is not None
+
+    @property
+    def playlist_enabled(self) -> bool:
+        """Whether the playlist feature runs: switched on, sign-in configured, keys set."""
+        return (
+            self.playlist == "on"
+            and self.sign_in_enabled
+            and self.oidc_client_secret is not None
+            and self.token_encryption_keys is not None
+        )
 
     def summary(self) -> list[str]:
         """One line per optional part of the service: enabled, or disabled and why."""
@@ -202,8 +216,17 @@ class Config:
             if self.backup_s3_bucket is not None
             else "backups: disabled (SMARTPIP_BACKUP_S3_BUCKET unset)"
         )
-        lines.append("playlist: not in this version")
+        lines.append(f"playlist: {self._playlist_summary()}")
         return lines
+
+    def _playlist_summary(self) -> str:
+        if self.playlist_enabled:
+            return "enabled"
+        if self.playlist == "off":
+            return "disabled (SMARTPIP_PLAYLIST=off)"
+        if not self.sign_in_enabled:
+            return "disabled (sign-in is disabled)"
+        return "disabled (SMARTPIP_TOKEN_ENCRYPTION_KEYS unset)"
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Config:
@@ -306,6 +329,7 @@ class Config:
             keys = (JwtKey("dev", secrets.token_bytes(MIN_SECRET_BYTES)),)
             values["jwt_keys_generated"] = True
         values["jwt_keys"] = keys
+        _playlist_settings(values, r)
         if env == "production":
             _production_checks(values, r)
         if values["session_absolute_days"] < values["session_idle_days"]:
@@ -338,6 +362,9 @@ class Config:
             value = getattr(self, field.name)
             if field.name == "jwt_keys":
                 value = [f"{k.kid}:<redacted>" for k in self.jwt_keys]
+            elif field.name == "token_encryption_keys":
+                keys = self.token_encryption_keys
+                value = None if keys is None else [f"{k.kid}:<redacted>" for k in keys.keys]
             elif field.name in {
                 "oidc_client_secret",
                 "youtube_api_key",
@@ -522,6 +549,36 @@ def _sign_in_checks(values: dict[str, Any], r: EnvReader) -> None:
             "is required in production: nobody can sign in without it "
             "(set SMARTPIP_SIGN_IN=disabled to run without sign-in)",
         )
+
+
+def _playlist_settings(values: dict[str, Any], r: EnvReader) -> None:
+    """``SMARTPIP_PLAYLIST`` and ``SMARTPIP_TOKEN_ENCRYPTION_KEYS`` (the consent half).
+
+    In production, with the feature on and sign-in configured, a missing or placeholder key
+    stops startup: the feature would otherwise be silently off, or its tokens weakly sealed.
+    """
+    values["playlist"] = r.choice("PLAYLIST", "on", ("on", "off"))
+    raw = r.secret("TOKEN_ENCRYPTION_KEYS")
+    keyring: Keyring | None = None
+    if raw is not None:
+        keyring, problems = parse_keyring(raw)
+        for problem in problems:
+            r.problem("TOKEN_ENCRYPTION_KEYS", problem)
+    values["token_encryption_keys"] = keyring
+    if values["env"] != "production" or values["playlist"] == "off":
+        return
+    if values["sign_in"] == "disabled" or values["oidc_client_id"] is None:
+        return  # no sign-in, no playlist (reported by the sign-in checks)
+    if raw is None:
+        r.problem(
+            "TOKEN_ENCRYPTION_KEYS",
+            "is required in production with SMARTPIP_PLAYLIST=on (comma-separated "
+            "kid:key, each key 32 random bytes in base64url), or set SMARTPIP_PLAYLIST=off",
+        )
+    elif keyring is not None:
+        for key in keyring.keys:
+            if key.weak:
+                r.problem("TOKEN_ENCRYPTION_KEYS", f"key {key.kid!r} is weak: use 32 random bytes")
 
 
 def _weak(secret: str | bytes) -> bool:

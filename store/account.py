@@ -1,8 +1,9 @@
 """A user's whole account: the data export and the deletion, each one transaction.
 
 Both read or write every table that holds rows of a user: ``users``, ``video_history``,
-``settings``, ``sessions`` and ``audit_logs``. A table added later that references ``users``
-must be added here too (the account tests check every table of the schema).
+``settings``, ``sessions``, ``audit_logs`` and ``oauth_accounts``. A table added later that
+references ``users`` must be added here too (the account tests check every table of the
+schema).
 
 Query functions take a connection and never commit: the caller owns the transaction
 (``Database.run``).
@@ -19,6 +20,7 @@ import psycopg
 from psycopg.rows import class_row
 
 from store.audit import AuditRow, insert_audit, select_audit_for_user
+from store.oauth_accounts import ConnectionRow, select_connection
 from store.sessions import SessionRow, lock_user_sessions, select_user_sessions
 
 __all__ = [
@@ -81,6 +83,7 @@ class UserExport:
     history: list[HistoryRow]
     sessions: list[SessionRow]
     audit: list[AuditRow]
+    youtube: ConnectionRow | None = None
 
 
 @attrs.frozen
@@ -91,6 +94,7 @@ class DeletedAccount:
     settings: int
     sessions: int
     audit: int
+    oauth_accounts: int = 0
 
 
 # The first statement of the transaction, so that every SELECT after it reads one snapshot:
@@ -145,6 +149,7 @@ def select_user_export(conn: psycopg.Connection[Any], user_id: uuid.UUID) -> Use
         history=history,
         sessions=select_user_sessions(conn, user_id),
         audit=select_audit_for_user(conn, user_id),
+        youtube=select_connection(conn, user_id),
     )
 
 
@@ -153,11 +158,12 @@ DELETE_HISTORY = "DELETE FROM video_history WHERE user_id = %s"
 DELETE_SETTINGS = "DELETE FROM settings WHERE user_id = %s"
 DELETE_SESSIONS = "DELETE FROM sessions WHERE user_id = %s"
 DELETE_AUDIT = "DELETE FROM audit_logs WHERE user_id = %s"
+DELETE_OAUTH_ACCOUNTS = "DELETE FROM oauth_accounts WHERE user_id = %s"
 DELETE_USER = "DELETE FROM users WHERE id = %s"
 
 
 def delete_account(conn: psycopg.Connection[Any], user_id: uuid.UUID) -> DeletedAccount | None:
-    """Erase a user: history, settings, sessions, audit trail, then the user row.
+    """Erase a user: history, settings, sessions, audit trail, Google grant, then the user row.
 
     The audit trail: the user's events are deleted rather than merely detached. Detached
     (user ID null, meta emptied) they would be useless to an investigation, yet still a
@@ -190,6 +196,7 @@ def delete_account(conn: psycopg.Connection[Any], user_id: uuid.UUID) -> Deleted
         settings=conn.execute(DELETE_SETTINGS, (user_id,)).rowcount,
         sessions=conn.execute(DELETE_SESSIONS, (user_id,)).rowcount,
         audit=conn.execute(DELETE_AUDIT, (user_id,)).rowcount,
+        oauth_accounts=conn.execute(DELETE_OAUTH_ACCOUNTS, (user_id,)).rowcount,
     )
     insert_audit(conn, None, EVENT_ACCOUNT_DELETED, {})
     conn.execute(DELETE_USER, (user_id,))

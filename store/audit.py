@@ -37,8 +37,9 @@ EVENT_LOGOUT = "logout"
 
 #: The only keys ``meta`` may hold. ``family``: a session family ID; ``method``: how the user
 #: signed in (e.g. ``code``, ``id_token``); ``new_user``: the sign-in created the user;
-#: ``reason``: a short machine-readable cause; ``count``: how many things an event affected.
-AUDIT_META_KEYS = frozenset({"family", "method", "new_user", "reason", "count"})
+#: ``reason``: a short machine-readable cause; ``count``: how many things an event affected;
+#: ``scopes``: OAuth scopes granted (space-separated names, never a token).
+AUDIT_META_KEYS = frozenset({"family", "method", "new_user", "reason", "count", "scopes"})
 
 MetaValue = str | int | bool | None
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import json
 import os
 import subprocess
@@ -12,6 +13,7 @@ import pytest
 
 from smartpip.cli import main as cli_main
 from smartpip.config import Config, ConfigError
+from smartpip.playlist.crypto import generate_key
 from smartpip.runtime.resources import postgres_settings
 from smartpip.suggest.ranking import RankingWeights
 
@@ -121,6 +123,8 @@ GOOGLE = {
     "SMARTPIP_OIDC_CLIENT_ID": "1234.apps.googleusercontent.com",
     "SMARTPIP_OIDC_CLIENT_SECRET": "c" * 40,
     "SMARTPIP_OIDC_REDIRECT_URIS": "https://abcdefghijklmnop.chromiumapp.org/",
+    # Production with sign-in and the playlist on (the default) needs the token keys.
+    "SMARTPIP_TOKEN_ENCRYPTION_KEYS": "t1:" + generate_key(),
 }
 
 
@@ -149,7 +153,7 @@ def test_the_summary_says_what_is_enabled_and_what_is_not() -> None:
         "suggest: disabled (SMARTPIP_YOUTUBE_API_KEY unset)",
         "ops endpoints: disabled (SMARTPIP_OPS_TOKEN unset)",
         "backups: disabled (SMARTPIP_BACKUP_S3_BUCKET unset)",
-        "playlist: not in this version",
+        "playlist: disabled (sign-in is disabled)",
     ]
     full = Config.from_env(
         PRODUCTION
@@ -160,12 +164,13 @@ def test_the_summary_says_what_is_enabled_and_what_is_not() -> None:
             "SMARTPIP_BACKUP_S3_BUCKET": "bucket",
         }
     )
-    assert full.summary()[:5] == [
+    assert full.summary()[:6] == [
         "environment: production",
         "sign-in: enabled (https://accounts.google.com, 1 redirect URI(s))",
         "suggest: enabled",
         "ops endpoints: enabled",
         "backups: enabled (s3://bucket/smartpip/)",
+        "playlist: enabled",
     ]
     off = Config.from_env(PRODUCTION | {"SMARTPIP_SIGN_IN": "disabled"})
     assert off.summary()[1] == "sign-in: disabled (SMARTPIP_SIGN_IN=disabled)"
@@ -439,3 +444,55 @@ def test_build_commit_is_a_short_label_value() -> None:
     assert Config.from_env({"SMARTPIP_BUILD_COMMIT": "9cd595c"}).build_commit == "9cd595c"
     (problem,) = problems({"SMARTPIP_BUILD_COMMIT": "not a commit; {x}"})
     assert problem.startswith("SMARTPIP_BUILD_COMMIT")
+
+
+# --- the playlist's consent half (issue 16): SMARTPIP_PLAYLIST, SMARTPIP_TOKEN_ENCRYPTION_KEYS --
+
+TOKEN_KEY = "t1:" + generate_key()
+
+
+def test_playlist_is_on_by_default_and_disabled_until_everything_is_configured() -> None:
+    assert Config.from_env({}).playlist == "on"
+    assert not Config.from_env({}).playlist_enabled
+    keys = {"SMARTPIP_TOKEN_ENCRYPTION_KEYS": TOKEN_KEY}
+    assert not Config.from_env(keys).playlist_enabled  # no sign-in
+    google = GOOGLE | keys
+    on = Config.from_env(google)
+    assert on.playlist_enabled and on.summary()[-1] == "playlist: enabled"
+    assert on.token_encryption_keys is not None and on.token_encryption_keys.current.kid == "t1"
+    off = Config.from_env(google | {"SMARTPIP_PLAYLIST": "off"})
+    assert not off.playlist_enabled
+    assert off.summary()[-1] == "playlist: disabled (SMARTPIP_PLAYLIST=off)"
+    no_keys = Config.from_env(GOOGLE | {"SMARTPIP_TOKEN_ENCRYPTION_KEYS": ""})
+    assert no_keys.summary()[-1] == "playlist: disabled (SMARTPIP_TOKEN_ENCRYPTION_KEYS unset)"
+    assert problems({"SMARTPIP_PLAYLIST": "maybe"})[0].startswith("SMARTPIP_PLAYLIST must be")
+
+
+def test_production_with_the_playlist_on_needs_strong_token_keys() -> None:
+    missing = PRODUCTION | GOOGLE | {"SMARTPIP_TOKEN_ENCRYPTION_KEYS": ""}
+    [problem] = problems(missing)
+    assert problem.startswith("SMARTPIP_TOKEN_ENCRYPTION_KEYS is required in production")
+    assert Config.from_env(missing | {"SMARTPIP_PLAYLIST": "off"}).playlist == "off"
+    weak = "t0:" + base64.urlsafe_b64encode(bytes(32)).decode()
+    [problem] = problems(PRODUCTION | GOOGLE | {"SMARTPIP_TOKEN_ENCRYPTION_KEYS": weak})
+    assert problem == "SMARTPIP_TOKEN_ENCRYPTION_KEYS key 't0' is weak: use 32 random bytes"
+    # Without sign-in there is no playlist to protect: no key needed.
+    assert Config.from_env(PRODUCTION | {"SMARTPIP_SIGN_IN": "disabled"}).playlist == "on"
+
+
+def test_token_keys_are_parsed_secret_and_redacted(tmp_path: Path) -> None:
+    found = problems({"SMARTPIP_TOKEN_ENCRYPTION_KEYS": "t1:QUJD," + TOKEN_KEY + ",t2"})
+    assert found == [
+        "SMARTPIP_TOKEN_ENCRYPTION_KEYS key 't1' must be 32 bytes (base64url), not 3",
+        "SMARTPIP_TOKEN_ENCRYPTION_KEYS entries must be kid:key (kid 1-32 of [A-Za-z0-9._-])",
+    ]
+    second = "t2:" + generate_key()
+    path = tmp_path / "keys"
+    path.write_text(f"{second},{TOKEN_KEY}\n")
+    config = Config.from_env({"SMARTPIP_TOKEN_ENCRYPTION_KEYS_FILE": str(path)})
+    assert config.token_encryption_keys is not None
+    assert [k.kid for k in config.token_encryption_keys.keys] == ["t2", "t1"]
+    text = json.dumps(config.redacted()) + repr(config)
+    assert config.redacted()["token_encryption_keys"] == ["t2:<redacted>", "t1:<redacted>"]
+    for spec in (second, TOKEN_KEY):
+        assert spec.partition(":")[2] not in text

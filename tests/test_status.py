@@ -4,16 +4,16 @@ from __future__ import annotations
 
 from smartpip.config import Config
 from smartpip.http.status import Feature, feature_states
+from smartpip.playlist.crypto import generate_key
 from smartpip.runtime.features import features
 from tasks.health import HealthState
 
-CONFIG = Config.from_env(
-    {
-        "SMARTPIP_YOUTUBE_API_KEY": "key",
-        "SMARTPIP_OIDC_CLIENT_ID": "client",
-        "SMARTPIP_OIDC_CLIENT_SECRET": "secret",
-    }
-)
+CONFIG_ENV = {
+    "SMARTPIP_YOUTUBE_API_KEY": "key",
+    "SMARTPIP_OIDC_CLIENT_ID": "client",
+    "SMARTPIP_OIDC_CLIENT_SECRET": "secret",
+}
+CONFIG = Config.from_env(CONFIG_ENV)
 FEATURES = features(CONFIG)
 UNCONFIGURED = features(Config.from_env({}))
 HISTORY = Feature("history", shipped=True, needs=("postgres",), degrades_without=("redis",))
@@ -34,8 +34,9 @@ def test_every_feature_is_reported() -> None:
 
 
 def test_shipped_and_unshipped_features() -> None:
-    assert [f.name for f in FEATURES if f.shipped] == ["signIn", "history", "suggest"]
+    assert [f.name for f in FEATURES if f.shipped] == ["signIn", "history", "suggest", "playlist"]
     states = feature_states(health(True, True), FEATURES)
+    # Playlist: shipped, but disabled here without SMARTPIP_TOKEN_ENCRYPTION_KEYS.
     assert states == {"signIn": "up", "history": "up", "suggest": "up", "playlist": "disabled"}
     assert feature_states(health(True, False), FEATURES)["history"] == "degraded"
     assert feature_states(health(False, True), FEATURES)["history"] == "down"
@@ -82,3 +83,15 @@ def test_sign_in_is_reported_like_the_other_features() -> None:
         | {"SMARTPIP_SIGN_IN": "disabled"}
     )
     assert feature_states(health(True, True), features(switched_off))["signIn"] == "disabled"
+
+
+def test_playlist_needs_sign_in_and_the_token_keys_and_can_be_switched_off() -> None:
+    keys = {"SMARTPIP_TOKEN_ENCRYPTION_KEYS": "t1:" + generate_key()}
+    configured = features(Config.from_env(dict(CONFIG_ENV) | keys))
+    assert feature_states(health(True, True), configured)["playlist"] == "up"
+    assert feature_states(health(True, False), configured)["playlist"] == "degraded"
+    assert feature_states(health(False, True), configured)["playlist"] == "down"
+    off = features(Config.from_env(dict(CONFIG_ENV) | keys | {"SMARTPIP_PLAYLIST": "off"}))
+    assert feature_states(health(True, True), off)["playlist"] == "disabled"
+    no_sign_in = features(Config.from_env(keys))
+    assert feature_states(health(True, True), no_sign_in)["playlist"] == "disabled"

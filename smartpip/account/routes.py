@@ -10,6 +10,7 @@ client means "sign in again", exactly like a revoked token.
 from __future__ import annotations
 
 import uuid
+from collections.abc import Awaitable, Callable
 from datetime import datetime
 from typing import Any
 
@@ -38,7 +39,7 @@ def _iso(value: datetime | None) -> str | None:
 
 def export_body(export: UserExport) -> dict[str, Any]:
     """The export document (camelCase JSON): everything held, without any token hash."""
-    account, settings = export.account, export.settings
+    account, settings, youtube = export.account, export.settings, export.youtube
     return {
         "account": {
             "id": str(account.id),
@@ -80,6 +81,14 @@ def export_body(export: UserExport) -> dict[str, Any]:
             }
             for session in export.sessions
         ],
+        # The YouTube connection (playlist): scopes and times, never the token.
+        "youtubeConnection": None
+        if youtube is None
+        else {
+            "scopes": sorted(youtube.scopes),
+            "connectedAt": youtube.connected_at.isoformat(),
+            "updatedAt": youtube.updated_at.isoformat(),
+        },
         "auditEvents": [
             {"event": event.event, "meta": event.meta, "createdAt": event.created_at.isoformat()}
             for event in export.audit
@@ -87,8 +96,22 @@ def export_body(export: UserExport) -> dict[str, Any]:
     }
 
 
-async def delete_user(db: Database, revocations: TokenRevocations, user_id: uuid.UUID) -> bool:
+BeforeDelete = Callable[[uuid.UUID], Awaitable[None]]
+"""Called with the user's ID before the deletion's transaction (the playlist feature revokes
+the user's Google grant there, bounded in time, never raising for Google)."""
+
+
+async def delete_user(
+    db: Database,
+    revocations: TokenRevocations,
+    user_id: uuid.UUID,
+    *,
+    before_delete: BeforeDelete | None = None,
+) -> bool:
     """Erase a user's data (one transaction), then revoke their access tokens.
+
+    ``before_delete`` runs first (the Google grant is revoked there); the transaction then
+    deletes the grant's row with everything else, whatever Google answered.
 
     Shielded from cancellation (a client hanging up must not leave a committed deletion
     without its revocation); bounded by the database's query timeout plus Redis' timeouts.
@@ -102,6 +125,8 @@ async def delete_user(db: Database, revocations: TokenRevocations, user_id: uuid
             may or may not have committed (retrying is safe).
     """
     with trio.CancelScope(shield=True):
+        if before_delete is not None:
+            await before_delete(user_id)
         removed = await db.run(delete_account, user_id)
         shared = await revocations.revoke_user(user_id)
     if removed is not None:
@@ -111,12 +136,20 @@ async def delete_user(db: Database, revocations: TokenRevocations, user_id: uuid
             settings=removed.settings,
             sessions=removed.sessions,
             audit=removed.audit,
+            youtube=removed.oauth_accounts,
             revoked_everywhere=shared,
         )
     return removed is not None
 
 
-def account_blueprint(db: Database, guards: Guards, *, reads: Policy, writes: Policy) -> Blueprint:
+def account_blueprint(
+    db: Database,
+    guards: Guards,
+    *,
+    reads: Policy,
+    writes: Policy,
+    before_delete: BeforeDelete | None = None,
+) -> Blueprint:
     """``/v1/me``: who the bearer token belongs to, their data export, and erasure.
 
     Args:
@@ -124,6 +157,7 @@ def account_blueprint(db: Database, guards: Guards, *, reads: Policy, writes: Po
         guards: Bearer authentication and rate limits (and the revocation checker).
         reads: The per-user limit of the reads.
         writes: The per-user limit of the deletion.
+        before_delete: Run before a deletion (the playlist feature revokes the Google grant).
     """
     bp = Blueprint("account", __name__, url_prefix="/v1")
     # The guards' own checker: every authenticated route refuses tokens of users deleted
@@ -152,7 +186,7 @@ def account_blueprint(db: Database, guards: Guards, *, reads: Policy, writes: Po
     @bp.delete("/me")
     @guards.user(limit=writes)
     async def delete_me(user: AccessClaims) -> tuple[str, int]:
-        await delete_user(db, revocations, user.user_id)
+        await delete_user(db, revocations, user.user_id, before_delete=before_delete)
         return "", 204
 
     return bp

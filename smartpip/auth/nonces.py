@@ -17,14 +17,13 @@ import hashlib
 import hmac
 import secrets
 import time
-from collections import OrderedDict
 from collections.abc import Callable, Sequence
 
 import attrs
 
 from smartpip.http.tokens import JwtKey
 from smartpip.logs import get_logger
-from store.nonces import claim_nonce
+from store.nonces import LocalMarkers, claim_nonce
 from store.redis import RedisStore, RedisUnavailable
 
 __all__ = ["NONCE_TTL", "NonceRejected", "Nonces", "StartedLogin"]
@@ -68,7 +67,7 @@ class Nonces:
         self._keys = [hmac.new(k.secret, _LABEL, hashlib.sha256).digest() for k in keys]
         self._redis = redis
         self._clock = clock
-        self._local: OrderedDict[str, float] = OrderedDict()
+        self._local = LocalMarkers(MAX_LOCAL_MARKERS)
 
     def _mac(self, key: bytes, payload: str) -> str:
         return _b64(hmac.new(key, payload.encode(), hashlib.sha256).digest()[:16])
@@ -109,17 +108,6 @@ class Nonces:
             first = await claim_nonce(self._redis, nonce, ttl_ms=ttl_ms)
         except RedisUnavailable:
             log.warning("redis unavailable; nonce single-use checked in this process only")
-            first = self._claim_locally(nonce, expires)
+            first = self._local.claim(nonce, expires=expires, now=self._clock())
         if not first:
             raise NonceRejected("nonce already used")
-
-    def _claim_locally(self, nonce: str, expires: float) -> bool:
-        now = self._clock()
-        while self._local and (
-            len(self._local) >= MAX_LOCAL_MARKERS or next(iter(self._local.values())) <= now
-        ):
-            self._local.popitem(last=False)
-        if nonce in self._local:
-            return False
-        self._local[nonce] = expires
-        return True

@@ -18,6 +18,7 @@ from smartpip.http.middleware import HygieneMiddleware
 from smartpip.http.ops import ops_blueprint
 from smartpip.http.public import api_v1_blueprint
 from smartpip.http.status import feature_states
+from smartpip.playlist.connect_routes import youtube_connect_blueprint
 from smartpip.runtime.features import features
 from smartpip.runtime.lifecycle import Lifecycle
 from smartpip.runtime.resources import Resources, backups_status
@@ -42,7 +43,7 @@ def create_app(
         available as ``.app``.
     """
     config, guards, db = resources.config, resources.guards, resources.db
-    suggester = resources.suggest
+    suggester, youtube = resources.suggest, resources.youtube
     enabled = features(config)
 
     def feature_status() -> dict[str, str]:
@@ -70,7 +71,11 @@ def create_app(
             redirect_uris=config.oidc_redirect_uris,
         ),
         account_blueprint(
-            db, guards, reads=config.rate_limit_user, writes=config.rate_limit_writes
+            db,
+            guards,
+            reads=config.rate_limit_user,
+            writes=config.rate_limit_writes,
+            before_delete=None if youtube is None else youtube.revoke_for_deletion,
         ),
         history_blueprint(
             db,
@@ -87,6 +92,13 @@ def create_app(
             guards,
             limit=config.rate_limit_suggest,
             stopwords=frozenset(config.suggest_stopwords),
+        ),
+        youtube_connect_blueprint(
+            youtube,
+            guards,
+            reads=config.rate_limit_user,
+            writes=config.rate_limit_writes,
+            redirect_uris=config.oidc_redirect_uris,
         ),
         *(extra or ()),
     ]

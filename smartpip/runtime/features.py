@@ -31,10 +31,13 @@ def features(config: Config) -> tuple[Feature, ...]:
             configured=config.youtube_api_key is not None,
             degrades_without=("redis",),
         ),
+        # Playlist: on (SMARTPIP_PLAYLIST), sign-in configured and the token keys set. Its
+        # consent states fall back to per-process single use without Redis.
         Feature(
             "playlist",
-            shipped=False,
-            configured=config.oidc_client_id is not None,
+            shipped=True,
+            configured=config.playlist_enabled,
             needs=("postgres",),
+            degrades_without=("redis",),
         ),
     )

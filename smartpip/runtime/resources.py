@@ -24,6 +24,8 @@ from smartpip.http.ratelimit import RateLimiter
 from smartpip.http.revocation import TokenRevocations
 from smartpip.http.tokens import AccessTokens
 from smartpip.metrics import Metrics
+from smartpip.playlist.connect import Connections
+from smartpip.runtime.playlist import open_connections
 from smartpip.suggest.metrics import SuggestMetrics
 from smartpip.suggest.quota import QuotaGate
 from smartpip.suggest.service import Suggester, SuggestSettings
@@ -68,6 +70,8 @@ class Resources:
     suggest: Suggester | None
     clock: Callable[[], float] = time.time
     backups: Backups | None = None
+    # Playlist consent (issue 16); ``youtube.grants`` is the write half's Grants.
+    youtube: Connections | None = None
 
 
 def backup_settings(config: Config) -> BackupSettings | None:
@@ -222,6 +226,7 @@ async def open_resources(
         tokens = AccessTokens(config.jwt_keys)
         # One checker: the guard reads what logout, reuse detection and deletion write.
         revocations = TokenRevocations(redis)
+        oidc = oidc_client(config, http, metrics)
         yield Resources(
             config=config,
             db=db,
@@ -243,8 +248,9 @@ async def open_resources(
                 config.trusted_proxies,
                 revocations,
             ),
-            oidc=oidc_client(config, http, metrics),
+            oidc=oidc,
             suggest=suggester(config, http, db, redis, metrics, clock),
             clock=clock,
             backups=backups,
+            youtube=open_connections(config, db, redis, oidc),
         )

@@ -55,6 +55,13 @@ VALUES (%s, true, %s, %s, 30, true)
 """
 
 
+# A connected YouTube grant; the sealed token is filler (these apps run without the keyring).
+INSERT_OAUTH_ACCOUNT = """
+INSERT INTO oauth_accounts (user_id, subject, key_id, token_sealed, scopes)
+VALUES (%s, %s, 't1', %s, ARRAY['openid', 'https://www.googleapis.com/auth/youtube'])
+"""
+
+
 def _seed_rows(conn: psycopg.Connection[Any], user_id: uuid.UUID, tag: str) -> None:
     base = datetime(2024, 5, 1, 12, tzinfo=UTC)
     for i in range(3):
@@ -74,11 +81,12 @@ def _seed_rows(conn: psycopg.Connection[Any], user_id: uuid.UUID, tag: str) -> N
         "INSERT INTO audit_logs (user_id, event, meta) VALUES (%s, 'test_event', %s)",
         (user_id, Jsonb({"reason": f"{tag}-reason"})),
     )
+    conn.execute(INSERT_OAUTH_ACCOUNT, (user_id, f"sub-{tag}", bytes(40)))
 
 
 async def seed_user(app: RunningApp, tag: str) -> Seeded:
     """Sign ``tag`` in twice (two session families, one rotated) and give them history,
-    settings and an extra audit event."""
+    settings, an extra audit event and a YouTube grant."""
     sub = f"sub-{tag}"
     first: IssuedTokens = await app.resources.sessions.sign_in(ISSUER, sub, method="code")
     rotated = await app.resources.sessions.refresh(first.refresh_token)
@@ -101,6 +109,7 @@ USER_TABLES = {
     "settings": "user_id",
     "sessions": "user_id",
     "audit_logs": "user_id",
+    "oauth_accounts": "user_id",
 }
 
 

@@ -43,6 +43,10 @@ def stored(pg_url: str, user_id: uuid.UUID) -> dict[str, Any]:
             "SELECT event, meta, created_at FROM audit_logs WHERE user_id = %s ORDER BY id",
             (user_id,),
         ).fetchall()
+        youtube = conn.execute(
+            "SELECT scopes, connected_at, updated_at FROM oauth_accounts WHERE user_id = %s",
+            (user_id,),
+        ).fetchone()
     assert account is not None and settings is not None
     return {
         "account": {
@@ -76,6 +80,9 @@ def stored(pg_url: str, user_id: uuid.UUID) -> dict[str, Any]:
             }
             for row in sessions
         ],
+        "youtubeConnection": None
+        if youtube is None
+        else {"scopes": sorted(youtube[0]), "connectedAt": youtube[1], "updatedAt": youtube[2]},
         "auditEvents": [{"event": e, "meta": m, "createdAt": c} for e, m, c in audit],
     }
 
@@ -89,6 +96,7 @@ _TIME_FIELDS = {
     "absoluteExpiresAt",
     "usedAt",
     "revokedAt",
+    "connectedAt",
 }
 
 
@@ -130,6 +138,12 @@ async def test_export_is_exactly_what_is_stored(app: RunningApp, pg_url: str) ->
     assert len(body["sessions"]) == 3  # two sign-ins, one rotation
     assert sum(s["usedAt"] is not None for s in body["sessions"]) == 1
     assert [e["event"] for e in body["auditEvents"]] == ["sign_in", "sign_in", "test_event"]
+    # The YouTube connection: scopes and times, never the (sealed) token or its key.
+    assert body["youtubeConnection"]["scopes"] == [
+        "https://www.googleapis.com/auth/youtube",
+        "openid",
+    ]
+    assert set(body["youtubeConnection"]) == {"scopes", "connectedAt", "updatedAt"}
 
 
 async def test_export_holds_nothing_of_another_user(app: RunningApp, pg_url: str) -> None:
@@ -163,6 +177,7 @@ async def test_export_of_a_user_without_settings_or_history(app: RunningApp) -> 
     assert response.status_code == 200, response.text
     body = response.json()
     assert body["settings"] is None and body["history"] == []
+    assert body["youtubeConnection"] is None
     assert [e["event"] for e in body["auditEvents"]] == ["sign_in"]
     assert body["auditEvents"][0]["meta"]["new_user"] is True
 

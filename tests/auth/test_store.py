@@ -118,8 +118,9 @@ async def test_audit_meta_allow_list(
 
 
 def test_meta_keys_hold_no_personal_data() -> None:
-    # Widening the list is a reviewed change: no key for tokens, e-mail or IPs.
-    assert sorted(AUDIT_META_KEYS) == ["count", "family", "method", "new_user", "reason"]
+    # Widening the list is a reviewed change: no key for tokens, e-mail or IPs. ``scopes``
+    # (issue 16): the OAuth scope names a user granted, for the YouTube consent.
+    assert sorted(AUDIT_META_KEYS) == ["count", "family", "method", "new_user", "reason", "scopes"]
 
 
 async def test_session_rows(db: Database) -> None:

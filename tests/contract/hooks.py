@@ -9,7 +9,8 @@ document:
 
 - ``watchedAt`` must lie between 2005 and 5 minutes ahead of the server's clock: the year of
   a generated time is replaced by 2020 (a leap year, so a generated 29 February stays valid);
-- ``redirectUri`` must be on SMARTPIP_OIDC_REDIRECT_URIS: replaced by the allowed one;
+- ``redirectUri`` must be on SMARTPIP_OIDC_REDIRECT_URIS: replaced by the allowed one (sign-in
+  and the YouTube consent);
 - ``skipSeconds`` must be written as a JSON integer, while JSON Schema's ``integer`` also
   admits ``10.0``: such a float becomes the integer;
 - ``q`` must keep a searchable word after normalization, and ``siteFlags`` must fit 8 KiB as
@@ -20,7 +21,8 @@ are left out: what the HTTP parser does with them is the server's, tested there.
 
 To reach past the checks a random value never passes, the first positive sign-ins use real
 grants and ID tokens, and the first positive refreshes and logouts real refresh tokens, that
-the test prepared (``SMARTPIP_FUZZ_DATA``, a JSON file; see ``test_fuzz.py``). The stateful
+the test prepared (``SMARTPIP_FUZZ_DATA``, a JSON file; see ``test_fuzz.py``), and the first
+positive YouTube consent callbacks real consents of the fuzz user. The stateful
 phase then follows the links from those answers.
 """
 
@@ -117,6 +119,14 @@ def map_case(context: HookContext, case: Case) -> Case:
             case.body = prepared
         elif "redirectUri" in body:
             body["redirectUri"] = _DATA["redirectUri"]
+    elif operation == "POST /v1/youtube/connect/callback":
+        consent = _take("consents")
+        if consent is not None:
+            case.body = consent
+        elif "redirectUri" in body:
+            body["redirectUri"] = _DATA["redirectUri"]
+    elif operation == "POST /v1/youtube/connect/start" and "redirectUri" in body:
+        body["redirectUri"] = _DATA["redirectUri"]
     elif operation in ("POST /v1/auth/refresh", "POST /v1/auth/logout"):
         token = _take("refreshTokens")
         if token is not None:

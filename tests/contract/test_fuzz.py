@@ -28,12 +28,16 @@ import os
 import secrets
 import subprocess
 import sys
+import uuid
 from pathlib import Path
 from typing import Any
+from urllib.parse import parse_qsl, urlsplit
 
 import pytest
 import trio
 
+from smartpip.playlist.crypto import generate_key
+from smartpip.playlist.upstream import YOUTUBE_SCOPE
 from tests.app.conftest import AppFactory, RunningApp
 from tests.app.conftest import app_factory as app_factory  # the fixture, shared
 from tests.fakes.oidc_provider import FakeOidcProvider, s256
@@ -58,6 +62,7 @@ CI_EXAMPLES = 100
 # Why: a hang guard only (schemathesis bounds each request to 10 s itself); a run this long
 # means something stopped answering, and trio kills the child when it fires.
 CI_LIMIT = 600
+FUZZ_SUB = "fuzz"
 
 
 def bounds() -> tuple[list[str], float]:
@@ -71,7 +76,9 @@ def bounds() -> tuple[list[str], float]:
     return options, seconds + CI_LIMIT
 
 
-async def prepared(app: RunningApp, provider: FakeOidcProvider) -> dict[str, Any]:
+async def prepared(
+    app: RunningApp, provider: FakeOidcProvider, user_id: uuid.UUID
+) -> dict[str, Any]:
     """Real sign-in material for the hooks (``tests/contract/hooks.py``): every item valid once."""
     callbacks: list[dict[str, str]] = []
     for n in range(PREPARED):
@@ -97,7 +104,35 @@ async def prepared(app: RunningApp, provider: FakeOidcProvider) -> dict[str, Any
         ).refresh_token
         for n in range(2 * PREPARED)
     ]
-    return {"redirectUri": REDIRECT, "callbacks": callbacks, "refreshTokens": refresh_tokens}
+    return {
+        "redirectUri": REDIRECT,
+        "callbacks": callbacks,
+        "refreshTokens": refresh_tokens,
+        "consents": await prepared_consents(app, provider, user_id),
+    }
+
+
+async def prepared_consents(
+    app: RunningApp, provider: FakeOidcProvider, user_id: uuid.UUID
+) -> list[dict[str, str]]:
+    """Real YouTube consents of the fuzz user (each valid once) for ``youtubeConnectCallback``."""
+    service = app.resources.youtube
+    assert service is not None
+    consents = []
+    for _ in range(PREPARED):
+        started = await service.start(user_id, REDIRECT)
+        query = dict(parse_qsl(urlsplit(started.authorization_url).query))
+        code = provider.authorize(
+            sub=FUZZ_SUB,
+            nonce=query["nonce"],
+            redirect_uri=REDIRECT,
+            code_challenge=query["code_challenge"],
+            client_id=provider.client_id,
+            scopes=("openid", YOUTUBE_SCOPE),
+            offline=True,
+        )
+        consents.append({"code": code, "state": started.state, "redirectUri": REDIRECT})
+    return consents
 
 
 # The suite's per-test timeout (pyproject.toml) is for ordinary tests; this one has its own
@@ -121,22 +156,25 @@ async def test_the_served_document_holds_for_every_operation(
         oidc_client_secret=provider.client_secret,
         oidc_redirect_uris=REDIRECT,
         ops_token=OPS_TOKEN,
+        token_encryption_keys=f"t1:{generate_key()}",
         rate_limit_auth=LIMIT,
         rate_limit_user=LIMIT,
         rate_limit_writes=LIMIT,
         rate_limit_suggest=LIMIT,
     ) as app:
-        user = await sign_in(app, "fuzz")
+        # The fuzz user signs in with the fake Google, so that its YouTube consents match.
+        issued = await app.resources.sessions.sign_in(provider.issuer, FUZZ_SUB, method="code")
         # DELETE /v1/me erases its caller: it gets a user of its own, so that one deletion
         # does not turn every later request of the run into a 401.
         doomed = await sign_in(app, "fuzz-deleted")
         data = tmp_path / "fuzz-data.json"
-        await trio.Path(data).write_text(json.dumps(await prepared(app, provider)))
+        fuzz_data = await prepared(app, provider, issued.user_id)
+        await trio.Path(data).write_text(json.dumps(fuzz_data))
         env = {
             **os.environ,
             "PYTHONPATH": str(ROOT),
             "SMARTPIP_FUZZ_DATA": str(data),
-            "SMARTPIP_FUZZ_TOKEN": user.headers["Authorization"].removeprefix("Bearer "),
+            "SMARTPIP_FUZZ_TOKEN": issued.access_token,
             "SMARTPIP_FUZZ_DELETE_AUTH": doomed.headers["Authorization"],
             "SMARTPIP_FUZZ_OPS_TOKEN": OPS_TOKEN,
         }

@@ -154,6 +154,9 @@ def test_the_api_environment_is_a_valid_production_configuration(tmp_path: Path)
         )
     )
     assert config.production and config.sign_in_enabled
+    # make-secrets wrote a strong token key: the playlist is on.
+    assert config.playlist_enabled and config.token_encryption_keys is not None
+    assert not config.token_encryption_keys.current.weak
     assert config.database_url.startswith("postgresql://smartpip:")
     assert config.youtube_api_key is None  # the empty file: suggest disabled
     assert (

@@ -7,12 +7,14 @@ that runs in production. Routes:
   replaces fields, e.g. a foreign ``issuer``);
 - ``GET /jwks``: the published public keys, ``Cache-Control: public, max-age=<jwks_max_age>``;
 - ``POST /token``: the authorization-code grant with PKCE (S256) and client authentication
+  (a grant consented with ``offline`` also gets a refresh token and its ``scope``), and the
+  ``refresh_token`` grant (400 ``invalid_grant`` once the token is revoked or unknown);
   (HTTP Basic or form fields); errors are Google-style ``{"error", "error_description"}``:
   401 ``invalid_client`` for credentials other than ``client_id``/``client_secret``, 400
   ``unauthorized_client`` for the right ones while ``client_may_use_code_grant`` is false
   (Google's answer for an OAuth client whose type may not redeem codes);
-- ``POST /revoke``: 200, the token appended to :attr:`FakeOidcProvider.revoked`; 400
-  ``invalid_token`` when it was already revoked.
+- ``POST /revoke``: 200, the token appended to :attr:`FakeOidcProvider.revoked` (a refresh
+  token stops refreshing); 400 ``invalid_token`` when it was already revoked.
 
 The user's consent is simulated in Python by :meth:`FakeOidcProvider.authorize`, and
 :meth:`FakeOidcProvider.make_id_token` mints ID tokens directly, hostile ones included.
@@ -44,7 +46,7 @@ import json
 import logging
 import secrets
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from functools import partial
 from typing import Any
 
@@ -56,7 +58,7 @@ from hypercorn.trio import serve
 from jwt.algorithms import RSAAlgorithm
 
 from tests.fakes.jwt_keys import foreign_key, provider_key, s256, sign_jwt
-from tests.fakes.oidc_routes import Grant, Mode, OidcRoutes
+from tests.fakes.oidc_routes import Grant, Mode, OidcRoutes, RefreshGrant
 
 __all__ = ["CODE_LIFETIME", "FakeOidcProvider", "Mode", "foreign_key", "s256"]
 
@@ -80,6 +82,11 @@ class FakeOidcProvider:
         client_may_use_code_grant: False makes ``/token`` refuse our authenticated client with
             ``unauthorized_client``.
         clock: Wall clock for code expiry and minted ``iat``/``exp``.
+        refresh_grants: Live refresh tokens (``offline`` consents) by token; removing one plays
+            the user revoking access in their Google account.
+        refresh_requests: ``refresh_token`` grants received.
+        access_tokens: Every access token issued, in order.
+        access_token_lifetime: ``expires_in`` of the access tokens.
     """
 
     def __init__(
@@ -107,6 +114,10 @@ class FakeOidcProvider:
         self.revoked: list[str] = []
         self.token_auth: list[str] = []
         self.client_may_use_code_grant = True
+        self.refresh_grants: dict[str, RefreshGrant] = {}
+        self.refresh_requests = 0
+        self.access_tokens: list[str] = []
+        self.access_token_lifetime = 3599
         self._keys: dict[str, rsa.RSAPrivateKey] = {}  # every key this provider made, by kid
         self._published: list[str] = []  # kids in the JWKS; the current one last
         self._routes = OidcRoutes(self)  # holds the grants
@@ -152,16 +163,26 @@ class FakeOidcProvider:
         )
 
     def authorize(
-        self, *, sub: str, nonce: str, redirect_uri: str, code_challenge: str, client_id: str
+        self,
+        *,
+        sub: str,
+        nonce: str,
+        redirect_uri: str,
+        code_challenge: str,
+        client_id: str,
+        scopes: Sequence[str] = ("openid",),
+        offline: bool = False,
     ) -> str:
         """Simulate the user's consent at the authorization endpoint; returns the code.
 
-        The code is single-use and expires after :data:`CODE_LIFETIME` seconds.
+        The code is single-use and expires after :data:`CODE_LIFETIME` seconds. ``scopes`` are
+        what the user granted (a user may untick one), ``offline`` (``access_type=offline``)
+        gets a refresh token too.
         """
         code = "4/" + secrets.token_urlsafe(24)
         expires_at = self.clock() + CODE_LIFETIME
         self._routes.grants[code] = Grant(
-            client_id, redirect_uri, code_challenge, nonce, sub, expires_at
+            client_id, redirect_uri, code_challenge, nonce, sub, expires_at, tuple(scopes), offline
         )
         return code
 

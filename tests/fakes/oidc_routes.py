@@ -23,7 +23,7 @@ from tests.fakes.jwt_keys import s256
 if TYPE_CHECKING:
     from tests.fakes.oidc_provider import FakeOidcProvider
 
-__all__ = ["Grant", "Mode", "OidcRoutes"]
+__all__ = ["Grant", "Mode", "OidcRoutes", "RefreshGrant"]
 
 Mode = Literal["ok", "down", "slow", "malformed", "huge", "redirect"]
 _Response = tuple[int, dict[str, str], bytes]
@@ -42,6 +42,16 @@ class Grant:
     nonce: str
     sub: str
     expires_at: float
+    scopes: tuple[str, ...] = ("openid",)
+    offline: bool = False
+
+
+@attrs.frozen
+class RefreshGrant:
+    """A refresh token the provider issued (``access_type=offline``): whose, for what."""
+
+    sub: str
+    scopes: tuple[str, ...]
 
 
 def _json(status: int, body: object, **headers: str) -> _Response:
@@ -132,6 +142,7 @@ class OidcRoutes:
             if not token or token in provider.revoked:  # Google's answer for a dead token
                 return _oauth_error("invalid_token", "Token expired or revoked")
             provider.revoked.append(token)
+            provider.refresh_grants.pop(token, None)  # revoking a grant ends its refresh token
             return 200, {}, b""
         return _json(200, self._discovery(), **self._cache_headers(provider.discovery_max_age))
 
@@ -181,6 +192,8 @@ class OidcRoutes:
             )
         if not headers.get("content-type", "").startswith("application/x-www-form-urlencoded"):
             return _oauth_error("invalid_request", "Body must be form-encoded")
+        if form.get("grant_type") == "refresh_token":
+            return self._refresh(form)
         if form.get("grant_type") != "authorization_code":
             return _oauth_error("unsupported_grant_type", "Invalid grant_type")
         code, verifier = form.get("code"), form.get("code_verifier")
@@ -199,11 +212,35 @@ class OidcRoutes:
         if not hmac.compare_digest(s256(verifier), grant.code_challenge):
             return _oauth_error("invalid_grant", "Invalid code verifier.")
         id_token = provider.make_id_token(sub=grant.sub, nonce=grant.nonce, azp=provider.client_id)
-        answer = {
-            "access_token": "ya29." + secrets.token_urlsafe(32),
-            "expires_in": 3599,
+        answer: dict[str, object] = {
+            "access_token": self._access_token(),
+            "expires_in": provider.access_token_lifetime,
             "token_type": "Bearer",
-            "scope": "openid",
+            "scope": " ".join(grant.scopes),
             "id_token": id_token,
+        }
+        if grant.offline:
+            refresh_token = "1//" + secrets.token_urlsafe(48)
+            provider.refresh_grants[refresh_token] = RefreshGrant(grant.sub, grant.scopes)
+            answer["refresh_token"] = refresh_token
+        return _json(200, answer, **{"cache-control": "no-store"})
+
+    def _access_token(self) -> str:
+        token = "ya29." + secrets.token_urlsafe(32)
+        self._provider.access_tokens.append(token)
+        return token
+
+    def _refresh(self, form: dict[str, str]) -> _Response:
+        """``grant_type=refresh_token``: Google's answer, ``invalid_grant`` once revoked."""
+        provider = self._provider
+        provider.refresh_requests += 1
+        grant = provider.refresh_grants.get(form.get("refresh_token", ""))
+        if grant is None:
+            return _oauth_error("invalid_grant", "Token has been expired or revoked.")
+        answer = {
+            "access_token": self._access_token(),
+            "expires_in": provider.access_token_lifetime,
+            "scope": " ".join(grant.scopes),
+            "token_type": "Bearer",
         }
         return _json(200, answer, **{"cache-control": "no-store"})

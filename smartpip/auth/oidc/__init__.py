@@ -25,7 +25,7 @@ Modules, one responsibility each:
 """
 
 from smartpip.auth.oidc._claims import GOOGLE_ISSUER, VerifiedIdentity, accepted_issuers
-from smartpip.auth.oidc._client import OidcClient
+from smartpip.auth.oidc._client import OidcClient, TokenAnswer
 from smartpip.auth.oidc._errors import OidcError, OidcMisconfigured, OidcRejected, OidcUnavailable
 from smartpip.auth.oidc._settings import OidcSettings
 
@@ -37,6 +37,7 @@ __all__ = [
     "OidcRejected",
     "OidcSettings",
     "OidcUnavailable",
+    "TokenAnswer",
     "VerifiedIdentity",
     "accepted_issuers",
 ]

@@ -9,8 +9,10 @@ from __future__ import annotations
 import re
 import time
 from collections.abc import Callable, Mapping
+from typing import Any
 from urllib.parse import quote_plus
 
+import attrs
 import httpx
 
 from smartpip.auth.oidc._cache import ProviderCache, RequestHook
@@ -19,9 +21,28 @@ from smartpip.auth.oidc._errors import FetchFailed, OidcRejected, misconfigured,
 from smartpip.auth.oidc._fetch import json_object, request
 from smartpip.auth.oidc._settings import OidcSettings
 
-__all__ = ["OidcClient"]
+__all__ = ["OidcClient", "TokenAnswer"]
 
 _OAUTH_ERROR = re.compile(r"[A-Za-z0-9_.-]{1,64}")
+
+
+@attrs.frozen
+class TokenAnswer:
+    """A token endpoint's answer (RFC 6749 5.1). Tokens never appear in ``repr``.
+
+    Attributes:
+        access_token: The access token.
+        expires_in: Its lifetime in seconds.
+        refresh_token: Present after a consent with ``access_type=offline``.
+        scopes: The scopes granted (``scope``, split); empty if the answer had none.
+        id_token: The ID token (unverified) of a code exchange; ``""`` for a refresh.
+    """
+
+    access_token: str = attrs.field(repr=False)
+    expires_in: int
+    refresh_token: str | None = attrs.field(repr=False)
+    scopes: tuple[str, ...]
+    id_token: str = attrs.field(repr=False)
 
 
 class OidcClient:
@@ -90,32 +111,91 @@ class OidcClient:
             OidcUnavailable: Network error, timeout, 5xx, 408, 429 or a malformed answer
                 (logged as a warning).
         """
-        discovery = await self._provider.discovery()
+        _, id_token = await self._redeem(code, code_verifier, redirect_uri)
+        self._on_request("token", "ok")
+        return id_token
+
+    async def redeem_code(self, *, code: str, code_verifier: str, redirect_uri: str) -> TokenAnswer:
+        """Redeem an authorization code (PKCE): the whole answer, refresh token and scopes
+        included (the consent to an extra scope, with ``access_type=offline``).
+
+        Raises:
+            The same as :meth:`exchange_code`.
+        """
+        body, id_token = await self._redeem(code, code_verifier, redirect_uri)
+        return self._answer(body, id_token)
+
+    async def refresh_access_token(self, refresh_token: str) -> TokenAnswer:
+        """A new access token for a stored refresh token (``grant_type=refresh_token``).
+
+        Raises:
+            OidcRejected: The grant was refused: ``str()`` is ``refresh refused: invalid_grant``
+                when the user revoked it or it expired.
+            OidcMisconfigured: Our client credentials were refused.
+            OidcUnavailable: Network error, timeout, 5xx, 408, 429 or a malformed answer.
+        """
+        form = {"grant_type": "refresh_token", "refresh_token": refresh_token}
+        return self._answer(await self._token_request(form, refused="refresh refused"), "")
+
+    async def _redeem(
+        self, code: str, code_verifier: str, redirect_uri: str
+    ) -> tuple[dict[str, Any], str]:
+        """The token endpoint's answer to a code, and its (unverified) ID token."""
         form = {
             "grant_type": "authorization_code",
             "code": code,
             "code_verifier": code_verifier,
             "redirect_uri": redirect_uri,
         }
+        body = await self._token_request(form, refused="code exchange refused")
+        id_token = body.get("id_token")
+        if not isinstance(id_token, str) or not id_token:
+            self._on_request("token", "error")
+            raise unavailable("token endpoint answered without an id token")
+        return body, id_token
+
+    def _answer(self, body: Mapping[str, Any], id_token: str) -> TokenAnswer:
+        """The fields of a token answer (RFC 6749 5.1), which must hold an access token."""
+        answer = _token_answer(body, id_token=id_token)
+        if answer is None:
+            self._on_request("token", "error")
+            raise unavailable("token endpoint answered without a usable access token")
+        self._on_request("token", "ok")
+        return answer
+
+    async def authorization_endpoint(self) -> str:
+        """The provider's authorization endpoint (from discovery).
+
+        Raises:
+            OidcUnavailable: No discovery document, or it names no authorization endpoint.
+        """
+        endpoint = (await self._provider.discovery()).authorization_endpoint
+        if endpoint is None:
+            raise unavailable("the provider has no authorization endpoint")
+        return endpoint
+
+    async def _token_request(self, form: Mapping[str, str], *, refused: str) -> dict[str, Any]:
+        """POST ``form`` to the token endpoint with our client credentials; the 200 answer.
+
+        Raises:
+            OidcRejected: ``"<refused>: <oauth error>"`` for the grant refused.
+            OidcMisconfigured, OidcUnavailable: see :meth:`exchange_code`.
+        """
+        discovery = await self._provider.discovery()
         settings = self._settings
         auth = httpx.BasicAuth(quote_plus(settings.client_id), quote_plus(settings.client_secret))
         status, body = await self._call(
             "token", "POST", discovery.token_endpoint, data=form, auth=auth
         )
         if status == 200:
-            id_token = json_object(body).get("id_token")
-            if not isinstance(id_token, str) or not id_token:
-                self._on_request("token", "error")
-                raise unavailable("token endpoint answered without an id token")
-            self._on_request("token", "ok")
-            return id_token
+            return json_object(body)
         error = _oauth_error(body)
         if status == 401 or error in ("invalid_client", "unauthorized_client"):
             self._on_request("token", "misconfigured")
             raise misconfigured(f"token endpoint refused our client credentials: {error}")
         if 400 <= status < 500 and status not in (408, 429):
             self._on_request("token", "rejected")
-            raise OidcRejected(f"code exchange refused: {error}")
+            raise OidcRejected(f"{refused}: {error}")
         self._on_request("token", "error")
         raise unavailable(f"token endpoint answered HTTP {status}")
 
@@ -151,6 +231,23 @@ class OidcClient:
             self._on_request(endpoint, "error")
             raise unavailable(f"OpenID provider unreachable: {error}") from None
         return status, body
+
+
+def _token_answer(body: Mapping[str, Any], *, id_token: str) -> TokenAnswer | None:
+    """The fields of a token answer, or None when it has no access token or lifetime."""
+    access, expires_in = body.get("access_token"), body.get("expires_in")
+    if not isinstance(access, str) or not access:
+        return None
+    if isinstance(expires_in, bool) or not isinstance(expires_in, int) or expires_in <= 0:
+        return None
+    refresh, scope = body.get("refresh_token"), body.get("scope")
+    return TokenAnswer(
+        access_token=access,
+        expires_in=expires_in,
+        refresh_token=refresh if isinstance(refresh, str) and refresh else None,
+        scopes=tuple(scope.split()) if isinstance(scope, str) else (),
+        id_token=id_token,
+    )
 
 
 def _oauth_error(body: bytes) -> str:

@@ -30,6 +30,7 @@ class Discovery:
     jwks_uri: str
     token_endpoint: str
     revocation_endpoint: str | None
+    authorization_endpoint: str | None = None
 
 
 def parse_discovery(document: Mapping[str, Any], issuer: str) -> Discovery:
@@ -46,6 +47,7 @@ def parse_discovery(document: Mapping[str, Any], issuer: str) -> Discovery:
         jwks_uri=_endpoint(document, "jwks_uri"),
         token_endpoint=_endpoint(document, "token_endpoint"),
         revocation_endpoint=_optional_endpoint(document, "revocation_endpoint"),
+        authorization_endpoint=_optional_endpoint(document, "authorization_endpoint"),
     )
 
 
