@@ -17,9 +17,16 @@ from smartpip.youtube._errors import (
     YouTubeError,
 )
 from smartpip.youtube._models import Video
+from smartpip.youtube._quota_day import (
+    PACIFIC,
+    next_pacific_midnight,
+    pacific_day,
+    seconds_until_pacific_midnight,
+)
 from smartpip.youtube._settings import YouTubeSettings
 
 __all__ = [
+    "PACIFIC",
     "SEARCH_FIELDS",
     "VIDEOS_FIELDS",
     "BadRequest",
@@ -33,4 +40,7 @@ __all__ = [
     "YouTubeClient",
     "YouTubeError",
     "YouTubeSettings",
+    "next_pacific_midnight",
+    "pacific_day",
+    "seconds_until_pacific_midnight",
 ]
