@@ -1,4 +1,5 @@
-"""The YouTube Data API v3 client behind Suggest: search with statistics, typed errors.
+"""The YouTube Data API v3 clients: search with statistics (suggest), playlist writes
+(:class:`PlaylistClient`, with a user's OAuth token), typed errors.
 
 Build one :class:`YouTubeClient` at the composition root with the shared ``httpx.AsyncClient``
 and call :meth:`YouTubeClient.search`. Errors are :class:`YouTubeError` subclasses (hierarchy in
@@ -17,6 +18,7 @@ from smartpip.youtube._errors import (
     YouTubeError,
 )
 from smartpip.youtube._models import Video
+from smartpip.youtube._playlists import PlaylistClient
 from smartpip.youtube._quota_day import (
     PACIFIC,
     next_pacific_midnight,
@@ -33,6 +35,7 @@ __all__ = [
     "CallHook",
     "Forbidden",
     "KeyInvalid",
+    "PlaylistClient",
     "QuotaExceeded",
     "RateLimited",
     "UpstreamFailure",
