@@ -46,6 +46,7 @@ __all__ = [
     "add_units",
     "add_units_if_counted",
     "budget_units",
+    "day_key",
     "quota_usage",
     "reserve_search",
     "reserve_search_if_counted",
@@ -163,7 +164,8 @@ class QuotaUsage:
     units: int
 
 
-def _day_key(store: RedisStore, day: str) -> str:
+def day_key(store: RedisStore, day: str) -> str:
+    """The key of ``day``'s hash (also spent from by ``store.playlist_quota``)."""
     return store.key("quota", day)
 
 
@@ -242,7 +244,7 @@ async def _reserve(
         raise ValueError(f"bad budget/need/charge/ttl: {budget}, {need}, {charge}, {ttl_seconds}")
     reply = await store.run_script(
         _RESERVE_SCRIPT,
-        [_day_key(store, day)],
+        [day_key(store, day)],
         [*map(str, numbers), "1" if create else "0"],
         what="quota",
     )
@@ -279,7 +281,7 @@ async def restore_usage(
         raise ValueError(f"bad usage/ttl: {saved}, {ttl_seconds}")
     reply = await store.run_script(
         _RESTORE_SCRIPT,
-        [_day_key(store, day)],
+        [day_key(store, day)],
         [str(saved.searches), str(saved.units), str(ttl_seconds)],
         what="quota",
     )
@@ -327,7 +329,7 @@ async def _add(
         raise ValueError(f"bad units/ttl: {units}, {ttl_seconds}")
     reply = await store.run_script(
         _ADD_UNITS_SCRIPT,
-        [_day_key(store, day)],
+        [day_key(store, day)],
         [str(units), str(ttl_seconds), "1" if create else "0"],
         what="quota",
     )
@@ -343,5 +345,5 @@ async def quota_usage(store: RedisStore, day: str) -> QuotaUsage:
         RedisUnavailable: Redis is down or too slow.
     """
     with store.fail_fast():
-        searches, units = await store.client.hmget(_day_key(store, day), ["searches", "units"])
+        searches, units = await store.client.hmget(day_key(store, day), ["searches", "units"])
     return QuotaUsage(searches=int(searches or 0), units=int(units or 0))
