@@ -5,8 +5,8 @@ Redis and every read-decide-write step is ONE command or ONE Lua script: concurr
 any number of replicas never interleave on them.
 
 **Units.** The budget is counted in YouTube quota units, priced by :data:`UNIT_COSTS` (the
-one cost table: ``search.list`` 100, ``videos.list`` 1, a playlist write 50). Searches are a
-derived view: a budgeted search is :data:`SEARCH_UNITS` (``search.list`` plus the
+one cost table: ``search.list`` 100, ``videos.list`` 1, a playlist insert or creation 50).
+Searches are a derived view: a budgeted search is :data:`SEARCH_UNITS` (``search.list`` plus the
 ``videos.list`` that fetches its details, 101 units), so a budget configured as N searches
 is ``budget_units(N)`` = 101 N units, and "searches left" is the units left divided by 101.
 A day of N ordinary searches thus allows exactly N, as when the budget counted searches;
@@ -58,7 +58,7 @@ __all__ = [
 #: YouTube client gives the call (``smartpip.youtube.CallHook``'s ``method``). The one table:
 #: every count and every budget decision takes its prices from here.
 UNIT_COSTS: Final[Mapping[str, int]] = MappingProxyType(
-    {"search": 100, "videos": 1, "playlist_insert": 50}
+    {"search": 100, "videos": 1, "playlist_insert": 50, "playlist_create": 50}
 )
 #: Units of one budgeted search as suggest makes it: ``search.list``, then ``videos.list``.
 SEARCH_UNITS: Final = UNIT_COSTS["search"] + UNIT_COSTS["videos"]

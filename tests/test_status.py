@@ -34,11 +34,23 @@ def test_every_feature_is_reported() -> None:
 
 
 def test_shipped_and_unshipped_features() -> None:
-    assert [f.name for f in FEATURES if f.shipped] == ["signIn", "history", "suggest"]
+    assert [f.name for f in FEATURES if f.shipped] == ["signIn", "history", "suggest", "playlist"]
     states = feature_states(health(True, True), FEATURES)
-    assert states == {"signIn": "up", "history": "up", "suggest": "up", "playlist": "disabled"}
+    assert states == {"signIn": "up", "history": "up", "suggest": "up", "playlist": "up"}
+    assert feature_states(health(True, True), UNCONFIGURED)["playlist"] == "disabled"
     assert feature_states(health(True, False), FEATURES)["history"] == "degraded"
     assert feature_states(health(False, True), FEATURES)["history"] == "down"
+
+
+def test_playlist_needs_postgres_and_redis() -> None:
+    assert feature_states(health(True, False), FEATURES)["playlist"] == "down"
+    assert feature_states(health(False, True), FEATURES)["playlist"] == "down"
+    assert feature_states(health(True, True), FEATURES, live={"playlist": "degraded"}) == {
+        "signIn": "up",
+        "history": "up",
+        "suggest": "up",
+        "playlist": "degraded",
+    }
 
 
 def test_suggest_degrades_without_redis_and_needs_no_postgres() -> None:

@@ -31,10 +31,11 @@ def features(config: Config) -> tuple[Feature, ...]:
             configured=config.youtube_api_key is not None,
             degrades_without=("redis",),
         ),
+        # Playlist writes need Redis: their budget, lock and idempotency records live there.
         Feature(
             "playlist",
-            shipped=False,
+            shipped=True,
             configured=config.oidc_client_id is not None,
-            needs=("postgres",),
+            needs=("postgres", "redis"),
         ),
     )
