@@ -171,6 +171,7 @@ _REASON_ERRORS: dict[str, Callable[[], WriteFailed]] = {
     "playlistOperationUnsupported": PlaylistRefused,
     "forbidden": PlaylistRefused,
     "insufficientPermissions": lambda: NotConnectedError("consent_required"),
+    "ACCESS_TOKEN_SCOPE_INSUFFICIENT": lambda: NotConnectedError("consent_required"),
 }
 
 
