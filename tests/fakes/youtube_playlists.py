@@ -179,7 +179,8 @@ class FakePlaylists:
         body = b""
         while True:
             event = await receive()
-            body += event.get("body", b"")
+            chunk = event.get("body", b"")
+            body += chunk if isinstance(chunk, bytes) else b""
             if not event.get("more_body"):
                 break
         params = dict(parse_qsl(scope["query_string"].decode("latin-1")))
