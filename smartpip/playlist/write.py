@@ -175,6 +175,11 @@ _REASON_ERRORS: dict[str, Callable[[], WriteFailed]] = {
 }
 
 
+def _lost() -> UpstreamError:
+    log.warning("playlist: YouTube says the playlist it just created does not exist")
+    return UpstreamError("YouTube lost the playlist it just created")
+
+
 class _Token:
     """The user's access token for one write, refreshed at most once."""
 
@@ -348,15 +353,20 @@ class PlaylistWriter:
         try:
             item_id = await self._insert(token, target, body.video_id)
         except PlaylistGone:
-            if named or created:
+            if named:
                 raise
+            if created:
+                raise _lost() from None
             # The user deleted the Smart PiP playlist: a new one, once.
             log.info("playlist: the Smart PiP playlist is gone; creating a new one")
             await self._db.run(forget_playlist, user_id, target)
             await self._reserve(user_id, CREATE_UNITS + INSERT_UNITS, first=False)
             target = await self._create(user_id, token)
             created = True
-            item_id = await self._insert(token, target, body.video_id)
+            try:
+                item_id = await self._insert(token, target, body.video_id)
+            except PlaylistGone:
+                raise _lost() from None
         await self._db.run(
             record_added, user_id, playlist_id=target, video_id=body.video_id, item_id=item_id
         )
