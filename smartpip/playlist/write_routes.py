@@ -64,14 +64,19 @@ def _unavailable(detail: str, retry_after: int, **extra: object) -> ApiError:
     )
 
 
-def _refused(refusal: BudgetRefused) -> ApiError:
+def _refused(refusal: BudgetRefused, user_limit: int) -> ApiError:
     resets_at = refusal.resets_at.isoformat().replace("+00:00", "Z")
     if refusal.reason == "user_limit":
+        # The per-user cap is a rate limit of its own: its policy in the RateLimit headers.
         return ApiError(
             429,
             "this user's playlist writes for today are spent",
             code="playlist_daily_limit",
-            headers={"Retry-After": str(refusal.retry_after)},
+            headers={
+                "Retry-After": str(refusal.retry_after),
+                "RateLimit-Policy": f'"playlist-daily";q={user_limit};w=86400',
+                "RateLimit": f'"playlist-daily";r=0;t={refusal.retry_after}',
+            },
             extra={"resetsAt": resets_at},
         )
     detail = (
@@ -161,16 +166,17 @@ def playlist_write_blueprint(
     @bp.post("/playlist")
     @guards.user(limit=limit)
     async def add_video(user: AccessClaims) -> tuple[dict[str, object], int, dict[str, str]]:
+        # Validated first: a malformed request is the client's to fix, whatever is configured.
+        key = _idempotency_key()
+        body = structure(await read_json(request), AddBody, status=422)
         if writer is None:
             raise _unavailable(
                 "playlists are not configured on this deployment", _DISABLED_RETRY_AFTER
             )
-        key = _idempotency_key()
-        body = structure(await read_json(request), AddBody, status=422)
         try:
             answer = await writer.add(user.user_id, body, key)
         except BudgetRefused as refusal:
-            raise _refused(refusal) from None
+            raise _refused(refusal, writer.budget.settings.user_daily_limit) from None
         except WriteFailed as error:
             raise _problem(error) from None
         except PlaylistOwnerMissing:

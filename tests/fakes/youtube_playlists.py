@@ -32,7 +32,7 @@ import attrs
 import trio
 from hypercorn.config import Config as HypercornConfig
 from hypercorn.trio import serve
-from hypercorn.typing import ASGIReceiveCallable, ASGISendCallable, Scope
+from hypercorn.typing import ASGIReceiveCallable, ASGISendCallable, HTTPScope, Scope
 
 from tests.fakes.asgi import serve_lifespan
 
@@ -135,6 +135,8 @@ class FakePlaylists:
         calls: Requests received per method.
         requests: Every request received, in order.
         hold: When set to an event, requests wait for it before being answered.
+        adopt_unknown: An unknown playlist ID is taken as one of the caller's own (created on
+            first use), for runs that generate random IDs (the contract fuzz run).
     """
 
     def __init__(self) -> None:
@@ -146,6 +148,7 @@ class FakePlaylists:
         self.calls: collections.Counter[str] = collections.Counter()
         self.requests: list[Recorded] = []
         self.hold: trio.Event | None = None
+        self.adopt_unknown = False
         self._queued: dict[str, list[str]] = {method: [] for method in _METHODS}
         self._ids = itertools.count(1)
 
@@ -174,8 +177,14 @@ class FakePlaylists:
         if scope["type"] == "lifespan":
             await serve_lifespan(receive, send)
             return
-        if scope["type"] != "http":
-            return
+        if scope["type"] == "http":
+            await self.serve_http(scope, receive, send)
+
+    async def serve_http(
+        self, scope: HTTPScope, receive: ASGIReceiveCallable, send: ASGISendCallable
+    ) -> None:
+        """Answer one HTTP request (also for :class:`~tests.fakes.youtube.FakeYouTube`, which
+        serves these routes beside search when given this fake)."""
         body = b""
         while True:
             event = await receive()
@@ -244,7 +253,14 @@ class FakePlaylists:
         return 200, json.dumps(answer).encode()
 
     def _insert(self, user: str, snippet: dict[str, Any]) -> _Response:
-        playlist = self.playlists.get(snippet.get("playlistId", ""))
+        playlist_id = snippet.get("playlistId", "")
+        if (
+            self.adopt_unknown
+            and isinstance(playlist_id, str)
+            and playlist_id not in self.playlists
+        ):
+            self.playlists[playlist_id] = Playlist(user, "adopted", "", "private")
+        playlist = self.playlists.get(playlist_id)
         if playlist is None or (playlist.owner != user and playlist.privacy == "private"):
             return _error("playlistNotFound")
         if playlist.owner != user:
