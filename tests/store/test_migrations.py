@@ -32,6 +32,7 @@ EXPECTED_TABLES = {
     "audit_logs",
     "job_runs",
     "quota_days",
+    "youtube_playlists",
 }
 EXPECTED_INDEXES = {
     "video_history_user_watched_idx",
@@ -74,7 +75,11 @@ def applied_rows(url: str) -> list[tuple[int, str]]:
 
 def test_load_shipped_migrations() -> None:
     migrations = load_migrations()
-    assert [m.version for m in migrations] == list(range(1, len(migrations) + 1))
+    versions = [m.version for m in migrations]
+    # 0005 and 0006 belong to other branches of the same release (issue 16): a gap until
+    # they merge. Drop this allowance then.
+    pending = {5, 6}
+    assert versions == [v for v in range(1, versions[-1] + 1) if v in versions or v not in pending]
     first = migrations[0]
     assert (first.version, first.name, first.filename) == (1, "initial", "0001_initial.sql")
     data = (MIGRATIONS_DIR / "0001_initial.sql").read_bytes()
