@@ -3,8 +3,8 @@
 
 Keys (under ``RedisStore.key``, each with a TTL):
 
-- ``playlist:lock:<user>``: held by the request writing for the user (``SET NX PX``, a
-  random token); released only by its holder (compare-and-delete). It serialises a user's
+- ``playlist:lock:<user>``: held by the request writing for the user (a ``store.keylease``
+  lease); released only by its holder. It serialises a user's
   writes, so two concurrent first writes create one playlist, two concurrent adds of the same
   video insert once, and an idempotency record is read and written under it;
 - ``playlist:idem:<user>:<sha256 of the key>``: the answer given to that key (the request's
@@ -22,9 +22,8 @@ import uuid
 from typing import Any
 
 import attrs
-from coredis.commands import Script
-from coredis.tokens import PureToken
 
+from store.keylease import release_key_lease, take_key_lease
 from store.redis import RedisStore, RedisUnavailable
 
 __all__ = [
@@ -39,14 +38,6 @@ __all__ = [
 # Why a day: a client retries a lost answer within minutes; a day covers an extension that
 # was offline meanwhile, and bounds the keys a user can leave behind (one per write).
 IDEMPOTENCY_TTL_SECONDS = 24 * 3600
-
-_RELEASE_LUA = """
-if redis.call('GET', KEYS[1]) == ARGV[1] then
-  return redis.call('DEL', KEYS[1])
-end
-return 0
-"""
-_RELEASE_SCRIPT: Script[bytes] = Script(script=_RELEASE_LUA)
 
 
 @attrs.frozen
@@ -74,25 +65,15 @@ def _answer_key(store: RedisStore, user_id: uuid.UUID, idempotency_key: str) -> 
     return store.key("playlist", "idem", str(user_id), digest)
 
 
-async def take_write_lock(
-    store: RedisStore, user_id: uuid.UUID, token: str, ttl_seconds: float
-) -> bool:
-    """Take the user's write lock for ``ttl_seconds``; False when another write holds it."""
-    with store.fail_fast():
-        taken = await store.client.set(
-            _lock_key(store, user_id),
-            token,
-            px=max(1, int(ttl_seconds * 1000)),
-            condition=PureToken.NX,
-        )
-    return bool(taken)
+async def take_write_lock(store: RedisStore, user_id: uuid.UUID, seconds: float) -> str | None:
+    """Take the user's write lock for ``seconds``; its token, or None when another write
+    holds it."""
+    return await take_key_lease(store, _lock_key(store, user_id), seconds)
 
 
 async def release_write_lock(store: RedisStore, user_id: uuid.UUID, token: str) -> None:
     """Release the lock if ``token`` still holds it (it may have expired and been retaken)."""
-    await store.run_script(
-        _RELEASE_SCRIPT, [_lock_key(store, user_id)], [token], what="playlist lock"
-    )
+    await release_key_lease(store, _lock_key(store, user_id), token)
 
 
 async def read_answer(

@@ -26,7 +26,6 @@ here logs or returns a token.
 
 from __future__ import annotations
 
-import secrets
 import uuid
 from collections.abc import Awaitable, Callable
 from typing import ClassVar, TypeVar
@@ -278,13 +277,12 @@ class PlaylistWriter:
     async def _locked(
         self, user_id: uuid.UUID, body: AddBody, idempotency_key: str | None
     ) -> WriteAnswer:
-        holder = secrets.token_hex(16)
         try:
-            taken = await take_write_lock(self._redis, user_id, holder, self._lock_seconds)
+            holder = await take_write_lock(self._redis, user_id, self._lock_seconds)
         except RedisUnavailable as error:
             log.warning("playlist: Redis unavailable, write refused", error=str(error))
             raise WriteUnavailable("redis", _SOON) from None
-        if not taken:
+        if holder is None:
             raise WriteBusy()
         try:
             return await self._idempotent(user_id, body, idempotency_key)

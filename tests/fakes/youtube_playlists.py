@@ -23,18 +23,12 @@ from __future__ import annotations
 import collections
 import itertools
 import json
-import logging
-from functools import partial
 from typing import Any
 from urllib.parse import parse_qsl
 
 import attrs
 import trio
-from hypercorn.config import Config as HypercornConfig
-from hypercorn.trio import serve
-from hypercorn.typing import ASGIReceiveCallable, ASGISendCallable, HTTPScope, Scope
-
-from tests.fakes.asgi import serve_lifespan
+from hypercorn.typing import ASGIReceiveCallable, ASGISendCallable, HTTPScope
 
 __all__ = ["FakePlaylists", "Playlist", "Recorded"]
 
@@ -124,10 +118,14 @@ class Recorded:
 
 
 class FakePlaylists:
-    """The playlist part of the YouTube Data API on ``127.0.0.1:<ephemeral>``.
+    """The playlist part of the YouTube Data API, served by a
+    :class:`~tests.fakes.youtube.FakeYouTube` beside search (one base URL, as Google's)::
+
+        youtube = FakeYouTube()
+        youtube.playlists = playlists = FakePlaylists()
+        base_url = await nursery.start(youtube.run)
 
     Attributes:
-        base_url: ``http://127.0.0.1:PORT/youtube/v3`` once :meth:`run` has started.
         tokens: Valid access token -> the user label it acts for.
         playlists: Playlist ID -> :class:`Playlist`.
         missing_videos: Video IDs answered ``videoNotFound``.
@@ -140,7 +138,6 @@ class FakePlaylists:
     """
 
     def __init__(self) -> None:
-        self.base_url = ""
         self.tokens: dict[str, str] = {}
         self.playlists: dict[str, Playlist] = {}
         self.missing_videos: set[str] = set()
@@ -160,31 +157,11 @@ class FakePlaylists:
         """The playlists of ``user``."""
         return {pid: p for pid, p in self.playlists.items() if p.owner == user}
 
-    async def run(self, *, task_status: trio.TaskStatus[str] = trio.TASK_STATUS_IGNORED) -> None:
-        """Serve until cancelled; ``nursery.start(fake.run)`` returns :attr:`base_url`."""
-        config = HypercornConfig()
-        config.bind = ["127.0.0.1:0"]
-        config.accesslog = None
-        config.errorlog = logging.getLogger("tests.fakes.youtube_playlists")
-        async with trio.open_nursery() as nursery:
-            binds: list[str] = await nursery.start(partial(serve, self._app, config, mode="asgi"))
-            self.base_url = binds[0] + _PREFIX.rstrip("/")
-            task_status.started(self.base_url)
-
-    async def _app(
-        self, scope: Scope, receive: ASGIReceiveCallable, send: ASGISendCallable
-    ) -> None:
-        if scope["type"] == "lifespan":
-            await serve_lifespan(receive, send)
-            return
-        if scope["type"] == "http":
-            await self.serve_http(scope, receive, send)
-
     async def serve_http(
         self, scope: HTTPScope, receive: ASGIReceiveCallable, send: ASGISendCallable
     ) -> None:
-        """Answer one HTTP request (also for :class:`~tests.fakes.youtube.FakeYouTube`, which
-        serves these routes beside search when given this fake)."""
+        """Answer one HTTP request (:class:`~tests.fakes.youtube.FakeYouTube` hands it the
+        ``POST`` requests it gets when given this fake)."""
         body = b""
         while True:
             event = await receive()

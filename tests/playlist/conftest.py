@@ -18,6 +18,7 @@ import trio
 
 from tests.app.conftest import AppFactory, RunningApp
 from tests.app.conftest import app_factory as app_factory  # the fixture, shared
+from tests.fakes.youtube import FakeYouTube
 from tests.fakes.youtube_playlists import FakePlaylists
 from tests.history.conftest import KEY, User, sign_in
 from tests.playlist.grants_fake import FakeGrants
@@ -33,11 +34,19 @@ VIDEO_C = "kJQP7kiw5Fk"
 
 
 @pytest.fixture
-async def youtube(nursery: trio.Nursery) -> FakePlaylists:
-    """The fake YouTube playlists API, serving until the test ends."""
-    fake = FakePlaylists()
+async def server(nursery: trio.Nursery) -> FakeYouTube:
+    """The fake YouTube Data API serving the playlists fake, until the test ends."""
+    fake = FakeYouTube()
+    fake.playlists = FakePlaylists()
     await nursery.start(fake.run)
     return fake
+
+
+@pytest.fixture
+def youtube(server: FakeYouTube) -> FakePlaylists:
+    """The fake YouTube playlists (its state and faults)."""
+    assert server.playlists is not None
+    return server.playlists
 
 
 @pytest.fixture
@@ -47,9 +56,7 @@ def grants(youtube: FakePlaylists) -> FakeGrants:
 
 
 @pytest.fixture
-def playlist_app(
-    app_factory: AppFactory, youtube: FakePlaylists, grants: FakeGrants
-) -> PlaylistApp:
+def playlist_app(app_factory: AppFactory, server: FakeYouTube, grants: FakeGrants) -> PlaylistApp:
     """Start apps with the playlist write on: ``async with playlist_app() as app``."""
 
     def factory(
@@ -57,7 +64,7 @@ def playlist_app(
     ) -> AbstractAsyncContextManager[RunningApp]:
         settings = {
             "jwt_keys": KEY,
-            "youtube_api_url": youtube.base_url,
+            "youtube_api_url": server.base_url,
             # /v1/status reports playlist only where sign-in is configured (features.py).
             "oidc_client_id": "client",
             "oidc_client_secret": "secret",
