@@ -9,13 +9,14 @@
    that key (for this user, kept a day) is replayed without calling YouTube; the same key with
    another body is :class:`KeyReused`. Errors are not remembered: retrying after an error
    tries again.
-3. **Same video twice in a row** (to the same playlist) is one insert: the second answers
+3. **Token** from :class:`~smartpip.playlist.grants.Grants` (so a disconnected user is told
+   so whatever they add). YouTube answering 401 later: one refreshed token
+   (``refresh=True``) and one retry; ``GrantRevoked`` then means the user was disconnected
+   (:class:`NotConnectedError` ``consent_revoked``).
+4. **Same video twice in a row** (to the same playlist) is one insert: the second answers
    ``alreadyAdded`` from ``youtube_playlists`` without calling YouTube or spending quota.
-4. **Budget** (:class:`~smartpip.playlist.budget.PlaylistBudget`): 50 units for the insert,
+5. **Budget** (:class:`~smartpip.playlist.budget.PlaylistBudget`): 50 units for the insert,
    50 more when the playlist must be created, reserved before the calls.
-5. **Token** from :class:`~smartpip.playlist.grants.Grants`. YouTube answering 401: one
-   refreshed token (``refresh=True``) and one retry; ``GrantRevoked`` then means the user was
-   disconnected (:class:`NotConnectedError` ``consent_revoked``).
 6. **Create** the playlist (private) the first time and remember its ID at once; **insert**.
    ``playlistNotFound`` for the remembered playlist (the user deleted it): forget it, create a
    new one and insert again, once.
@@ -332,6 +333,9 @@ class PlaylistWriter:
         self._metrics.units.inc(units)
 
     async def _write(self, user_id: uuid.UUID, body: AddBody) -> Added:
+        # The grant first: a user who disconnected is told so, even for the last video.
+        token = _Token(self._grants, user_id)
+        await token.get()
         row = await self._db.read(select_playlist, user_id) or PlaylistRow(None, None, None, None)
         named = body.playlist_id is not None
         target = body.playlist_id or row.playlist_id
@@ -341,7 +345,6 @@ class PlaylistWriter:
             and row.last_video_id == body.video_id
         ):
             return Added(target, body.video_id, row.last_item_id, already_added=True)
-        token = _Token(self._grants, user_id)
         await self._reserve(
             user_id, INSERT_UNITS + (CREATE_UNITS if target is None else 0), first=True
         )

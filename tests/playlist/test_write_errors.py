@@ -129,6 +129,16 @@ async def test_not_connected_is_409_without_calling_youtube(
     assert youtube.calls == {}
 
 
+async def test_a_disconnected_user_is_told_so_even_for_the_last_video(
+    app: RunningApp, alice: User, grants: FakeGrants, youtube: FakePlaylists
+) -> None:
+    assert (await add(app, alice, VIDEO_A)).status_code == 200
+    del grants.current[alice.id]  # disconnected (the consent half deleted the grant)
+    problem = check_problem(await add(app, alice, VIDEO_A), 409, "playlist_not_connected")
+    assert problem["reason"] == "not_connected"
+    assert youtube.calls["playlistItems"] == 1
+
+
 async def test_google_unavailable_is_503(app: RunningApp, alice: User, grants: FakeGrants) -> None:
     grants.unavailable = True
     problem = check_problem(await add(app, alice, VIDEO_A), 503, "playlist_unavailable")

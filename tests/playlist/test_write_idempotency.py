@@ -110,3 +110,17 @@ async def test_one_write_at_a_time_per_user_across_replicas(
         again = await add(two, alice, VIDEO_A)
         assert again.json()["alreadyAdded"] is True
     assert len(youtube.owned_by(str(alice.id))) == 1
+
+
+async def test_a_write_cut_off_by_its_deadline_frees_the_lock(
+    playlist_app: PlaylistApp, grants: FakeGrants, youtube: FakePlaylists
+) -> None:
+    settings = {"request_timeout": "1.5", "body_timeout": "1", "suggest_wait_seconds": "1"}
+    async with playlist_app(**settings) as app:
+        alice = await connected(app, grants, "alice")
+        youtube.hold = trio.Event()  # YouTube never answers the first write
+        check_problem(await add(app, alice, VIDEO_A), 503, "deadline_exceeded")
+        youtube.hold.set()
+        youtube.hold = None
+        again = await add(app, alice, VIDEO_A)
+        assert again.status_code == 200, again.text
