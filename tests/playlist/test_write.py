@@ -7,6 +7,7 @@ import pytest
 
 from tests.app.conftest import RunningApp
 from tests.fakes.youtube_playlists import FakePlaylists
+from tests.history.conftest import sign_in
 from tests.playlist.conftest import (
     VIDEO_A,
     VIDEO_B,
@@ -151,8 +152,6 @@ async def test_without_grants_the_write_is_off(
     playlist_app: PlaylistApp, youtube: FakePlaylists
 ) -> None:
     async with playlist_app(with_grants=False) as app:
-        from tests.history.conftest import sign_in
-
         user = await sign_in(app, "carol")
         problem = check_problem(await add(app, user), 503, "playlist_unavailable")
         assert problem["retryAfter"] == 3600
