@@ -21,20 +21,32 @@
    ``playlistNotFound`` for the remembered playlist (the user deleted it): forget it, create a
    new one and insert again, once.
 
-YouTube's errors become the domain errors below; the routes map them to problems. Nothing
-here logs or returns a token.
+YouTube's errors become the domain errors of :mod:`.errors`; the routes map them to problems.
+Nothing here logs or returns a token.
 """
 
 from __future__ import annotations
 
 import uuid
 from collections.abc import Awaitable, Callable
-from typing import ClassVar, TypeVar
+from typing import TypeVar
 
 import trio
 
 from smartpip.logs import get_logger
 from smartpip.playlist.budget import CREATE_UNITS, INSERT_UNITS, BudgetRefused, PlaylistBudget
+from smartpip.playlist.errors import (
+    KeyReused,
+    NotConnectedError,
+    PlaylistFull,
+    PlaylistGone,
+    PlaylistRefused,
+    UpstreamError,
+    VideoGone,
+    WriteBusy,
+    WriteFailed,
+    WriteUnavailable,
+)
 from smartpip.playlist.grants import GoogleUnavailable, GrantRevoked, Grants, NotConnected
 from smartpip.playlist.metrics import PlaylistMetrics
 from smartpip.playlist.model import AddBody, Added, fingerprint
@@ -56,20 +68,7 @@ from store.playlists import (
 from store.postgres import Database
 from store.redis import RedisStore, RedisUnavailable
 
-__all__ = [
-    "KeyReused",
-    "NotConnectedError",
-    "PlaylistFull",
-    "PlaylistGone",
-    "PlaylistRefused",
-    "PlaylistWriter",
-    "UpstreamError",
-    "VideoGone",
-    "WriteAnswer",
-    "WriteBusy",
-    "WriteFailed",
-    "WriteUnavailable",
-]
+__all__ = ["PlaylistWriter", "WriteAnswer"]
 
 log = get_logger(__name__)
 _T = TypeVar("_T")
@@ -82,78 +81,6 @@ _SOON = 30
 # Retry-After after a short-term YouTube rate limit (per minute, not the daily quota).
 _RATE_LIMITED_RETRY = 60
 _DESCRIPTION = "Videos saved from the Smart PiP browser extension."
-
-
-class WriteFailed(Exception):
-    """Base of the write's errors; ``outcome`` is the metric label."""
-
-    outcome: ClassVar[str] = "upstream_error"
-
-
-class NotConnectedError(WriteFailed):
-    """No usable grant: ``reason`` is ``not_connected`` (never connected or disconnected),
-    ``consent_revoked`` (Google revoked the grant; it was deleted) or ``consent_required``
-    (YouTube refused a fresh token, or the grant lacks the YouTube scope)."""
-
-    outcome = "not_connected"
-
-    def __init__(self, reason: str) -> None:
-        super().__init__(reason)
-        self.reason = reason
-
-
-class WriteBusy(WriteFailed):
-    """Another write for this user is in progress."""
-
-    outcome = "busy"
-
-
-class KeyReused(WriteFailed):
-    """The ``Idempotency-Key`` was used for a different request."""
-
-    outcome = "key_reused"
-
-
-class PlaylistFull(WriteFailed):
-    """YouTube: ``playlistContainsMaximumNumberOfVideos``."""
-
-    outcome = "playlist_full"
-
-
-class VideoGone(WriteFailed):
-    """YouTube: ``videoNotFound`` (no such video, or private)."""
-
-    outcome = "video_not_found"
-
-
-class PlaylistGone(WriteFailed):
-    """YouTube: ``playlistNotFound`` for the playlist the client named."""
-
-    outcome = "playlist_not_found"
-
-
-class PlaylistRefused(WriteFailed):
-    """YouTube: the user may not add to that playlist (``playlistItemsNotAccessible``...)."""
-
-    outcome = "playlist_forbidden"
-
-
-class WriteUnavailable(WriteFailed):
-    """Cannot write now: ``reason`` ``redis``, ``google`` (token endpoint) or
-    ``rate_limited`` (YouTube's short-term limit); ask again after ``retry_after`` s."""
-
-    outcome = "unavailable"
-
-    def __init__(self, reason: str, retry_after: int) -> None:
-        super().__init__(reason)
-        self.reason = reason
-        self.retry_after = retry_after
-
-
-class UpstreamError(WriteFailed):
-    """YouTube answered unusably (5xx, timeout, malformed, an unexpected refusal)."""
-
-    outcome = "upstream_error"
 
 
 class WriteAnswer:

@@ -25,19 +25,19 @@ from smartpip.http.problems import ApiError
 from smartpip.http.ratelimit import Policy
 from smartpip.http.tokens import AccessClaims
 from smartpip.playlist.budget import BudgetRefused
-from smartpip.playlist.model import IDEMPOTENCY_KEY, AddBody
-from smartpip.playlist.write import (
+from smartpip.playlist.errors import (
     KeyReused,
     NotConnectedError,
     PlaylistFull,
     PlaylistGone,
     PlaylistRefused,
-    PlaylistWriter,
     VideoGone,
     WriteBusy,
     WriteFailed,
     WriteUnavailable,
 )
+from smartpip.playlist.model import IDEMPOTENCY_KEY, AddBody
+from smartpip.playlist.write import PlaylistWriter
 from store.playlists import PlaylistOwnerMissing
 
 __all__ = ["playlist_write_blueprint"]
