@@ -132,6 +132,10 @@ class Config:
     warm_share: float = 0.3
     warm_reserve: int = 10
     warm_max_per_run: int = 10
+    # Playlist writes (issue 16, the write): their share of the daily units, per-user cap, title.
+    playlist_share: float = 0.05
+    playlist_user_daily_limit: int = 5
+    playlist_title: str = "Smart PiP"
     replica_name: str | None = None
     job_lease_seconds: float = 30.0
     jobs_paused: tuple[str, ...] = ()
@@ -293,6 +297,10 @@ class Config:
             "warm_share": r.number("WARM_SHARE", 0.3, float, 0.0, 1.0),
             "warm_reserve": r.number("WARM_RESERVE", 10, int, 0, 100_000),
             "warm_max_per_run": r.number("WARM_MAX_PER_RUN", 10, int, 0, 1000),
+            # Playlist writes: at most half the day's units, so searches keep the rest.
+            "playlist_share": r.number("PLAYLIST_SHARE", 0.05, float, 0.0, 0.5),
+            "playlist_user_daily_limit": r.number("PLAYLIST_USER_DAILY_LIMIT", 5, int, 1, 1000),
+            "playlist_title": r.get("PLAYLIST_TITLE", "Smart PiP", _check_playlist_title),
             "replica_name": r.get("REPLICA_NAME", "", _check_replica_name) or None,
             "job_lease_seconds": r.number("JOB_LEASE_SECONDS", 30.0, float, 3.0, 600.0),
             "jobs_paused": r.listing("JOBS_PAUSED", _known_job),
@@ -393,6 +401,13 @@ def _check_replica_name(value: str) -> str | None:
     if _REPLICA_NAME.fullmatch(value):
         return None
     return "must be 1-64 characters of [A-Za-z0-9._-]"
+
+
+def _check_playlist_title(value: str) -> str | None:
+    # YouTube's limit is 150 characters; control characters would be refused by YouTube.
+    if value.strip() and len(value) <= 150 and value.isprintable():
+        return None
+    return "must be 1-150 printable characters"
 
 
 def _known_job(name: str) -> str:

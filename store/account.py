@@ -21,6 +21,7 @@ from psycopg.rows import class_row
 
 from store.audit import AuditRow, insert_audit, select_audit_for_user
 from store.oauth_accounts import ConnectionRow, select_connection
+from store.playlists import PlaylistExport, select_playlist_export
 from store.sessions import SessionRow, lock_user_sessions, select_user_sessions
 
 __all__ = [
@@ -84,6 +85,7 @@ class UserExport:
     sessions: list[SessionRow]
     audit: list[AuditRow]
     youtube: ConnectionRow | None = None
+    playlist: PlaylistExport | None = None
 
 
 @attrs.frozen
@@ -150,6 +152,7 @@ def select_user_export(conn: psycopg.Connection[Any], user_id: uuid.UUID) -> Use
         sessions=select_user_sessions(conn, user_id),
         audit=select_audit_for_user(conn, user_id),
         youtube=select_connection(conn, user_id),
+        playlist=select_playlist_export(conn, user_id),
     )
 
 

@@ -5,8 +5,8 @@ Redis and every read-decide-write step is ONE command or ONE Lua script: concurr
 any number of replicas never interleave on them.
 
 **Units.** The budget is counted in YouTube quota units, priced by :data:`UNIT_COSTS` (the
-one cost table: ``search.list`` 100, ``videos.list`` 1, a playlist write 50). Searches are a
-derived view: a budgeted search is :data:`SEARCH_UNITS` (``search.list`` plus the
+one cost table: ``search.list`` 100, ``videos.list`` 1, a playlist insert or creation 50).
+Searches are a derived view: a budgeted search is :data:`SEARCH_UNITS` (``search.list`` plus the
 ``videos.list`` that fetches its details, 101 units), so a budget configured as N searches
 is ``budget_units(N)`` = 101 N units, and "searches left" is the units left divided by 101.
 A day of N ordinary searches thus allows exactly N, as when the budget counted searches;
@@ -46,6 +46,7 @@ __all__ = [
     "add_units",
     "add_units_if_counted",
     "budget_units",
+    "day_key",
     "quota_usage",
     "reserve_search",
     "reserve_search_if_counted",
@@ -57,7 +58,7 @@ __all__ = [
 #: YouTube client gives the call (``smartpip.youtube.CallHook``'s ``method``). The one table:
 #: every count and every budget decision takes its prices from here.
 UNIT_COSTS: Final[Mapping[str, int]] = MappingProxyType(
-    {"search": 100, "videos": 1, "playlist_insert": 50}
+    {"search": 100, "videos": 1, "playlist_insert": 50, "playlist_create": 50}
 )
 #: Units of one budgeted search as suggest makes it: ``search.list``, then ``videos.list``.
 SEARCH_UNITS: Final = UNIT_COSTS["search"] + UNIT_COSTS["videos"]
@@ -163,7 +164,8 @@ class QuotaUsage:
     units: int
 
 
-def _day_key(store: RedisStore, day: str) -> str:
+def day_key(store: RedisStore, day: str) -> str:
+    """The key of ``day``'s hash (also spent from by ``store.playlist_quota``)."""
     return store.key("quota", day)
 
 
@@ -242,7 +244,7 @@ async def _reserve(
         raise ValueError(f"bad budget/need/charge/ttl: {budget}, {need}, {charge}, {ttl_seconds}")
     reply = await store.run_script(
         _RESERVE_SCRIPT,
-        [_day_key(store, day)],
+        [day_key(store, day)],
         [*map(str, numbers), "1" if create else "0"],
         what="quota",
     )
@@ -279,7 +281,7 @@ async def restore_usage(
         raise ValueError(f"bad usage/ttl: {saved}, {ttl_seconds}")
     reply = await store.run_script(
         _RESTORE_SCRIPT,
-        [_day_key(store, day)],
+        [day_key(store, day)],
         [str(saved.searches), str(saved.units), str(ttl_seconds)],
         what="quota",
     )
@@ -327,7 +329,7 @@ async def _add(
         raise ValueError(f"bad units/ttl: {units}, {ttl_seconds}")
     reply = await store.run_script(
         _ADD_UNITS_SCRIPT,
-        [_day_key(store, day)],
+        [day_key(store, day)],
         [str(units), str(ttl_seconds), "1" if create else "0"],
         what="quota",
     )
@@ -343,5 +345,5 @@ async def quota_usage(store: RedisStore, day: str) -> QuotaUsage:
         RedisUnavailable: Redis is down or too slow.
     """
     with store.fail_fast():
-        searches, units = await store.client.hmget(_day_key(store, day), ["searches", "units"])
+        searches, units = await store.client.hmget(day_key(store, day), ["searches", "units"])
     return QuotaUsage(searches=int(searches or 0), units=int(units or 0))

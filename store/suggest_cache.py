@@ -20,12 +20,10 @@ from __future__ import annotations
 
 import hashlib
 import math
-import secrets
 
 import attrs
-from coredis.commands import Script
-from coredis.tokens import PureToken
 
+from store.keylease import release_key_lease, take_key_lease
 from store.redis import RedisStore
 
 __all__ = [
@@ -42,15 +40,6 @@ __all__ = [
 ]
 
 _VERSION = b"v1"
-
-# KEYS[1] lease; ARGV[1] token. Deletes the lease only when it is still ours.
-_RELEASE_LUA = """
-if redis.call('GET', KEYS[1]) == ARGV[1] then
-  return redis.call('DEL', KEYS[1])
-end
-return 0
-"""
-_RELEASE_SCRIPT: Script[bytes] = Script(script=_RELEASE_LUA)
 
 
 @attrs.frozen
@@ -164,15 +153,7 @@ async def take_lease(store: RedisStore, keys: CacheKeys, seconds: float) -> str 
         ValueError: ``seconds`` is under a millisecond.
         RedisUnavailable: Redis is down or too slow.
     """
-    ttl_ms = math.ceil(seconds * 1000)
-    if ttl_ms < 1:
-        raise ValueError(f"lease seconds must be positive, not {seconds}")
-    token = secrets.token_hex(16)
-    with store.fail_fast():
-        created = await store.client.set(
-            keys.lease, token.encode(), condition=PureToken.NX, px=ttl_ms
-        )
-    return token if created else None
+    return await take_key_lease(store, keys.lease, seconds)
 
 
 async def release_lease(store: RedisStore, keys: CacheKeys, token: str) -> bool:
@@ -181,5 +162,4 @@ async def release_lease(store: RedisStore, keys: CacheKeys, token: str) -> bool:
     Raises:
         RedisUnavailable: Redis is down, too slow, or refused the script.
     """
-    reply = await store.run_script(_RELEASE_SCRIPT, [keys.lease], [token], what="lease release")
-    return reply == 1
+    return await release_key_lease(store, keys.lease, token)

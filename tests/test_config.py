@@ -496,3 +496,35 @@ def test_token_keys_are_parsed_secret_and_redacted(tmp_path: Path) -> None:
     assert config.redacted()["token_encryption_keys"] == ["t2:<redacted>", "t1:<redacted>"]
     for spec in (second, TOKEN_KEY):
         assert spec.partition(":")[2] not in text
+
+
+# --- playlist writes (issue 16, the write) ---------------------------------------------------
+
+
+def test_playlist_write_settings_defaults_and_overrides() -> None:
+    config = Config.from_env({})
+    assert (config.playlist_share, config.playlist_user_daily_limit) == (0.05, 5)
+    assert config.playlist_title == "Smart PiP"
+    config = Config.from_env(
+        {
+            "SMARTPIP_PLAYLIST_SHARE": "0.2",
+            "SMARTPIP_PLAYLIST_USER_DAILY_LIMIT": "20",
+            "SMARTPIP_PLAYLIST_TITLE": "Watch later (PiP)",
+        }
+    )
+    assert (config.playlist_share, config.playlist_user_daily_limit) == (0.2, 20)
+    assert config.playlist_title == "Watch later (PiP)"
+
+
+def test_playlist_write_settings_out_of_range_are_refused() -> None:
+    found = problems(
+        {
+            "SMARTPIP_PLAYLIST_SHARE": "0.6",
+            "SMARTPIP_PLAYLIST_USER_DAILY_LIMIT": "0",
+            "SMARTPIP_PLAYLIST_TITLE": "x" * 151,
+        }
+    )
+    for name in ("SHARE", "USER_DAILY_LIMIT", "TITLE"):
+        assert any(f"SMARTPIP_PLAYLIST_{name}" in p for p in found), name
+    tab = problems({"SMARTPIP_PLAYLIST_TITLE": "a\tb"})
+    assert any("SMARTPIP_PLAYLIST_TITLE" in p for p in tab)

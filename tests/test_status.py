@@ -38,8 +38,22 @@ def test_shipped_and_unshipped_features() -> None:
     states = feature_states(health(True, True), FEATURES)
     # Playlist: shipped, but disabled here without SMARTPIP_TOKEN_ENCRYPTION_KEYS.
     assert states == {"signIn": "up", "history": "up", "suggest": "up", "playlist": "disabled"}
+    assert feature_states(health(True, True), UNCONFIGURED)["playlist"] == "disabled"
     assert feature_states(health(True, False), FEATURES)["history"] == "degraded"
     assert feature_states(health(False, True), FEATURES)["history"] == "down"
+
+
+def test_playlist_needs_postgres_and_redis() -> None:
+    keys = {"SMARTPIP_TOKEN_ENCRYPTION_KEYS": "t1:" + generate_key()}
+    configured = features(Config.from_env(dict(CONFIG_ENV) | keys))
+    assert feature_states(health(True, False), configured)["playlist"] == "down"
+    assert feature_states(health(False, True), configured)["playlist"] == "down"
+    assert feature_states(health(True, True), configured, live={"playlist": "degraded"}) == {
+        "signIn": "up",
+        "history": "up",
+        "suggest": "up",
+        "playlist": "degraded",
+    }
 
 
 def test_suggest_degrades_without_redis_and_needs_no_postgres() -> None:
@@ -89,8 +103,6 @@ def test_playlist_needs_sign_in_and_the_token_keys_and_can_be_switched_off() -> 
     keys = {"SMARTPIP_TOKEN_ENCRYPTION_KEYS": "t1:" + generate_key()}
     configured = features(Config.from_env(dict(CONFIG_ENV) | keys))
     assert feature_states(health(True, True), configured)["playlist"] == "up"
-    assert feature_states(health(True, False), configured)["playlist"] == "degraded"
-    assert feature_states(health(False, True), configured)["playlist"] == "down"
     off = features(Config.from_env(dict(CONFIG_ENV) | keys | {"SMARTPIP_PLAYLIST": "off"}))
     assert feature_states(health(True, True), off)["playlist"] == "disabled"
     no_sign_in = features(Config.from_env(keys))

@@ -40,6 +40,7 @@ def _iso(value: datetime | None) -> str | None:
 def export_body(export: UserExport) -> dict[str, Any]:
     """The export document (camelCase JSON): everything held, without any token hash."""
     account, settings, youtube = export.account, export.settings, export.youtube
+    playlist = export.playlist
     return {
         "account": {
             "id": str(account.id),
@@ -88,6 +89,18 @@ def export_body(export: UserExport) -> dict[str, Any]:
             "scopes": sorted(youtube.scopes),
             "connectedAt": youtube.connected_at.isoformat(),
             "updatedAt": youtube.updated_at.isoformat(),
+        },
+        # The Smart PiP playlist remembered for the user (kept across a disconnect, so that a
+        # reconnect adds to the same playlist) and the last video added.
+        "youtubePlaylist": None
+        if playlist is None
+        else {
+            "playlistId": playlist.playlist_id,
+            "lastPlaylistId": playlist.last_playlist_id,
+            "lastVideoId": playlist.last_video_id,
+            "lastAddedAt": _iso(playlist.last_added_at),
+            "createdAt": playlist.created_at.isoformat(),
+            "updatedAt": playlist.updated_at.isoformat(),
         },
         "auditEvents": [
             {"event": event.event, "meta": event.meta, "createdAt": event.created_at.isoformat()}

@@ -86,6 +86,8 @@ _CONVERTER = _converter()
 
 def _field_errors(error: BaseException) -> list[dict[str, str]]:
     """One ``{field, message}`` per problem cattrs found, fields in camelCase."""
+    if isinstance(error, FieldError):  # a validator's verdict, wrapped by cattrs
+        return [{"field": error.field, "message": error.message}]
     if isinstance(error, cattrs.ForbiddenExtraKeysError):
         return [{"field": key, "message": "unknown field"} for key in sorted(error.extra_fields)]
     if not isinstance(error, cattrs.ClassValidationError):

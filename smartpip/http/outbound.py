@@ -58,13 +58,16 @@ async def bounded_request(
     deadline: float,
     params: Mapping[str, str] | None = None,
     data: Mapping[str, str] | None = None,
+    content: bytes | None = None,
+    headers: Mapping[str, str] | None = None,
     auth: httpx.Auth | None = None,
     io_timeouts: httpx.Timeout | None = None,
 ) -> tuple[int, httpx.Headers, bytes]:
     """Send one request and read the whole answer within the bounds.
 
     ``io_timeouts`` overrides the shared client's connect/read timeouts for this request;
-    ``deadline`` bounds the whole exchange.
+    ``deadline`` bounds the whole exchange. ``data`` is sent form-encoded, ``content`` as given
+    (with its ``Content-Type`` in ``headers``).
 
     Returns:
         The status, the headers and the body (redirects are returned, not followed).
@@ -76,7 +79,15 @@ async def bounded_request(
     try:
         with trio.fail_after(deadline):
             async with http.stream(
-                method, url, params=params, data=data, auth=auth, follow_redirects=False, **extra
+                method,
+                url,
+                params=params,
+                data=data,
+                content=content,
+                headers=headers,
+                auth=auth,
+                follow_redirects=False,
+                **extra,
             ) as response:
                 declared = response.headers.get("content-length", "")
                 if declared.isdigit() and int(declared) > max_body:

@@ -35,7 +35,7 @@ from store.postgres import Database
 __all__ = ["EVENT_DISCONNECTED", "EXPIRY_MARGIN", "MAX_CACHED", "StoredGrants"]
 
 #: The audit event of a grant that ended (meta ``reason``: ``user``, ``invalid_grant``,
-#: ``scope_removed``).
+#: ``scope_removed``, ``youtube_refused``).
 EVENT_DISCONNECTED = "youtube_disconnected"
 # Why 5 minutes: a token handed out must outlive the YouTube call it is for (seconds), and
 # Google's clock and ours may differ; Google's access tokens live an hour.
@@ -90,6 +90,13 @@ class StoredGrants:
     def forget(self, user_id: uuid.UUID) -> None:
         """Drop the user's cached access token (after a disconnect or deletion)."""
         self._cache.pop(user_id, None)
+
+    async def disconnect(self, user_id: uuid.UUID, *, reason: str) -> None:
+        """Delete the stored grant (see :meth:`smartpip.playlist.grants.Grants.disconnect`)."""
+        self.forget(user_id)
+        row = await self._db.read(select_sealed, user_id)
+        if row is not None and await self._db.run(_forget, row, reason):
+            log.info("YouTube grant refused by YouTube; disconnected", reason=reason)
 
     def _fresh(self, user_id: uuid.UUID) -> str | None:
         cached = self._cache.get(user_id)

@@ -41,3 +41,13 @@ class Grants(Protocol):
             GoogleUnavailable: the token endpoint could not be used.
         """
         ...
+
+    async def disconnect(self, user_id: uuid.UUID, *, reason: str) -> None:
+        """Delete the user's stored grant because it is of no use any more (YouTube refused a
+        freshly refreshed token): the user is disconnected and must consent again. The audit
+        log records ``reason``; a user without a grant is left as is.
+
+        Raises:
+            store.errors.DatabaseUnavailable: Postgres is not answering.
+        """
+        ...

@@ -19,6 +19,7 @@ from smartpip.http.ops import ops_blueprint
 from smartpip.http.public import api_v1_blueprint
 from smartpip.http.status import feature_states
 from smartpip.playlist.connect_routes import youtube_connect_blueprint
+from smartpip.playlist.write_routes import playlist_write_blueprint
 from smartpip.runtime.features import features
 from smartpip.runtime.lifecycle import Lifecycle
 from smartpip.runtime.resources import Resources, backups_status
@@ -46,9 +47,18 @@ def create_app(
     suggester, youtube = resources.suggest, resources.youtube
     enabled = features(config)
 
+    writer = resources.playlist
+
     def feature_status() -> dict[str, str]:
-        live = {"suggest": suggester.state()} if suggester is not None else None
-        return feature_states(resources.health.state, enabled, live=live)
+        live: dict[str, str] = {}
+        if suggester is not None:
+            live["suggest"] = suggester.state()
+        if writer is not None:
+            live["playlist"] = writer.state()
+        states = feature_states(resources.health.state, enabled, live=live)
+        if writer is None:  # no Grants: the write is off whatever the configuration says
+            states["playlist"] = "disabled"
+        return states
 
     resources.metrics.watch_features(feature_status)
 
@@ -100,6 +110,7 @@ def create_app(
             writes=config.rate_limit_writes,
             redirect_uris=config.oidc_redirect_uris,
         ),
+        playlist_write_blueprint(writer, guards, limit=config.rate_limit_writes),
         *(extra or ()),
     ]
     return create_http_app(

@@ -31,13 +31,14 @@ def features(config: Config) -> tuple[Feature, ...]:
             configured=config.youtube_api_key is not None,
             degrades_without=("redis",),
         ),
-        # Playlist: on (SMARTPIP_PLAYLIST), sign-in configured and the token keys set. Its
-        # consent states fall back to per-process single use without Redis.
+        # Playlist: on (SMARTPIP_PLAYLIST), sign-in configured and the token keys set. Consent
+        # needs Postgres (its states fall back to per-process single use without Redis); writes
+        # need Redis too (their budget, lock and idempotency records live there), so without
+        # Redis the feature is down.
         Feature(
             "playlist",
             shipped=True,
             configured=config.playlist_enabled,
-            needs=("postgres",),
-            degrades_without=("redis",),
+            needs=("postgres", "redis"),
         ),
     )

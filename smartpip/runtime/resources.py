@@ -7,7 +7,7 @@ receives what it needs from :class:`Resources`, which :func:`open_resources` bui
 from __future__ import annotations
 
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from datetime import timedelta
 from importlib import metadata
@@ -24,12 +24,16 @@ from smartpip.http.ratelimit import RateLimiter
 from smartpip.http.revocation import TokenRevocations
 from smartpip.http.tokens import AccessTokens
 from smartpip.metrics import Metrics
+from smartpip.playlist.budget import BudgetSettings, PlaylistBudget
 from smartpip.playlist.connect import Connections
+from smartpip.playlist.grants import Grants
+from smartpip.playlist.metrics import PlaylistMetrics
+from smartpip.playlist.write import PlaylistWriter
 from smartpip.runtime.playlist import open_connections
 from smartpip.suggest.metrics import SuggestMetrics
 from smartpip.suggest.quota import QuotaGate
 from smartpip.suggest.service import Suggester, SuggestSettings
-from smartpip.youtube import YouTubeClient, YouTubeSettings
+from smartpip.youtube import PlaylistClient, YouTubeClient, YouTubeSettings
 from store.backup_pg import PgTools
 from store.backup_s3 import MIB, S3Settings
 from store.migrations import load_migrations
@@ -72,6 +76,8 @@ class Resources:
     backups: Backups | None = None
     # Playlist consent (issue 16); ``youtube.grants`` is the write half's Grants.
     youtube: Connections | None = None
+    #: ``POST /v1/youtube/playlist``; None while the playlist feature is off (no Grants).
+    playlist: PlaylistWriter | None = None
 
 
 def backup_settings(config: Config) -> BackupSettings | None:
@@ -176,13 +182,12 @@ def suggester(
         http,
         on_call=suggest_metrics.upstream_call,
     )
-    counters, saves = RedisCounters(redis), PostgresSaves(db)
-
-    async def restore(day: str) -> QuotaUsage | None:
-        # A reservation found the day's counter missing: Redis lost it (tasks.quota).
-        return await restore_day(day, counters, saves)
-
-    gate = QuotaGate(redis, daily_budget=config.suggest_daily_budget, restore=restore, clock=clock)
+    gate = QuotaGate(
+        redis,
+        daily_budget=config.suggest_daily_budget,
+        restore=quota_restorer(db, redis),
+        clock=clock,
+    )
     settings = SuggestSettings(
         ttl_seconds=config.suggest_ttl_seconds,
         stale_seconds=config.suggest_stale_seconds,
@@ -195,15 +200,67 @@ def suggester(
     return Suggester(client, redis, gate, suggest_metrics, settings, clock=clock)
 
 
+def quota_restorer(db: Database, redis: RedisStore) -> Callable[[str], Awaitable[object]]:
+    """Puts back a Pacific day's quota counter that Redis lost, from Postgres (tasks.quota);
+    what the search and playlist reservations call when they find the day's counter missing."""
+    counters, saves = RedisCounters(redis), PostgresSaves(db)
+
+    async def restore(day: str) -> QuotaUsage | None:
+        return await restore_day(day, counters, saves)
+
+    return restore
+
+
+def playlist_writer(
+    config: Config,
+    grants: Grants | None,
+    http: httpx.AsyncClient,
+    db: Database,
+    redis: RedisStore,
+    metrics: Metrics,
+    clock: Callable[[], float],
+) -> PlaylistWriter | None:
+    """The playlist write service, or None without a :class:`Grants` (the feature is off)."""
+    if grants is None:
+        return None
+    budget = PlaylistBudget(
+        redis,
+        BudgetSettings(
+            daily_searches=config.suggest_daily_budget,
+            share=config.playlist_share,
+            user_daily_limit=config.playlist_user_daily_limit,
+        ),
+        restore=quota_restorer(db, redis),
+        clock=clock,
+    )
+    # The server key is not sent with these calls: they act for the user, with their token.
+    settings = YouTubeSettings(api_url=config.youtube_api_url, api_key="")
+    return PlaylistWriter(
+        grants=grants,
+        client=PlaylistClient(settings, http),
+        db=db,
+        redis=redis,
+        budget=budget,
+        metrics=PlaylistMetrics(metrics.registry),
+        title=config.playlist_title,
+    )
+
+
 @asynccontextmanager
 async def open_resources(
-    config: Config, *, clock: Callable[[], float] = time.time
+    config: Config,
+    *,
+    clock: Callable[[], float] = time.time,
+    playlist_grants: Grants | None = None,
 ) -> AsyncIterator[Resources]:
     """Open the Postgres pool, the Redis client, the outbound HTTP client and the metrics.
 
     Args:
         config: The configuration.
         clock: Wall-clock seconds for suggest's cache freshness and quota day (tests move it).
+        playlist_grants: Users' YouTube access tokens for ``POST /v1/youtube/playlist``,
+            instead of the consent half's stored grants (tests pass a fake). Without either
+            (the playlist feature off), the write is off too.
     """
     metrics = Metrics()
     metrics.set_build(metadata.version("smartpip"), config.build_commit)
@@ -227,6 +284,11 @@ async def open_resources(
         # One checker: the guard reads what logout, reuse detection and deletion write.
         revocations = TokenRevocations(redis)
         oidc = oidc_client(config, http, metrics)
+        connections = open_connections(config, db, redis, oidc)
+        # The write half's access tokens: the consent half's stored grants (tests pass a fake).
+        grants = playlist_grants
+        if grants is None and connections is not None:
+            grants = connections.grants
         yield Resources(
             config=config,
             db=db,
@@ -252,5 +314,6 @@ async def open_resources(
             suggest=suggester(config, http, db, redis, metrics, clock),
             clock=clock,
             backups=backups,
-            youtube=open_connections(config, db, redis, oidc),
+            youtube=connections,
+            playlist=playlist_writer(config, grants, http, db, redis, metrics, clock),
         )

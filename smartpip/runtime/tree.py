@@ -12,6 +12,8 @@
                             (only with SMARTPIP_YOUTUBE_API_KEY)              smartpip.suggest
       suggest-bookkeeping   periodic, 5 s: popularity counts to Redis, quota
                             and breaker gauges                                tasks.suggest
+      playlist-bookkeeping  periodic, 5 s: the playlists' budget seen spent
+                            (/v1/status) and its gauges  (only with Grants)  smartpip.playlist
       <job>, ...            one loop per scheduled job (tasks/catalogue.py):
                             once per period across replicas, claimed or
                             leased (docs/jobs.md)                             supervisors.run_job
@@ -32,6 +34,10 @@ from supervisors import ChildSpec, JobSpec, job_child, periodic_child
 from tasks.suggest import SuggestBookkeeping
 
 __all__ = ["suggest_bookkeeping", "supervision_tree"]
+
+# Why 5 s: as suggest's bookkeeping; a replica learns within seconds that another one spent
+# the playlists' budget (for /v1/status), at one HMGET per period.
+PLAYLIST_BOOKKEEPING_SECONDS = 5.0
 
 
 def suggest_bookkeeping(resources: Resources) -> SuggestBookkeeping | None:
@@ -89,6 +95,16 @@ def supervision_tree(
                 registry=registry,
             ),
         ]
+    writer = resources.playlist
+    if writer is not None:
+        children.append(
+            periodic_child(
+                "playlist-bookkeeping",
+                writer.refresh_gauges,
+                interval=PLAYLIST_BOOKKEEPING_SECONDS,
+                registry=registry,
+            )
+        )
     holder = replica_name(resources.config)
     jobs = [*job_specs(resources), *extra_jobs]
     now = datetime.fromtimestamp(resources.clock(), UTC)

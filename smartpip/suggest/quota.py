@@ -49,14 +49,18 @@ from __future__ import annotations
 import math
 import time
 from collections.abc import Awaitable, Callable
-from datetime import UTC, datetime, timedelta
-from datetime import time as dtime
+from datetime import UTC, datetime
 from typing import Literal
-from zoneinfo import ZoneInfo
 
 import attrs
 
 from smartpip.logs import get_logger
+from smartpip.youtube import (
+    PACIFIC,
+    next_pacific_midnight,
+    pacific_day,
+    seconds_until_pacific_midnight,
+)
 from store.backoff import RedisBackoff
 from store.errors import DatabaseUnavailable
 from store.quota import (
@@ -95,8 +99,6 @@ __all__ = [
 log = get_logger(__name__)
 
 
-PACIFIC = ZoneInfo("America/Los_Angeles")
-
 RefusalReason = Literal["quota", "upstream", "key_invalid", "redis"]
 
 # Why 5 in a row: the client already retries a 5xx twice, so 5 failed calls are ~15 failed
@@ -123,46 +125,6 @@ DEFAULT_REDIS_DOWN_BUDGET = 10
 DEFAULT_REDIS_BACKOFF = 5.0
 # Retry-After for the Redis-down refusal: Redis usually returns sooner than midnight.
 _REDIS_DOWN_RETRY_AFTER = 60
-
-
-def _require_aware(now: datetime) -> None:
-    if now.tzinfo is None or now.utcoffset() is None:
-        raise ValueError("a timezone-aware datetime is required")
-
-
-def pacific_day(now: datetime) -> str:
-    """The Pacific-time date of ``now`` (``YYYY-MM-DD``): the YouTube quota day.
-
-    Raises:
-        ValueError: ``now`` is naive.
-    """
-    _require_aware(now)
-    return now.astimezone(PACIFIC).date().isoformat()
-
-
-def next_pacific_midnight(now: datetime) -> datetime:
-    """The next midnight Pacific time after ``now``, in UTC (when the daily quota resets).
-
-    Raises:
-        ValueError: ``now`` is naive.
-    """
-    _require_aware(now)
-    local = now.astimezone(PACIFIC)
-    midnight = datetime.combine(local.date() + timedelta(days=1), dtime(0), tzinfo=PACIFIC)
-    return midnight.astimezone(UTC)
-
-
-def seconds_until_pacific_midnight(now: datetime) -> int:
-    """Whole seconds (rounded up, at least 1) until the next midnight Pacific time.
-
-    Computed in UTC, so 23-hour and 25-hour days (DST changes) come out right.
-
-    Raises:
-        ValueError: ``now`` is naive.
-    """
-    # Subtract in UTC: aware datetimes sharing a tzinfo subtract as wall-clock times.
-    delta = next_pacific_midnight(now) - now.astimezone(UTC)
-    return max(1, math.ceil(delta.total_seconds()))
 
 
 def _today(state: BreakerState | None, day: str) -> BreakerState | None:

@@ -1,4 +1,5 @@
-"""The YouTube Data API v3 client behind Suggest: search with statistics, typed errors.
+"""The YouTube Data API v3 clients: search with statistics (suggest), playlist writes
+(:class:`PlaylistClient`, with a user's OAuth token), typed errors.
 
 Build one :class:`YouTubeClient` at the composition root with the shared ``httpx.AsyncClient``
 and call :meth:`YouTubeClient.search`. Errors are :class:`YouTubeError` subclasses (hierarchy in
@@ -17,15 +18,24 @@ from smartpip.youtube._errors import (
     YouTubeError,
 )
 from smartpip.youtube._models import Video
+from smartpip.youtube._playlists import PlaylistClient
+from smartpip.youtube._quota_day import (
+    PACIFIC,
+    next_pacific_midnight,
+    pacific_day,
+    seconds_until_pacific_midnight,
+)
 from smartpip.youtube._settings import YouTubeSettings
 
 __all__ = [
+    "PACIFIC",
     "SEARCH_FIELDS",
     "VIDEOS_FIELDS",
     "BadRequest",
     "CallHook",
     "Forbidden",
     "KeyInvalid",
+    "PlaylistClient",
     "QuotaExceeded",
     "RateLimited",
     "UpstreamFailure",
@@ -33,4 +43,7 @@ __all__ = [
     "YouTubeClient",
     "YouTubeError",
     "YouTubeSettings",
+    "next_pacific_midnight",
+    "pacific_day",
+    "seconds_until_pacific_midnight",
 ]

@@ -82,11 +82,16 @@ def _seed_rows(conn: psycopg.Connection[Any], user_id: uuid.UUID, tag: str) -> N
         (user_id, Jsonb({"reason": f"{tag}-reason"})),
     )
     conn.execute(INSERT_OAUTH_ACCOUNT, (user_id, f"sub-{tag}", bytes(40)))
+    conn.execute(
+        "INSERT INTO youtube_playlists (user_id, playlist_id, last_playlist_id, last_video_id,"
+        " last_item_id, last_added_at) VALUES (%s, %s, %s, %s, 'item-1', %s)",
+        (user_id, f"PL{tag}", f"PL{tag}", "dQw4w9WgXcQ", base),
+    )
 
 
 async def seed_user(app: RunningApp, tag: str) -> Seeded:
     """Sign ``tag`` in twice (two session families, one rotated) and give them history,
-    settings, an extra audit event and a YouTube grant."""
+    settings, an extra audit event, a YouTube grant and a remembered playlist."""
     sub = f"sub-{tag}"
     first: IssuedTokens = await app.resources.sessions.sign_in(ISSUER, sub, method="code")
     rotated = await app.resources.sessions.refresh(first.refresh_token)
@@ -110,6 +115,7 @@ USER_TABLES = {
     "sessions": "user_id",
     "audit_logs": "user_id",
     "oauth_accounts": "user_id",
+    "youtube_playlists": "user_id",
 }
 
 

@@ -44,11 +44,20 @@ async def test_delete_leaves_no_row_of_the_user_anywhere(app: RunningApp, pg_url
         "sessions": [],
         "audit_logs": [],
         "oauth_accounts": [],
+        "youtube_playlists": [],
     }
     with psycopg.connect(pg_url) as conn:
         tables = [row[0] for row in conn.execute(TABLES_WITH_A_USER_COLUMN).fetchall()]
-        # A new table referencing users must be purged by store.account too.
-        assert tables == ["audit_logs", "oauth_accounts", "sessions", "settings", "video_history"]
+        # A new table referencing users must be purged by store.account too (youtube_playlists:
+        # by its ON DELETE CASCADE).
+        assert tables == [
+            "audit_logs",
+            "oauth_accounts",
+            "sessions",
+            "settings",
+            "video_history",
+            "youtube_playlists",
+        ]
         for table in tables:
             count = conn.execute(
                 f"SELECT count(*) FROM {table} WHERE user_id = %s", (alice.user_id,)

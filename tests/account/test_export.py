@@ -47,6 +47,11 @@ def stored(pg_url: str, user_id: uuid.UUID) -> dict[str, Any]:
             "SELECT scopes, connected_at, updated_at FROM oauth_accounts WHERE user_id = %s",
             (user_id,),
         ).fetchone()
+        playlist = conn.execute(
+            "SELECT playlist_id, last_playlist_id, last_video_id, last_added_at, created_at,"
+            " updated_at FROM youtube_playlists WHERE user_id = %s",
+            (user_id,),
+        ).fetchone()
     assert account is not None and settings is not None
     return {
         "account": {
@@ -83,10 +88,21 @@ def stored(pg_url: str, user_id: uuid.UUID) -> dict[str, Any]:
         "youtubeConnection": None
         if youtube is None
         else {"scopes": sorted(youtube[0]), "connectedAt": youtube[1], "updatedAt": youtube[2]},
+        "youtubePlaylist": None
+        if playlist is None
+        else dict(zip(_PLAYLIST_FIELDS, playlist, strict=True)),
         "auditEvents": [{"event": e, "meta": m, "createdAt": c} for e, m, c in audit],
     }
 
 
+_PLAYLIST_FIELDS = (
+    "playlistId",
+    "lastPlaylistId",
+    "lastVideoId",
+    "lastAddedAt",
+    "createdAt",
+    "updatedAt",
+)
 _TIME_FIELDS = {
     "createdAt",
     "updatedAt",
@@ -97,6 +113,7 @@ _TIME_FIELDS = {
     "usedAt",
     "revokedAt",
     "connectedAt",
+    "lastAddedAt",
 }
 
 
@@ -144,6 +161,8 @@ async def test_export_is_exactly_what_is_stored(app: RunningApp, pg_url: str) ->
         "openid",
     ]
     assert set(body["youtubeConnection"]) == {"scopes", "connectedAt", "updatedAt"}
+    assert body["youtubePlaylist"]["playlistId"] == "PLalice"
+    assert body["youtubePlaylist"]["lastVideoId"] == "dQw4w9WgXcQ"
 
 
 async def test_export_holds_nothing_of_another_user(app: RunningApp, pg_url: str) -> None:
@@ -177,7 +196,7 @@ async def test_export_of_a_user_without_settings_or_history(app: RunningApp) -> 
     assert response.status_code == 200, response.text
     body = response.json()
     assert body["settings"] is None and body["history"] == []
-    assert body["youtubeConnection"] is None
+    assert body["youtubeConnection"] is None and body["youtubePlaylist"] is None
     assert [e["event"] for e in body["auditEvents"]] == ["sign_in"]
     assert body["auditEvents"][0]["meta"]["new_user"] is True
 

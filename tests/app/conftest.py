@@ -13,6 +13,7 @@ import pytest
 import trio
 
 from smartpip.config import Config
+from smartpip.playlist.grants import Grants
 from smartpip.runtime.lifecycle import Lifecycle
 from smartpip.runtime.main import run_service
 from smartpip.runtime.resources import Resources, open_resources
@@ -63,16 +64,21 @@ def make_config(pg_url: str, redis_prefix: str, **overrides: str) -> Config:
 
 @asynccontextmanager
 async def running_app(
-    config: Config, *, probes: bool = False, clock: Callable[[], float] = time.time
+    config: Config,
+    *,
+    probes: bool = False,
+    clock: Callable[[], float] = time.time,
+    playlist_grants: Grants | None = None,
 ) -> AsyncIterator[RunningApp]:
     """Serve the app built from ``config`` until the block ends, then shut it down.
 
     With ``probes`` the test-only routes of :mod:`tests.app.probes` are mounted too;
-    ``clock`` is the resources' wall clock (suggest's cache and quota day).
+    ``clock`` is the resources' wall clock (suggest's cache and quota day);
+    ``playlist_grants`` turns the playlist write on with these users' tokens.
     """
     lifecycle = Lifecycle()
     release = trio.Event()
-    async with open_resources(config, clock=clock) as resources:
+    async with open_resources(config, clock=clock, playlist_grants=playlist_grants) as resources:
         probed_at = (await resources.health.probe()).checked_at
         extra = (probe_blueprint(resources, release),) if probes else ()
         async with trio.open_nursery() as nursery:
@@ -106,10 +112,14 @@ def app_factory(pg_url: str, redis_prefix: str, redis_store: RedisStore) -> AppF
     del redis_store
 
     def factory(
-        *, probes: bool = False, clock: Callable[[], float] = time.time, **overrides: str
+        *,
+        probes: bool = False,
+        clock: Callable[[], float] = time.time,
+        playlist_grants: Grants | None = None,
+        **overrides: str,
     ) -> AbstractAsyncContextManager[RunningApp]:
         config = make_config(pg_url, redis_prefix, **overrides)
-        return running_app(config, probes=probes, clock=clock)
+        return running_app(config, probes=probes, clock=clock, playlist_grants=playlist_grants)
 
     return factory
 

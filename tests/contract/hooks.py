@@ -14,7 +14,9 @@ document:
 - ``skipSeconds`` must be written as a JSON integer, while JSON Schema's ``integer`` also
   admits ``10.0``: such a float becomes the integer;
 - ``q`` must keep a searchable word after normalization, and ``siteFlags`` must fit 8 KiB as
-  JSON: cases that do not are dropped (both are rare; the server's own functions decide).
+  JSON: cases that do not are dropped (both are rare; the server's own functions decide);
+- an ``Idempotency-Key`` of ``POST /v1/youtube/playlist`` already used with another body is
+  422: each positive case gets a fresh key.
 
 Generated headers that frame the HTTP message (``Content-Length``, ``Transfer-Encoding``...)
 are left out: what the HTTP parser does with them is the server's, tested there.
@@ -31,6 +33,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import uuid
 from pathlib import Path
 from typing import Any
 
@@ -103,9 +106,15 @@ def filter_case(context: HookContext, case: Case) -> bool:
 def map_case(context: HookContext, case: Case) -> Case:
     """Move positive values into what the deployment and the clock accept (see the module)."""
     del context
-    if not _positive(case) or not isinstance(case.body, dict):
+    if not _positive(case):
         return case
     operation = case.operation.label
+    if operation == "POST /v1/youtube/playlist" and case.headers:
+        for name in case.headers:
+            if name.lower() == "idempotency-key":
+                case.headers[name] = f"fuzz-{uuid.uuid4()}"
+    if not isinstance(case.body, dict):
+        return case
     body: dict[str, Any] = case.body
     if operation == "POST /v1/history" and isinstance(body.get("watchedAt"), str):
         body["watchedAt"] = _YEAR.sub("2020", body["watchedAt"])

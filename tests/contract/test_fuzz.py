@@ -42,7 +42,9 @@ from tests.app.conftest import AppFactory, RunningApp
 from tests.app.conftest import app_factory as app_factory  # the fixture, shared
 from tests.fakes.oidc_provider import FakeOidcProvider, s256
 from tests.fakes.youtube import FakeYouTube
+from tests.fakes.youtube_playlists import FakePlaylists
 from tests.history.conftest import KEY, sign_in
+from tests.playlist.write.grants_fake import FakeGrants
 from tests.support.clock import FakeClock
 
 CONFIG = Path(__file__).with_name("schemathesis.toml")
@@ -142,11 +144,18 @@ async def test_the_served_document_holds_for_every_operation(
     app_factory: AppFactory, nursery: trio.Nursery, tmp_path: Path
 ) -> None:
     youtube = FakeYouTube(api_key=API_KEY)
+    # Playlist writes on the same base URL, for the fuzz user (connected below); random
+    # playlist IDs are taken as the user's own.
+    youtube.playlists = FakePlaylists()
+    youtube.playlists.adopt_unknown = True
+    grants = FakeGrants(youtube.playlists)
     await nursery.start(youtube.run)
     # A clock that stands still: the prepared authorization codes never expire during the run.
     provider = FakeOidcProvider(clock=FakeClock())
     await nursery.start(provider.run)
     async with app_factory(
+        playlist_grants=grants,
+        playlist_user_daily_limit="1000",
         jwt_keys=KEY,
         youtube_api_key=API_KEY,
         youtube_api_url=youtube.base_url,
@@ -164,6 +173,7 @@ async def test_the_served_document_holds_for_every_operation(
     ) as app:
         # The fuzz user signs in with the fake Google, so that its YouTube consents match.
         issued = await app.resources.sessions.sign_in(provider.issuer, FUZZ_SUB, method="code")
+        grants.connect(issued.user_id)
         # DELETE /v1/me erases its caller: it gets a user of its own, so that one deletion
         # does not turn every later request of the run into a 401.
         doomed = await sign_in(app, "fuzz-deleted")

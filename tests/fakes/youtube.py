@@ -46,6 +46,7 @@ from hypercorn.typing import ASGIReceiveCallable, ASGISendCallable, Scope
 
 from tests.fakes.asgi import serve_lifespan
 from tests.fakes.youtube_corpus import CORPUS, CorpusVideo
+from tests.fakes.youtube_playlists import FakePlaylists
 
 __all__ = ["FakeYouTube", "Faults"]
 
@@ -100,6 +101,9 @@ class FakeYouTube:
         self.faults = {"search": Faults(), "videos": Faults()}
         self.legacy_key_error = False
         self.oversized_bytes = _OVERSIZED
+        #: Serves ``playlists``/``playlistItems`` on the same base URL when set (a deployment
+        #: has one SMARTPIP_YOUTUBE_API_URL for suggest and playlist writes).
+        self.playlists: FakePlaylists | None = None
 
     def inject(self, method: str | None = None, **changes: Any) -> None:
         """Set fault fields on ``method`` (``"search"``/``"videos"``), or both when None."""
@@ -128,6 +132,9 @@ class FakeYouTube:
             await serve_lifespan(receive, send)
             return
         if scope["type"] != "http":
+            return
+        if self.playlists is not None and scope["method"] == "POST":
+            await self.playlists.serve_http(scope, receive, send)
             return
         params = dict(parse_qsl(scope["query_string"].decode("latin-1"), keep_blank_values=True))
         status, headers, payload = await self._handle(scope["method"], scope["path"], params)

@@ -137,3 +137,23 @@ async def test_disconnect_forgets_the_cached_token(app: RunningApp, connected: U
     assert response.status_code == 204
     with pytest.raises(NotConnected):
         await grants.access_token(connected.id)
+
+
+async def test_a_grant_youtube_refuses_is_deleted_and_says_so(
+    app: RunningApp, connected: User, bob: User, pg_url: str
+) -> None:
+    """The write half's ``disconnect`` (YouTube refused even a fresh token): the row and the
+    cached token go, the audit log says why, and a user without a grant is left as is."""
+    grants = connections(app).grants
+    await grants.access_token(connected.id)
+    await grants.disconnect(connected.id, reason="youtube_refused")
+    assert oauth_row(pg_url, connected.id) is None
+    assert audit_events(pg_url, connected.id)[-1] == (
+        "youtube_disconnected",
+        {"reason": "youtube_refused"},
+    )
+    with pytest.raises(NotConnected):
+        await grants.access_token(connected.id)
+    events = audit_events(pg_url, bob.id)
+    await grants.disconnect(bob.id, reason="youtube_refused")
+    assert audit_events(pg_url, bob.id) == events

@@ -176,7 +176,12 @@ async def test_probe_lock_has_one_winner(
 
 
 def test_one_cost_table() -> None:
-    assert dict(UNIT_COSTS) == {"search": 100, "videos": 1, "playlist_insert": 50}
+    assert dict(UNIT_COSTS) == {
+        "search": 100,
+        "videos": 1,
+        "playlist_insert": 50,
+        "playlist_create": 50,
+    }
     assert UNIT_COSTS["search"] + UNIT_COSTS["videos"] == SEARCH_UNITS
     assert budget_units(100) == 10_100
     assert [searches_left(budget_units(3), used) for used in (0, 101, 202, 203, 303, 400)] == [
