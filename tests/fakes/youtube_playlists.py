@@ -23,6 +23,7 @@ from __future__ import annotations
 import collections
 import itertools
 import json
+from collections.abc import Callable
 from typing import Any
 from urllib.parse import parse_qsl
 
@@ -135,6 +136,8 @@ class FakePlaylists:
         hold: When set to an event, requests wait for it before being answered.
         adopt_unknown: An unknown playlist ID is taken as one of the caller's own (created on
             first use), for runs that generate random IDs (the contract fuzz run).
+        token_owner: Asked for a token not in ``tokens`` (None: refused), so that the access
+            tokens another fake issues (Google's token endpoint) can be honoured.
     """
 
     def __init__(self) -> None:
@@ -146,6 +149,7 @@ class FakePlaylists:
         self.requests: list[Recorded] = []
         self.hold: trio.Event | None = None
         self.adopt_unknown = False
+        self.token_owner: Callable[[str], str | None] = lambda token: None
         self._queued: dict[str, list[str]] = {method: [] for method in _METHODS}
         self._ids = itertools.count(1)
 
@@ -197,7 +201,8 @@ class FakePlaylists:
             await self.hold.wait()
         if self._queued[method]:
             return _error(self._queued[method].pop(0))
-        user = self.tokens.get(headers.get("authorization", "").removeprefix("Bearer "))
+        token = headers.get("authorization", "").removeprefix("Bearer ")
+        user = self.tokens.get(token) or self.token_owner(token)
         if user is None:
             return _error("authError")
         if not isinstance(body, dict) or not isinstance(body.get("snippet"), dict):
