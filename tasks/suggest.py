@@ -44,6 +44,10 @@ class QueryCounts:
         elif len(self._pending) < self._limit:
             self._pending[text] = 1
 
+    def count(self, text: str) -> int:
+        """How often ``text`` was asked since the last flush."""
+        return self._pending.get(text, 0)
+
     def take(self) -> dict[str, int]:
         """The counts so far; the table starts over."""
         pending, self._pending = self._pending, {}

@@ -24,6 +24,7 @@ from smartpip.http.ratelimit import RateLimiter
 from smartpip.http.revocation import TokenRevocations
 from smartpip.http.tokens import AccessTokens
 from smartpip.metrics import Metrics
+from smartpip.suggest.corpus import PostgresCorpus
 from smartpip.suggest.metrics import SuggestMetrics
 from smartpip.suggest.quota import QuotaGate
 from smartpip.suggest.service import Suggester, SuggestSettings
@@ -187,8 +188,14 @@ def suggester(
         concurrency=config.suggest_concurrency,
         daily_budget=config.suggest_daily_budget,
         weights=config.suggest_weights,
+        reserve=config.suggest_reserve,
     )
-    return Suggester(client, redis, gate, suggest_metrics, settings, clock=clock)
+    corpus = (
+        PostgresCorpus(db, days=config.suggest_corpus_days, weights=config.suggest_weights)
+        if config.suggest_corpus_days
+        else None
+    )
+    return Suggester(client, redis, gate, suggest_metrics, settings, clock=clock, corpus=corpus)
 
 
 @asynccontextmanager

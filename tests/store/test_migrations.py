@@ -32,6 +32,7 @@ EXPECTED_TABLES = {
     "audit_logs",
     "job_runs",
     "quota_days",
+    "suggest_corpus",
 }
 EXPECTED_INDEXES = {
     "video_history_user_watched_idx",
