@@ -8,7 +8,8 @@ as-is, so a query's normalized terms match exactly the terms a title or descript
   found a video accumulate (newest first, at most :data:`MAX_QUERY_TERMS`).
 - :func:`search_corpus`: the rows fetched since a cutoff whose document holds any of the
   query's terms, ordered by the suggest score computed in SQL (the same formula as
-  ``smartpip.suggest.ranking``), best first, at most ``limit``.
+  ``smartpip.suggest.ranking``), best first, at most ``limit``; for a term held by many rows,
+  among bounded candidates (:data:`CANDIDATES` per index walk, see the SQL).
 - the 30-day purge: ``store.cleanup.delete_corpus_past``.
 
 No user identity is ever written here. Query functions take a connection and never commit.
@@ -29,6 +30,7 @@ import psycopg
 from psycopg.rows import class_row
 
 __all__ = [
+    "CANDIDATES",
     "DESCRIPTION_CHARS",
     "MAX_QUERY_TERMS",
     "MAX_TERM_CHARS",
@@ -156,11 +158,39 @@ def upsert_videos(
     return len(params)
 
 
+# Candidates: a term held by a large part of the corpus must not make a query score every row
+# holding it (100,000 rows would take far longer than a request may). Each branch is one walk
+# of an index, stopped after CANDIDATES rows: the most viewed rows holding any term, the most
+# recently published ones (the freshness boost), and with several terms the most viewed rows
+# holding all of them (the text match). A term held by fewer rows than that has all its rows
+# in the first branch, so the ranking is exact there; beyond, a row outside every branch has
+# fewer views than the CANDIDATES-th, was published earlier, and misses a term, so it would
+# need a text match worth more than the views it lacks.
+_CANDIDATES_ANY = """
+    (SELECT video_id FROM suggest_corpus
+     WHERE document @@ %(any)s::tsquery AND fetched_at >= %(cutoff)s
+     ORDER BY view_count DESC NULLS LAST LIMIT %(candidates)s)
+    UNION
+    (SELECT video_id FROM suggest_corpus
+     WHERE document @@ %(any)s::tsquery AND fetched_at >= %(cutoff)s
+     ORDER BY published_at DESC LIMIT %(candidates)s)
+"""
+_CANDIDATES_ALL = """
+    UNION
+    (SELECT video_id FROM suggest_corpus
+     WHERE document @@ %(all)s::tsquery AND fetched_at >= %(cutoff)s
+     ORDER BY view_count DESC NULLS LAST LIMIT %(candidates)s)
+"""
+#: Rows each candidate walk takes (see above). Why 30: three times the default answer (up to
+#: 90 candidates in all); a walk's cost grows with it (the entries it passes over to find
+#: them), and the 100,000-video benchmark's p99 stays under 20 ms with it (bench/corpus.py).
+CANDIDATES = 30
+
 # The score of smartpip.suggest.ranking, in SQL (docs/suggest-ranking.md): views, freshness
 # (an age below 0 counts as 0), and the shares of the query's terms in the title's and the
 # description's terms. The caller re-ranks the rows with the Python formula, so float rounding
 # here can at worst change which of two equal candidates makes the cut.
-SEARCH_CORPUS = """
+_SCORED = """
 SELECT video_id, title, description, channel_title, published_at, view_count, thumbnail_url,
        title_terms, description_terms
 FROM (
@@ -177,18 +207,20 @@ FROM (
             SELECT count(*) FROM unnest(%(terms)s::text[]) AS t
             WHERE t = ANY (c.description_terms)
         ) / %(n)s AS score
-    FROM suggest_corpus AS c
-    WHERE c.document @@ %(tsquery)s::tsquery AND c.fetched_at >= %(cutoff)s
+    FROM suggest_corpus AS c JOIN ({candidates}) AS candidates USING (video_id)
 ) AS scored
 ORDER BY score DESC, coalesce(view_count, 0) DESC, published_at DESC, video_id
 LIMIT %(limit)s
 """
+SEARCH_CORPUS_ONE_TERM = _SCORED.format(candidates=_CANDIDATES_ANY)
+SEARCH_CORPUS = _SCORED.format(candidates=_CANDIDATES_ANY + _CANDIDATES_ALL)
 
 
-def _tsquery(terms: Sequence[str]) -> str:
-    """Any of ``terms``, each a quoted lexeme taken as is (no parsing, no stemming)."""
+def _tsquery(terms: Sequence[str], operator: str) -> str:
+    """``terms`` joined by ``operator`` (``|``, ``&``), each a quoted lexeme taken as is (no
+    parsing, no stemming)."""
     quoted = ("'" + t.replace("\\", "\\\\").replace("'", "''") + "'" for t in terms)
-    return " | ".join(quoted)
+    return f" {operator} ".join(quoted)
 
 
 def search_corpus(
@@ -222,10 +254,16 @@ def search_corpus(
         **attrs.asdict(weights),
         "terms": usable,
         "n": float(len(usable)),
-        "tsquery": _tsquery(usable),
+        "any": _tsquery(usable, "|"),
+        "all": _tsquery(usable, "&"),
+        "candidates": CANDIDATES,
         "now": now,
         "cutoff": cutoff,
         "limit": limit,
     }
     with conn.cursor(row_factory=class_row(CorpusRow)) as cur:
-        return cur.execute(SEARCH_CORPUS, params).fetchall()
+        sql = SEARCH_CORPUS if len(usable) > 1 else SEARCH_CORPUS_ONE_TERM
+        # Never prepared: a generic plan cannot know how common the terms are, and the walks
+        # are only fast with the plan made for the actual terms (a common term walks an index,
+        # a rare one reads the GIN index).
+        return cur.execute(sql, params, prepare=False).fetchall()

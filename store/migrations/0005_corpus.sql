@@ -41,3 +41,13 @@ CREATE TABLE suggest_corpus (
 CREATE INDEX suggest_corpus_document_idx ON suggest_corpus USING gin (document);
 -- The cleanup job's 30-day purge, oldest first, in batches.
 CREATE INDEX suggest_corpus_fetched_idx ON suggest_corpus (fetched_at);
+-- The candidate walks of a local answer (store.corpus): the most viewed and the most recent
+-- rows holding a term, read in index order and stopped after a few dozen, so a term held by
+-- most of the corpus costs no more than a rare one. The walk tests each entry's document
+-- against the terms: carrying it (and the ID and fetch time) in the index makes the walk an
+-- index-only scan, with no table row read per entry passed over (measured: p99 of a local
+-- answer over 100,000 videos from ~700 ms scoring every match, to ~20 ms).
+CREATE INDEX suggest_corpus_views_idx ON suggest_corpus (view_count DESC NULLS LAST)
+    INCLUDE (fetched_at, video_id, document);
+CREATE INDEX suggest_corpus_published_idx ON suggest_corpus (published_at DESC)
+    INCLUDE (fetched_at, video_id, document);
