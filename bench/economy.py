@@ -37,12 +37,14 @@ import signal
 import sys
 import time
 import traceback
+import uuid
 from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from types import FrameType
 from typing import Any
+from urllib.parse import urlsplit, urlunsplit
 
 import httpx
 import trio
@@ -63,7 +65,7 @@ from bench.service import smartpip_command, smartpip_env
 from bench.tokens import mint
 from smartpip.config import Config
 from smartpip.suggest import normalize_query, tokenize
-from tests.support.pg import drop_database, unique_database_url
+from tests.support.pg import drop_database
 
 __all__ = ["EconomySettings", "build_queries", "find_duplicates", "main", "run_economy"]
 
@@ -473,6 +475,12 @@ def _progress(message: str) -> None:
     print(message, file=sys.stderr, flush=True)
 
 
+def _scratch_database_url(url: str) -> str:
+    """``url`` naming a database of its own (created by the service, dropped by the caller)."""
+    parts = urlsplit(url)
+    return urlunsplit(parts._replace(path=f"/smartpip_bench_economy_{uuid.uuid4().hex[:12]}"))
+
+
 class _Interrupted(Exception):
     """The run was stopped by a signal (``signum``)."""
 
@@ -628,18 +636,20 @@ def run_economy(settings: EconomySettings, stamp: str | None = None) -> int:
     }
 
     budget_days: dict[str, BudgetDay] = {}
-    for label, corpus_days in (("before", "0"), ("after", "30")):
+    # Before: the service as it was (no corpus, no reserve); after: its defaults.
+    for label, corpus_days, reserve in (("before", "0", "0"), ("after", "30", "20")):
         _progress(
             f"budget day {label}: the same day, {DEFAULT_DAILY_BUDGET} searches, "
-            f"SMARTPIP_SUGGEST_CORPUS_DAYS={corpus_days}"
+            f"SMARTPIP_SUGGEST_CORPUS_DAYS={corpus_days}, SMARTPIP_SUGGEST_RESERVE={reserve}"
         )
         day_plan = [Outcome(instance=instance, raw=raw) for instance, raw in day]
         extra = {
             "SMARTPIP_SUGGEST_DAILY_BUDGET": str(DEFAULT_DAILY_BUDGET),
             "SMARTPIP_SUGGEST_CORPUS_DAYS": corpus_days,
+            "SMARTPIP_SUGGEST_RESERVE": reserve,
         }
         # A database of its own: no corpus rows and no saved quota day from another run.
-        url = unique_database_url(settings.database_url, "smartpip_bench_economy")
+        url = _scratch_database_url(settings.database_url)
         try:
             served, code = _guarded(
                 functools.partial(
@@ -743,7 +753,7 @@ def format_budget_days(days: dict[str, BudgetDay]) -> str:
     lines = [
         f"  budget day: the same {before.requests:,} requests with the default budget of "
         f"{DEFAULT_DAILY_BUDGET} searches",
-        f"    {'':34}{'corpus off':>18}{'corpus on':>18}",
+        f"    {'':34}{'before':>18}{'after':>18}",
     ]
     lines += [f"    {name:34}{cell(before):>18}{cell(after):>18}" for name, cell in rows]
     lines.append(
