@@ -27,6 +27,9 @@ from tests.support.polling import eventually
 # "lofi" finds four videos in the fake's corpus (lofi0000004 with search's snippet only).
 SEED = "lofi"
 LOFI = {"lofi0000001", "lofi0000002", "lofi0000003", "lofi0000004"}
+# The cleanup job counts 30 days back from the real clock: on an app whose clock is a fake
+# day in March it would delete the corpus the test just filled.
+QUIET = {"jobs_paused": "warm,cleanup"}
 
 
 async def corpus_writes(app: RunningApp, outcome: str = "ok") -> float:
@@ -70,7 +73,7 @@ async def test_budget_spent_answers_locally_and_nothing_matching_is_503(
     suggest_app: SuggestApp, youtube: FakeYouTube
 ) -> None:
     clock = FakeClock(start=AFTERNOON)
-    async with suggest_app(clock=clock, suggest_daily_budget="1") as app:
+    async with suggest_app(**QUIET, clock=clock, suggest_daily_budget="1") as app:
         alice = await sign_in(app, "alice")
         await seed(app, alice)
         local = await ask(app, alice, "Lofi for the STUDY")
@@ -91,7 +94,7 @@ async def test_quota_exceeded_answers_locally_and_the_local_answer_is_not_cached
     suggest_app: SuggestApp, youtube: FakeYouTube
 ) -> None:
     clock = FakeClock(start=AFTERNOON)
-    async with suggest_app(clock=clock) as app:
+    async with suggest_app(**QUIET, clock=clock) as app:
         alice = await sign_in(app, "alice")
         await seed(app, alice)
         youtube.inject("search", quota_exceeded=True)
@@ -118,7 +121,7 @@ async def test_quota_exceeded_answers_locally_and_the_local_answer_is_not_cached
 async def test_an_open_upstream_breaker_answers_locally(
     suggest_app: SuggestApp, youtube: FakeYouTube
 ) -> None:
-    async with suggest_app() as app:
+    async with suggest_app(**QUIET) as app:
         alice = await sign_in(app, "alice")
         await seed(app, alice)
         youtube.fail_next(100, method="search")
@@ -133,7 +136,7 @@ async def test_an_open_upstream_breaker_answers_locally(
 async def test_a_rejected_key_answers_locally(
     suggest_app: SuggestApp, youtube: FakeYouTube
 ) -> None:
-    async with suggest_app() as app:
+    async with suggest_app(**QUIET) as app:
         alice = await sign_in(app, "alice")
         await seed(app, alice)
         youtube.api_key = "rotated-" + uuid.uuid4().hex  # the app's key is no longer valid
@@ -145,7 +148,7 @@ async def test_a_rejected_key_answers_locally(
 async def test_youtube_slower_than_the_wait_answers_locally(
     suggest_app: SuggestApp, youtube: FakeYouTube
 ) -> None:
-    async with suggest_app(suggest_wait_seconds="0.5") as app:
+    async with suggest_app(**QUIET, suggest_wait_seconds="0.5") as app:
         alice = await sign_in(app, "alice")
         await seed(app, alice)
         held = trio.Event()
@@ -166,7 +169,7 @@ async def test_redis_down_with_the_allowance_spent_answers_locally(
     suggest_app: SuggestApp, youtube: FakeYouTube, redis_proxy: FaultProxy
 ) -> None:
     redis_url = f"redis://127.0.0.1:{redis_proxy.port}/0"
-    async with suggest_app(redis_url=redis_url, rate_limit_suggest="1000/1m") as app:
+    async with suggest_app(**QUIET, redis_url=redis_url, rate_limit_suggest="1000/1m") as app:
         alice = await sign_in(app, "alice")
         redis_proxy.mode = "down"
         await seed(app, alice)  # the first search of the local allowance
@@ -183,7 +186,7 @@ async def test_within_the_reserve_only_queries_asked_again_are_searched(
 ) -> None:
     clock = FakeClock(start=AFTERNOON)
     settings = {"suggest_daily_budget": "3", "suggest_reserve": "1"}
-    async with suggest_app(clock=clock, **settings) as app:
+    async with suggest_app(**QUIET, clock=clock, **settings) as app:
         alice = await sign_in(app, "alice")
         await seed(app, alice)  # 2 searches left
         assert cache_result(await ask(app, alice, "jazz")) == "MISS"  # 1 left: the reserve
@@ -207,7 +210,7 @@ async def test_postgres_down_is_503_and_a_failed_corpus_write_never_fails_a_sear
     suggest_app: SuggestApp, youtube: FakeYouTube, pg_url: str, pg_proxy: FaultProxy
 ) -> None:
     proxied = pg_url.replace(":5432/", f":{pg_proxy.port}/")
-    async with suggest_app(database_url=proxied, db_acquire_timeout="0.5") as app:
+    async with suggest_app(**QUIET, database_url=proxied, db_acquire_timeout="0.5") as app:
         alice = await sign_in(app, "alice")
         await seed(app, alice)
         pg_proxy.mode = "down"
@@ -236,7 +239,7 @@ async def test_postgres_down_is_503_and_a_failed_corpus_write_never_fails_a_sear
 async def test_no_corpus_row_carries_a_user_identity(
     suggest_app: SuggestApp, youtube: FakeYouTube, pg_url: str
 ) -> None:
-    async with suggest_app() as app:
+    async with suggest_app(**QUIET) as app:
         alice = await sign_in(app, "alice")
         await seed(app, alice)
         await seed(app, alice, "jazz")
@@ -262,7 +265,9 @@ async def test_the_corpus_switched_off_keeps_the_old_503(
     suggest_app: SuggestApp, youtube: FakeYouTube, pg_url: str
 ) -> None:
     clock = FakeClock(start=AFTERNOON)
-    async with suggest_app(clock=clock, suggest_daily_budget="1", suggest_corpus_days="0") as app:
+    async with suggest_app(
+        **QUIET, clock=clock, suggest_daily_budget="1", suggest_corpus_days="0"
+    ) as app:
         alice = await sign_in(app, "alice")
         assert cache_result(await ask(app, alice, SEED)) == "MISS"
         assert_unavailable(await ask(app, alice, "lofi study"))
