@@ -23,12 +23,6 @@ configured. :meth:`Suggester.suggest` answers a normalized query:
    successes back to it.
 5. **Search, rank, store.** Under a process-wide cap on concurrent upstream calls; ranked by
    :func:`~smartpip.suggest.ranking.rank`; stored with the freshness TTL and the stale horizon.
-
-A request with a stale copy waits at most ``stale_wait_seconds`` for the flight, then answers
-``STALE`` (the flight goes on and refreshes the entry); without one it waits up to
-``wait_seconds``. A failed flight leaves the cache untouched: stale where cached, else the
-flight's error.
-
 6. **The corpus** (:mod:`~smartpip.suggest.corpus`). Every search's videos are written to it
    in the background (a task in the flights' nursery: the answer never waits for it, and a
    failed write is logged and counted, never an error). A miss that could not be searched
@@ -36,6 +30,12 @@ flight's error.
    the wait, Redis away and the allowance spent, only the reserve left) and has no stale copy
    is answered from the corpus, ``LOCAL``, never cached; only when nothing there matches (or
    Postgres is away) is it :class:`SuggestUnavailable` (503).
+
+A request with a stale copy waits at most ``stale_wait_seconds`` for the flight, then answers
+``STALE`` (the flight goes on and refreshes the entry); without one it waits up to
+``wait_seconds``, then answers from the corpus, or :class:`SuggestUnavailable`. A failed
+flight leaves the cache untouched: stale where cached, else the corpus, else the flight's
+error.
 
 **The reserve.** While fewer than ``reserve`` searches are left today, a miss is searched only
 if its query was asked more than once today (the popularity counts, plus this process's
@@ -138,7 +138,8 @@ class SuggestUnavailable(SuggestError):
         retry_after: For ``Retry-After``, at least 1.
         reason: ``quota``, ``upstream``, ``key_invalid``, ``redis``, ``reserve``, ``timeout``,
             ``busy``.
-        resets_at: When the daily quota resets (midnight Pacific), for ``quota`` refusals.
+        resets_at: When the daily quota resets (midnight Pacific), for ``quota`` and
+            ``reserve`` refusals.
     """
 
     def __init__(
