@@ -29,6 +29,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import datetime as dt
+import functools
 import json
 import random
 import secrets
@@ -36,12 +37,14 @@ import signal
 import sys
 import time
 import traceback
+import uuid
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from types import FrameType
 from typing import Any
+from urllib.parse import urlsplit, urlunsplit
 
 import httpx
 import trio
@@ -61,7 +64,8 @@ from bench.servers import (
 from bench.service import smartpip_command, smartpip_env
 from bench.tokens import mint
 from smartpip.config import Config
-from smartpip.suggest import normalize_query
+from smartpip.suggest import normalize_query, tokenize
+from tests.support.pg import drop_database
 
 __all__ = ["EconomySettings", "build_queries", "find_duplicates", "main", "run_economy"]
 
@@ -135,16 +139,23 @@ class Query:
 
 @dataclass
 class Outcome:
-    """One request's answer (``status`` 0: no answer, see ``error``)."""
+    """One request's answer (``status`` 0: no answer, see ``error``).
+
+    ``local_items``/``local_relevant``: for a ``LOCAL`` answer, its items and those whose
+    title holds at least one of the query's normalized terms.
+    """
 
     instance: str
     raw: str
     status: int = 0
     cache: str | None = None
     query: str | None = None
+    source: str | None = None
     started_s: float = 0.0
     seconds: float = 0.0
     error: str | None = None
+    local_items: int = 0
+    local_relevant: int = 0
 
 
 @dataclass(frozen=True)
@@ -253,7 +264,13 @@ async def _ask(
         outcome.status = answer.status_code
         outcome.cache = answer.headers.get("X-Cache")
         if answer.status_code == 200:
-            outcome.query = answer.json().get("query")
+            body = answer.json()
+            outcome.query, outcome.source = body.get("query"), body.get("source")
+            if outcome.cache == "LOCAL":
+                terms = set(normalize_query(outcome.raw).terms)
+                titles = [tokenize(item["title"]) for item in body.get("items", [])]
+                outcome.local_items = len(titles)
+                outcome.local_relevant = sum(bool(terms & set(title)) for title in titles)
         else:
             outcome.error = answer.text[:200]
     outcome.seconds = time.monotonic() - t0 - outcome.started_s
@@ -458,27 +475,43 @@ def _progress(message: str) -> None:
     print(message, file=sys.stderr, flush=True)
 
 
-def run_economy(settings: EconomySettings, stamp: str | None = None) -> int:
-    """Make one run and print its report; returns the exit code."""
-    stamp = stamp or dt.datetime.now(dt.UTC).strftime("%Y%m%dT%H%M%SZ")
-    results_dir = settings.results_dir
-    queries = build_queries(settings.seed)
-    rng = random.Random(settings.seed)
-    ranks = zipf_ranks(rng, len(queries), ZIPF_S, settings.requests)
-    plan = [Outcome(instance=rng.choice("AB"), raw=queries[rank].raw) for rank in ranks]
+def _scratch_database_url(url: str) -> str:
+    """``url`` naming a database of its own (created by the service, dropped by the caller)."""
+    parts = urlsplit(url)
+    return urlunsplit(parts._replace(path=f"/smartpip_bench_economy_{uuid.uuid4().hex[:12]}"))
 
-    try:
-        command = smartpip_command()
-    except StartError as exc:
-        _progress(str(exc))
-        return EXIT_BROKEN
-    redis_prefix = fresh_prefix("economy")
+
+class _Interrupted(Exception):
+    """The run was stopped by a signal (``signum``)."""
+
+    def __init__(self, signum: int) -> None:
+        super().__init__(signum)
+        self.signum = signum
+
+
+def _serve_day(
+    settings: EconomySettings,
+    plan: list[Outcome],
+    stamp: str,
+    tag: str,
+    extra: dict[str, str],
+    database_url: str,
+) -> tuple[float, list[Call], dict[str, Any]]:
+    """Start the fake and two instances, send ``plan``, stop them; seconds, calls, servers.
+
+    Raises:
+        StartError: A server did not start.
+        _Interrupted: SIGTERM or SIGINT arrived (every child is stopped first).
+    """
+    results_dir = settings.results_dir
+    command = smartpip_command()
+    redis_prefix = fresh_prefix(tag)
     jwt_keys = "bench:" + secrets.token_urlsafe(32)
-    call_log = results_dir / f"{stamp}-economy-youtube-calls.log"
+    call_log = results_dir / f"{stamp}-{tag}-youtube-calls.log"
     youtube, youtube_key = fake_youtube_process(
-        "economy-youtube",
+        f"{tag}-youtube",
         host=HOST,
-        log_path=results_dir / f"{stamp}-economy-youtube.log",
+        log_path=results_dir / f"{stamp}-{tag}-youtube.log",
         latency_s=settings.upstream_latency_s,
         call_log=call_log,
     )
@@ -487,65 +520,105 @@ def run_economy(settings: EconomySettings, stamp: str | None = None) -> int:
         port = free_port(HOST)
         env = smartpip_env(
             bind=f"{HOST}:{port}",
-            database_url=settings.database_url,
+            database_url=database_url,
             redis_url=settings.redis_url,
             redis_prefix=redis_prefix,
             jwt_keys=jwt_keys,
             youtube_api_url=api_url(youtube),
             youtube_api_key=youtube_key,
-            extra={
-                "SMARTPIP_SUGGEST_DAILY_BUDGET": str(RUN_DAILY_BUDGET),
-                "SMARTPIP_SUGGEST_TTL_SECONDS": str(TTL_S),
-            },
+            extra={"SMARTPIP_SUGGEST_TTL_SECONDS": str(TTL_S), **extra},
         )
         servers[name] = ServerProcess(
-            f"economy-{name.lower()}",
+            f"{tag}-{name.lower()}",
             command,
             host=HOST,
             port=port,
-            log_path=results_dir / f"{stamp}-economy-{name.lower()}.log",
+            log_path=results_dir / f"{stamp}-{tag}-{name.lower()}.log",
             env=env,
             cwd=REPO_ROOT,
         )
+    with contextlib.ExitStack() as stack:
+        # Runs last: after both instances and the fake have stopped.
+        stack.callback(lambda: _progress(delete_prefix(settings.redis_url, redis_prefix)))
+        stack.enter_context(youtube)
+        youtube.wait_ready_or_report(YOUTUBE_READY_PATH, settings.ready_timeout_s)
+        # One after the other: each migrates the shared database on start.
+        for server in servers.values():
+            stack.enter_context(server)
+            server.wait_ready_or_report("/healthz", settings.ready_timeout_s)
+        instances = {name: server.base_url for name, server in servers.items()}
+        seconds, signum = trio.run(_drive, settings, instances, servers["A"].env or {}, plan)
+        if signum is not None:
+            raise _Interrupted(signum)
+    calls = read_calls(call_log)
+    info = {
+        "redis_prefix": redis_prefix,
+        "servers": {
+            server.name: {"exit_code": server.returncode, "log": str(server.log_path)}
+            for server in (youtube, *servers.values())
+        },
+        "youtube_call_log": str(call_log),
+    }
+    return seconds, calls, info
+
+
+def _guarded(
+    run: Callable[[], tuple[float, list[Call], dict[str, Any]]],
+) -> tuple[tuple[float, list[Call], dict[str, Any]] | None, int | None]:
+    """``run()``, or the exit code of what stopped it (printed)."""
+    try:
+        return run(), None
+    except StartError as exc:
+        _progress(f"quota economy aborted: {exc}")
+        return None, EXIT_BROKEN
+    except _Interrupted as exc:
+        if exc.signum == signal.SIGINT:
+            _progress("interrupted; servers stopped")
+            return None, 130
+        _progress("terminated; servers stopped")
+        raise SystemExit(128 + exc.signum) from None
+    except KeyboardInterrupt:
+        _progress("interrupted; servers stopped")
+        return None, 130
+    except Exception:  # minting tokens, the clients, the log: report, servers are stopped
+        _progress(f"quota economy aborted; servers stopped\n{traceback.format_exc()}")
+        return None, EXIT_BROKEN
+
+
+def run_economy(settings: EconomySettings, stamp: str | None = None) -> int:
+    """Make the runs and print their reports; returns the exit code.
+
+    First the de-duplication run (budget lifted), then the same Zipf day twice with the
+    default budget of 100 searches: the corpus switched off ("before"), then on ("after").
+    """
+    stamp = stamp or dt.datetime.now(dt.UTC).strftime("%Y%m%dT%H%M%SZ")
+    results_dir = settings.results_dir
+    queries = build_queries(settings.seed)
+    rng = random.Random(settings.seed)
+    ranks = zipf_ranks(rng, len(queries), ZIPF_S, settings.requests)
+    day = [(rng.choice("AB"), queries[rank].raw) for rank in ranks]
+    plan = [Outcome(instance=instance, raw=raw) for instance, raw in day]
+    try:
+        smartpip_command()
+    except StartError as exc:
+        _progress(str(exc))
+        return EXIT_BROKEN
 
     distinct = len({q.normalized for q in queries})
     _progress(
         f"quota economy: {settings.requests:,} requests, Zipf s={ZIPF_S} over {len(queries):,} "
         f"raw queries ({distinct} normalized), {settings.concurrency} clients, 2 instances"
     )
-    try:
-        with contextlib.ExitStack() as stack:
-            # Runs last: after both instances and the fake have stopped.
-            stack.callback(lambda: _progress(delete_prefix(settings.redis_url, redis_prefix)))
-            stack.enter_context(youtube)
-            youtube.wait_ready_or_report(YOUTUBE_READY_PATH, settings.ready_timeout_s)
-            # One after the other: each migrates the shared database on start.
-            for server in servers.values():
-                stack.enter_context(server)
-                server.wait_ready_or_report("/healthz", settings.ready_timeout_s)
-            instances = {name: server.base_url for name, server in servers.items()}
-            seconds, signum = trio.run(_drive, settings, instances, servers["A"].env or {}, plan)
-            if signum == signal.SIGINT:
-                raise KeyboardInterrupt
-            if signum is not None:
-                raise SystemExit(128 + signum)
-        calls = read_calls(call_log)
-    except StartError as exc:
-        _progress(f"quota economy aborted: {exc}")
-        return EXIT_BROKEN
-    except KeyboardInterrupt:
-        _progress("interrupted; servers stopped")
-        return 130
-    except SystemExit:
-        _progress("terminated; servers stopped")
-        raise
-    except Exception:  # minting tokens, the clients, the log: report, servers are stopped
-        _progress(f"quota economy aborted; servers stopped\n{traceback.format_exc()}")
-        return EXIT_BROKEN
-
+    lifted = {"SMARTPIP_SUGGEST_DAILY_BUDGET": str(RUN_DAILY_BUDGET)}
+    served, code = _guarded(
+        lambda: _serve_day(settings, plan, stamp, "economy", lifted, settings.database_url)
+    )
+    if code is not None or served is None:
+        return code or EXIT_BROKEN
+    seconds, calls, info = served
     report = analyse(settings, plan, calls, seconds)
     print(format_report(report), flush=True)
-    document = {
+    document: dict[str, Any] = {
         "timestamp": stamp,
         "settings": {
             **{k: str(v) if isinstance(v, Path) else v for k, v in asdict(settings).items()},
@@ -553,21 +626,143 @@ def run_economy(settings: EconomySettings, stamp: str | None = None) -> int:
             "distinct_raw_queries": DISTINCT_RAW,
             "daily_budget": RUN_DAILY_BUDGET,
             "ttl_s": TTL_S,
-            "redis_prefix": redis_prefix,
+            "redis_prefix": info["redis_prefix"],
         },
         "passed": report.passed,
         **asdict(report),
         "failures": report.failures[:100],
-        "servers": {
-            server.name: {"exit_code": server.returncode, "log": str(server.log_path)}
-            for server in (youtube, *servers.values())
-        },
-        "youtube_call_log": str(call_log),
+        "servers": info["servers"],
+        "youtube_call_log": info["youtube_call_log"],
     }
+
+    budget_days: dict[str, BudgetDay] = {}
+    # Before: the service as it was (no corpus, no reserve); after: its defaults.
+    for label, corpus_days, reserve in (("before", "0", "0"), ("after", "30", "20")):
+        _progress(
+            f"budget day {label}: the same day, {DEFAULT_DAILY_BUDGET} searches, "
+            f"SMARTPIP_SUGGEST_CORPUS_DAYS={corpus_days}, SMARTPIP_SUGGEST_RESERVE={reserve}"
+        )
+        day_plan = [Outcome(instance=instance, raw=raw) for instance, raw in day]
+        extra = {
+            "SMARTPIP_SUGGEST_DAILY_BUDGET": str(DEFAULT_DAILY_BUDGET),
+            "SMARTPIP_SUGGEST_CORPUS_DAYS": corpus_days,
+            "SMARTPIP_SUGGEST_RESERVE": reserve,
+        }
+        # A database of its own: no corpus rows and no saved quota day from another run.
+        url = _scratch_database_url(settings.database_url)
+        try:
+            served, code = _guarded(
+                functools.partial(
+                    _serve_day, settings, day_plan, stamp, f"budget-{label}", extra, url
+                )
+            )
+        finally:
+            drop_database(url)
+        if code is not None or served is None:
+            return code or EXIT_BROKEN
+        day_seconds, day_calls, _info = served
+        budget_days[label] = budget_day(day_plan, day_calls, day_seconds)
+    print(format_budget_days(budget_days), flush=True)
+    passed = report.passed and budget_days["after"].met_goals
+    document["budget_days"] = {label: asdict(day) for label, day in budget_days.items()}
+    document["passed"] = passed
     path = results_dir / f"{stamp}-economy.json"
     path.write_text(json.dumps(document, indent=2) + "\n")
     _progress(f"wrote {path}")
-    return EXIT_OK if report.passed else EXIT_FAILED
+    return EXIT_OK if passed else EXIT_FAILED
+
+
+# -- the budget day: where answers come from with the default budget -------------------------
+
+# The issue's goals for the day with the corpus: under 2 % of requests without an answer, and
+# at least 90 % of local answers' items holding one of the query's terms.
+NO_ANSWER_GOAL = 0.02
+RELEVANCE_GOAL = 0.90
+
+
+@dataclass(frozen=True)
+class BudgetDay:
+    """Where one budget day's answers came from."""
+
+    requests: int
+    seconds: float
+    youtube: int
+    cache: int
+    stale: int
+    local: int
+    no_answer: int
+    no_answer_statuses: dict[str, int]
+    searches: int
+    local_items: int
+    local_relevant: int
+
+    @property
+    def no_answer_share(self) -> float:
+        return self.no_answer / max(1, self.requests)
+
+    @property
+    def relevance(self) -> float | None:
+        return self.local_relevant / self.local_items if self.local_items else None
+
+    @property
+    def met_goals(self) -> bool:
+        relevance = self.relevance
+        return self.no_answer_share < NO_ANSWER_GOAL and (
+            relevance is None or relevance >= RELEVANCE_GOAL
+        )
+
+
+def budget_day(outcomes: Sequence[Outcome], calls: Sequence[Call], seconds: float) -> BudgetDay:
+    """The figures of one budget day."""
+    by_cache = Counter(o.cache for o in outcomes if o.status == 200)
+    failed = [o for o in outcomes if o.status != 200]
+    return BudgetDay(
+        requests=len(outcomes),
+        seconds=round(seconds, 2),
+        youtube=by_cache.get("MISS", 0),
+        cache=by_cache.get("HIT", 0),
+        stale=by_cache.get("STALE", 0),
+        local=by_cache.get("LOCAL", 0),
+        no_answer=len(failed),
+        no_answer_statuses=dict(Counter(str(o.status) if o.status else "none" for o in failed)),
+        searches=sum(1 for c in calls if c.method == "search"),
+        local_items=sum(o.local_items for o in outcomes),
+        local_relevant=sum(o.local_relevant for o in outcomes),
+    )
+
+
+def format_budget_days(days: dict[str, BudgetDay]) -> str:
+    """The before/after table."""
+
+    def share(n: int, day: BudgetDay) -> str:
+        return f"{n:,} ({100 * n / max(1, day.requests):.1f}%)"
+
+    rows: list[tuple[str, Callable[[BudgetDay], str]]] = [
+        ("YouTube (MISS)", lambda d: share(d.youtube, d)),
+        ("shared cache (HIT)", lambda d: share(d.cache, d)),
+        ("stale copy (STALE)", lambda d: share(d.stale, d)),
+        ("corpus (LOCAL)", lambda d: share(d.local, d)),
+        ("no answer", lambda d: share(d.no_answer, d)),
+        ("upstream searches", lambda d: f"{d.searches:,}"),
+        (
+            "local items holding a query term",
+            lambda d: "-" if d.relevance is None else f"{100 * d.relevance:.1f}%",
+        ),
+    ]
+    before, after = days["before"], days["after"]
+    lines = [
+        f"  budget day: the same {before.requests:,} requests with the default budget of "
+        f"{DEFAULT_DAILY_BUDGET} searches",
+        f"    {'':34}{'before':>18}{'after':>18}",
+    ]
+    lines += [f"    {name:34}{cell(before):>18}{cell(after):>18}" for name, cell in rows]
+    lines.append(
+        f"    no answer {100 * before.no_answer_share:.1f}% -> "
+        f"{100 * after.no_answer_share:.1f}% (goal < {100 * NO_ANSWER_GOAL:.0f}%); local "
+        f"relevance goal >= {100 * RELEVANCE_GOAL:.0f}%: "
+        f"{'met' if after.met_goals else 'NOT MET'}"
+    )
+    return "\n".join(lines)
 
 
 def _on_sigterm(signum: int, frame: FrameType | None) -> None:

@@ -9,7 +9,8 @@ and exits 1 when a budget is missed or any request failed, 2 when the run could 
 
 The service's suggest talks to a fake YouTube the run starts first (`bench.fake_youtube`), and
 the service keeps its Redis keys under a prefix of the run's own, deleted at the end. After the
-table, a full run (no ``--only``) also makes the quota-economy run (`bench.economy`).
+table, a full run (no ``--only``) also makes the quota-economy run (`bench.economy`) and the
+local-answer run over a 100,000-video corpus (`bench.corpus`).
 
 Usage: ``python -m bench.run [--duration 10] [--connections 32] [--only /healthz]``.
 """
@@ -34,7 +35,7 @@ from typing import Any
 
 import httpx
 
-from bench import economy
+from bench import corpus, economy
 from bench.endpoints import CEILING, ENDPOINTS, Endpoint, SetupContext
 from bench.fake_youtube import api_url, fake_youtube_process
 from bench.report import Row, format_table, judge, write_results
@@ -105,7 +106,8 @@ def _parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         "--economy",
         action=argparse.BooleanOptionalAction,
         default=None,
-        help="also make the quota-economy run after the table (default: only without --only)",
+        help="also make the quota-economy and corpus runs after the table (default: only "
+        "without --only)",
     )
     args = parser.parse_args(argv)
     if args.duration < 1 or args.warmup < 0:
@@ -359,6 +361,16 @@ def main(argv: Sequence[str] | None = None) -> int:
         )
         # The worse of the two: broken (2) over failed (1) over passed (0); 130 if interrupted.
         code = max(code, economy.run_economy(settings, stamp))
+        code = max(
+            code,
+            corpus.run_corpus_bench(
+                args.database_url,
+                corpus.DEFAULT_VIDEOS,
+                corpus.DEFAULT_QUERIES,
+                results_dir,
+                corpus.P99_BUDGET_MS,
+            ),
+        )
     return code
 
 

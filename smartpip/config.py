@@ -129,6 +129,8 @@ class Config:
     suggest_concurrency: int = 4
     suggest_stopwords: tuple[str, ...] = ()
     suggest_weights: RankingWeights = attrs.field(factory=RankingWeights)
+    suggest_reserve: int = 20
+    suggest_corpus_days: int = 30
     warm_share: float = 0.3
     warm_reserve: int = 10
     warm_max_per_run: int = 10
@@ -294,6 +296,11 @@ class Config:
             "suggest_concurrency": r.number("SUGGEST_CONCURRENCY", 4, int, 1, 64),
             "suggest_stopwords": _stopwords(r),
             "suggest_weights": _weights(r),
+            # The corpus (issue 15): searches kept for queries asked more than once today,
+            # and how long fetched videos answer locally (0: no corpus; at most 30 days,
+            # YouTube's limit on keeping API data without refreshing it).
+            "suggest_reserve": r.number("SUGGEST_RESERVE", 20, int, 0, 100_000),
+            "suggest_corpus_days": r.number("SUGGEST_CORPUS_DAYS", 30, int, 0, 30),
             "warm_share": r.number("WARM_SHARE", 0.3, float, 0.0, 1.0),
             "warm_reserve": r.number("WARM_RESERVE", 10, int, 0, 100_000),
             "warm_max_per_run": r.number("WARM_MAX_PER_RUN", 10, int, 0, 1000),

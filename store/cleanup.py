@@ -21,6 +21,8 @@ What goes (``cutoff`` is now minus the retention):
 - **video_history**: rows watched longer ago than their owner's chosen retention
   (``settings.history_retention_days``; users without one keep their last five whatever
   their age).
+- **suggest_corpus**: videos a suggest search last fetched before the cutoff (YouTube's
+  developer policies: API data kept at most 30 days without a refresh).
 - **job_runs**: finished runs of periods that ended before the cutoff (a running row, or a
   recent one, is never touched; fencing is unaffected: a write for an ended period is refused
   with or without its row).
@@ -57,6 +59,7 @@ from psycopg import errors as pg_errors
 __all__ = [
     "LOCK_TIMEOUT",
     "delete_audit_past",
+    "delete_corpus_past",
     "delete_history_past_retention",
     "delete_job_runs_past",
     "delete_sessions_past",
@@ -174,3 +177,25 @@ def delete_job_runs_past(conn: psycopg.Connection[Any], cutoff: dt.datetime, lim
         How many rows were deleted.
     """
     return conn.execute(DELETE_JOB_RUNS_PAST, {"cutoff": cutoff, "limit": limit}).rowcount
+
+
+DELETE_CORPUS_PAST = """
+DELETE FROM suggest_corpus WHERE video_id IN (
+    SELECT video_id FROM suggest_corpus WHERE fetched_at < %(cutoff)s LIMIT %(limit)s
+    FOR UPDATE SKIP LOCKED
+)
+"""
+
+
+def delete_corpus_past(conn: psycopg.Connection[Any], cutoff: dt.datetime, limit: int) -> int:
+    """Delete up to ``limit`` corpus rows not refreshed since ``cutoff`` (the 30-day purge).
+
+    Args:
+        conn: The connection (one short transaction per batch).
+        cutoff: Rows last fetched before this go (timezone-aware).
+        limit: At most this many rows.
+
+    Returns:
+        How many rows were deleted.
+    """
+    return conn.execute(DELETE_CORPUS_PAST, {"cutoff": cutoff, "limit": limit}).rowcount

@@ -35,6 +35,7 @@ __all__ = [
     "DEFAULT_WINDOW_SECONDS",
     "MAX_QUERY_CHARS",
     "MAX_WINDOW_SECONDS",
+    "query_count",
     "record_queries",
     "record_query",
     "top_queries",
@@ -88,6 +89,20 @@ redis.call('DEL', KEYS[1])
 return top
 """
 _TOP_SCRIPT: Script[bytes] = Script(script=_TOP_LUA)
+
+
+# KEYS: buckets; ARGV[1] the member. Returns the sum of its scores (whole requests).
+_COUNT_LUA = """
+local total = 0
+for i = 1, #KEYS do
+  local score = redis.call('ZSCORE', KEYS[i], ARGV[1])
+  if score then
+    total = total + tonumber(score)
+  end
+end
+return math.floor(total)
+"""
+_COUNT_SCRIPT: Script[bytes] = Script(script=_COUNT_LUA)
 
 
 def _bucket_key(store: RedisStore, bucket: int) -> str:
@@ -211,3 +226,30 @@ async def top_queries(
             raise RedisUnavailable(f"unexpected reply from the popularity script: {reply!r}")
         pairs.append((member.decode(), float(score)))
     return pairs
+
+
+async def query_count(store: RedisStore, normalized: str, *, now: float, since: float) -> int:
+    """How often ``normalized`` was counted in the hourly buckets from ``since`` to ``now``.
+
+    Whole hours: every bucket that overlaps ``[since, now]`` counts (``since`` on an hour
+    boundary, as midnight Pacific is, counts exactly from then).
+
+    Raises:
+        ValueError: ``since`` after ``now``, a window over ``MAX_WINDOW_SECONDS``, or an
+            empty or oversized query.
+        RedisUnavailable: Redis is down, too slow, or refused the script.
+    """
+    if not 0 <= now - since <= MAX_WINDOW_SECONDS:
+        raise ValueError(f"bad window: {since} to {now}")
+    if not normalized or len(normalized) > MAX_QUERY_CHARS:
+        raise ValueError(f"normalized query must have 1 to {MAX_QUERY_CHARS} characters")
+    first, last = math.floor(since / BUCKET_SECONDS), math.floor(now / BUCKET_SECONDS)
+    reply = await store.run_script(
+        _COUNT_SCRIPT,
+        [_bucket_key(store, bucket) for bucket in range(first, last + 1)],
+        [normalized],
+        what="popularity",
+    )
+    if not isinstance(reply, int):
+        raise RedisUnavailable(f"unexpected reply from the popularity script: {reply!r}")
+    return reply

@@ -28,6 +28,7 @@ import trio
 
 from store.cleanup import (
     delete_audit_past,
+    delete_corpus_past,
     delete_history_past_retention,
     delete_job_runs_past,
     delete_sessions_past,
@@ -47,7 +48,7 @@ __all__ = [
 logger = logging.getLogger(__name__)
 
 #: What a run deletes, in this order (also the values of the metric's ``kind`` label).
-KINDS = ("sessions", "audit", "history", "job_runs")
+KINDS = ("sessions", "audit", "history", "job_runs", "corpus")
 
 
 @attrs.frozen
@@ -59,6 +60,8 @@ class CleanupPolicy:
             expired (a family that ended goes whole).
         audit_retention_days: Audit rows (and finished job runs) are deleted this long after
             they were written (their period ended).
+        corpus_days: Suggest corpus rows (videos YouTube returned) are deleted this long after
+            a search last fetched them; at most 30 (YouTube's developer policies).
         batch_size: Rows per batch (one statement, one transaction).
         max_batches: Batches per kind and run.
         pause_seconds: Pause between two batches.
@@ -66,6 +69,7 @@ class CleanupPolicy:
 
     session_retention_days: int = 30
     audit_retention_days: int = 90
+    corpus_days: int = 30
     # Why 1,000 rows: a batch of primary-key deletes this size takes milliseconds and holds
     # its row locks as briefly; big enough that a day's rows go in a few batches.
     batch_size: int = 1000
@@ -79,6 +83,8 @@ class CleanupPolicy:
     def __attrs_post_init__(self) -> None:
         if self.session_retention_days < 1 or self.audit_retention_days < 1:
             raise ValueError("retentions are at least one day")
+        if not 1 <= self.corpus_days <= 30:
+            raise ValueError("corpus_days is 1 to 30 (YouTube keeps API data 30 days at most)")
         if self.batch_size < 1 or self.max_batches < 1 or self.pause_seconds < 0:
             raise ValueError("batch_size and max_batches at least 1, pause_seconds >= 0")
 
@@ -102,6 +108,10 @@ class CleanupStore(Protocol):
         """Finished job runs of periods that ended before ``cutoff``."""
         ...
 
+    async def delete_corpus(self, cutoff: dt.datetime, limit: int) -> int:
+        """Suggest corpus rows a search last fetched before ``cutoff``."""
+        ...
+
 
 @attrs.frozen
 class PostgresCleanup:
@@ -120,6 +130,9 @@ class PostgresCleanup:
 
     async def delete_job_runs(self, cutoff: dt.datetime, limit: int) -> int:
         return await self.db.run(delete_job_runs_past, cutoff, limit)
+
+    async def delete_corpus(self, cutoff: dt.datetime, limit: int) -> int:
+        return await self.db.run(delete_corpus_past, cutoff, limit)
 
 
 @attrs.frozen
@@ -190,11 +203,13 @@ async def run_cleanup(
     """
     session_cutoff = now - dt.timedelta(days=policy.session_retention_days)
     audit_cutoff = now - dt.timedelta(days=policy.audit_retention_days)
+    corpus_cutoff = now - dt.timedelta(days=policy.corpus_days)
     batches: dict[str, Callable[[int], Awaitable[int]]] = {
         "sessions": lambda limit: store.delete_sessions(session_cutoff, limit),
         "audit": lambda limit: store.delete_audit(audit_cutoff, limit),
         "history": lambda limit: store.delete_history(now, limit),
         "job_runs": lambda limit: store.delete_job_runs(audit_cutoff, limit),
+        "corpus": lambda limit: store.delete_corpus(corpus_cutoff, limit),
     }
     summary: dict[str, object] = {}
     capped: list[str] = []

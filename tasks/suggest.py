@@ -36,6 +36,9 @@ class QueryCounts:
     def __init__(self, limit: int = MAX_PENDING_QUERIES) -> None:
         self._limit = limit
         self._pending: dict[str, int] = {}
+        # Taken by a flush that has not finished: still counted by count(), so a query is not
+        # taken for asked-once while its earlier asks are on their way to Redis.
+        self._flushing: dict[str, int] = {}
 
     def note(self, text: str) -> None:
         """Count one ask of ``text`` (dropped when the table is full and ``text`` is new)."""
@@ -44,13 +47,25 @@ class QueryCounts:
         elif len(self._pending) < self._limit:
             self._pending[text] = 1
 
+    def count(self, text: str) -> int:
+        """How often ``text`` was asked and not yet written to Redis (a flush in progress
+        included)."""
+        return self._pending.get(text, 0) + self._flushing.get(text, 0)
+
     def take(self) -> dict[str, int]:
-        """The counts so far; the table starts over."""
+        """The counts so far; the table starts over. Call :meth:`flushed` once they are
+        written, or :meth:`give_back` if they could not be."""
         pending, self._pending = self._pending, {}
+        self._flushing = pending
         return pending
+
+    def flushed(self) -> None:
+        """The counts last taken are in Redis."""
+        self._flushing = {}
 
     def give_back(self, pending: dict[str, int]) -> None:
         """Put counts that could not be written back (still bounded)."""
+        self._flushing = {}
         for text, count in pending.items():
             if text in self._pending or len(self._pending) < self._limit:
                 self._pending[text] = self._pending.get(text, 0) + count
@@ -86,6 +101,11 @@ class SuggestBookkeeping:
                 await record_queries(self.store, pending, now=self.clock())
             except RedisUnavailable:
                 self.counts.give_back(pending)
+            except BaseException:
+                self.counts.flushed()  # cancelled or a bug: the counts may or may not be in
+                raise
+            else:
+                self.counts.flushed()
         if self.backoff.down:
             await self.backoff.attempt(self.store.ping())
         await self.refresh_gauges()

@@ -528,3 +528,26 @@ def test_playlist_write_settings_out_of_range_are_refused() -> None:
         assert any(f"SMARTPIP_PLAYLIST_{name}" in p for p in found), name
     tab = problems({"SMARTPIP_PLAYLIST_TITLE": "a\tb"})
     assert any("SMARTPIP_PLAYLIST_TITLE" in p for p in tab)
+
+
+# -- the suggest corpus and reserve (issue 15) ---------------------------------------------------
+
+
+def test_suggest_reserve_and_corpus_days() -> None:
+    defaults = Config.from_env({})
+    assert (defaults.suggest_reserve, defaults.suggest_corpus_days) == (20, 30)
+    config = Config.from_env({"SMARTPIP_SUGGEST_RESERVE": "0", "SMARTPIP_SUGGEST_CORPUS_DAYS": "7"})
+    assert (config.suggest_reserve, config.suggest_corpus_days) == (0, 7)
+    # 0 days: no corpus (no writes, no local answers).
+    assert Config.from_env({"SMARTPIP_SUGGEST_CORPUS_DAYS": "0"}).suggest_corpus_days == 0
+    for name, bad in (
+        ("RESERVE", "-1"),
+        ("RESERVE", "100001"),
+        ("RESERVE", "some"),
+        # YouTube's developer policies: API data kept 30 days at most without a refresh.
+        ("CORPUS_DAYS", "31"),
+        ("CORPUS_DAYS", "-1"),
+        ("CORPUS_DAYS", "1.5"),
+    ):
+        found = problems({f"SMARTPIP_SUGGEST_{name}": bad})
+        assert any(p.startswith(f"SMARTPIP_SUGGEST_{name} must be") for p in found), found

@@ -19,6 +19,7 @@ import trio
 
 from smartpip.config import Config
 from smartpip.runtime.resources import Resources
+from smartpip.suggest.corpus import MAX_CORPUS_DAYS
 from smartpip.suggest.quota import pacific_day
 from smartpip.suggest.service import Suggester
 from smartpip.suggest.warming import SuggestWarming
@@ -57,6 +58,9 @@ def cleanup_policy(config: Config) -> CleanupPolicy:
         audit_retention_days=config.audit_retention_days,
         batch_size=config.cleanup_batch_size,
         max_batches=config.cleanup_max_batches,
+        # With the corpus off (0 days) nothing is written, and rows left from before still
+        # go after YouTube's 30 days.
+        corpus_days=config.suggest_corpus_days or MAX_CORPUS_DAYS,
     )
 
 

@@ -30,6 +30,7 @@ from smartpip.playlist.grants import Grants
 from smartpip.playlist.metrics import PlaylistMetrics
 from smartpip.playlist.write import PlaylistWriter
 from smartpip.runtime.playlist import open_connections
+from smartpip.suggest.corpus import PostgresCorpus
 from smartpip.suggest.metrics import SuggestMetrics
 from smartpip.suggest.quota import QuotaGate
 from smartpip.suggest.service import Suggester, SuggestSettings
@@ -196,8 +197,14 @@ def suggester(
         concurrency=config.suggest_concurrency,
         daily_budget=config.suggest_daily_budget,
         weights=config.suggest_weights,
+        reserve=config.suggest_reserve,
     )
-    return Suggester(client, redis, gate, suggest_metrics, settings, clock=clock)
+    corpus = (
+        PostgresCorpus(db, days=config.suggest_corpus_days, weights=config.suggest_weights)
+        if config.suggest_corpus_days
+        else None
+    )
+    return Suggester(client, redis, gate, suggest_metrics, settings, clock=clock, corpus=corpus)
 
 
 def quota_restorer(db: Database, redis: RedisStore) -> Callable[[str], Awaitable[object]]:

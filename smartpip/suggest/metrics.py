@@ -1,6 +1,7 @@
 """Suggest's Prometheus metrics: cache results, upstream calls, quota and breaker gauges.
 
-Labels take values from closed sets only: ``result`` (hit, miss, stale), ``method`` (search,
+Labels take values from closed sets only: ``result`` (hit, miss, stale, local), ``source``
+(:data:`ANSWER_SOURCES`), ``outcome`` of corpus writes, ``method`` (search,
 videos), ``outcome`` (the client's :data:`~smartpip.youtube.CallHook` outcomes), ``reason``
 (the breaker reasons). Never a query text.
 """
@@ -11,9 +12,14 @@ from prometheus_client import CollectorRegistry, Counter, Gauge
 
 from store.quota import QuotaUsage, budget_units, searches_left
 
-__all__ = ["BREAKER_REASONS", "SuggestMetrics"]
+__all__ = ["ANSWER_SOURCES", "BREAKER_REASONS", "CORPUS_WRITE_OUTCOMES", "SuggestMetrics"]
 
 BREAKER_REASONS = ("quota", "upstream", "key_invalid")
+#: Where an answer came from (the body's ``source``), or ``none`` for a 502/503.
+ANSWER_SOURCES = ("youtube", "cache", "local", "none")
+#: A search's videos written to the corpus (``ok``), not (``failed``: Postgres away), or
+#: dropped because too many writes were pending.
+CORPUS_WRITE_OUTCOMES = ("ok", "failed", "dropped")
 
 
 class SuggestMetrics:
@@ -22,11 +28,29 @@ class SuggestMetrics:
     def __init__(self, registry: CollectorRegistry) -> None:
         self.cache = Counter(
             "suggest_cache_total",
-            "Suggest answers by cache result (hit, miss, stale)",
+            "Suggest answers by cache result (hit, miss, stale, local)",
             ["result"],
             registry=registry,
         )
-        self._cache = {result: self.cache.labels(result) for result in ("hit", "miss", "stale")}
+        self._cache = {
+            result: self.cache.labels(result) for result in ("hit", "miss", "stale", "local")
+        }
+        self.answers = Counter(
+            "suggest_answers_total",
+            "Suggest answers by source: youtube (searched), cache (fresh or stale copy), local "
+            "(the corpus, YouTube could not be asked), none (502/503)",
+            ["source"],
+            registry=registry,
+        )
+        self._answers = {source: self.answers.labels(source) for source in ANSWER_SOURCES}
+        self.corpus_writes = Counter(
+            "suggest_corpus_writes_total",
+            "Searches whose videos were written to the corpus (ok), failed (Postgres away) or "
+            "dropped (too many writes pending)",
+            ["outcome"],
+            registry=registry,
+        )
+        self._corpus_writes = {o: self.corpus_writes.labels(o) for o in CORPUS_WRITE_OUTCOMES}
         self.upstream_calls = Counter(
             "suggest_upstream_calls_total",
             "YouTube Data API calls (each attempt) by method and outcome",
@@ -68,8 +92,16 @@ class SuggestMetrics:
             self.breaker.labels(reason).set(0)
 
     def cache_result(self, result: str) -> None:
-        """Count one answer: ``"hit"``, ``"miss"`` or ``"stale"``."""
+        """Count one answer: ``"hit"``, ``"miss"``, ``"stale"`` or ``"local"``."""
         self._cache[result].inc()
+
+    def answer(self, source: str) -> None:
+        """Count one answer by source: ``"youtube"``, ``"cache"``, ``"local"`` or ``"none"``."""
+        self._answers[source].inc()
+
+    def corpus_write(self, outcome: str) -> None:
+        """Count one search's corpus write: ``"ok"``, ``"failed"`` or ``"dropped"``."""
+        self._corpus_writes[outcome].inc()
 
     def upstream_call(self, method: str, outcome: str) -> None:
         """The YouTube client's ``on_call`` hook."""

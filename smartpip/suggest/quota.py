@@ -64,6 +64,7 @@ from smartpip.youtube import (
 from store.backoff import RedisBackoff
 from store.errors import DatabaseUnavailable
 from store.quota import (
+    SEARCH_UNITS,
     QuotaReservation,
     QuotaUsage,
     add_units_if_counted,
@@ -99,7 +100,7 @@ __all__ = [
 log = get_logger(__name__)
 
 
-RefusalReason = Literal["quota", "upstream", "key_invalid", "redis"]
+RefusalReason = Literal["quota", "upstream", "key_invalid", "redis", "reserve"]
 
 # Why 5 in a row: the client already retries a 5xx twice, so 5 failed calls are ~15 failed
 # requests to Google; fewer would trip on a short blip, more would waste quota (every call,
@@ -173,8 +174,8 @@ class Refusal:
 
     Attributes:
         reason: ``"quota"`` (budget spent or quotaExceeded), ``"upstream"`` (breaker after
-            failures), ``"key_invalid"``, or ``"redis"`` (Redis down and the local
-            allowance spent).
+            failures), ``"key_invalid"``, ``"redis"`` (Redis down and the local
+            allowance spent), or ``"reserve"`` (only the reserve asked to be kept is left).
         retry_after: Seconds until asking again may succeed (for ``Retry-After``), at least 1.
     """
 
@@ -263,17 +264,25 @@ class QuotaGate:
     def _now(self) -> datetime:
         return datetime.fromtimestamp(self._clock(), UTC)
 
-    async def reserve(self) -> Reservation | Refusal:
+    async def reserve(self, *, keep: int = 0) -> Reservation | Refusal:
         """Reserve one search, or say why not and for how long.
 
         Never raises because of Redis (see the module docstring).
+
+        Args:
+            keep: Searches that must still be left after this one (the suggest reserve, kept
+                for queries asked more than once): when the budget has room for this search
+                but not for ``keep`` more, the answer is ``Refusal("reserve", ...)``, nothing is
+                counted and no breaker opens. Ignored on the local allowance (Redis down).
         """
+        if keep < 0:
+            raise ValueError("keep must be >= 0")
         now = self._now()
         day = pacific_day(now)
         ask, probing_redis = self._redis.route()
         if ask:
             try:
-                result = await self._reserve_shared(now, day)
+                result = await self._reserve_shared(now, day, keep)
             except RedisUnavailable as exc:
                 self._redis.failed(exc)
             else:
@@ -284,7 +293,7 @@ class QuotaGate:
                     self._redis.end_probe()
         return self._reserve_local(now, day)
 
-    async def _reserve_shared(self, now: datetime, day: str) -> Reservation | Refusal:
+    async def _reserve_shared(self, now: datetime, day: str, keep: int) -> Reservation | Refusal:
         state = _today(await breaker_state(self._store), day)
         self._last_reason = state.reason if state else None
         probe = False
@@ -296,10 +305,13 @@ class QuotaGate:
             if not await try_probe(self._store, self._probe_seconds):
                 return Refusal("upstream", self._probe_seconds)
             probe = True
-        reservation = await self._reserve_counted(day)
+        reservation = await self._reserve_counted(day, SEARCH_UNITS * (1 + keep))
         if not reservation.allowed:
             if probe:
                 await end_probe(self._store)
+            if keep and reservation.units + SEARCH_UNITS <= self._budget_units:
+                # Room for this search, not for the reserve: no breaker, the budget is not spent.
+                return Refusal("reserve", seconds_until_pacific_midnight(now))
             retry_after = seconds_until_pacific_midnight(now)
             # Directly, not through the back-off: this may be the Redis back-off's probe. A
             # failure here falls back to the local path, where the mirror refuses.
@@ -310,15 +322,17 @@ class QuotaGate:
             day=day, searches=reservation.searches, remaining=reservation.remaining, probe=probe
         )
 
-    async def _reserve_counted(self, day: str) -> QuotaReservation:
+    async def _reserve_counted(self, day: str, need: int) -> QuotaReservation:
         """Reserve on the day's counter, restoring it from Postgres first if Redis lost it."""
         budget, restore = self._budget_units, self._restore
         if restore is not None:
-            reservation = await reserve_search_if_counted(self._store, day, budget=budget)
+            reservation = await reserve_search_if_counted(
+                self._store, day, budget=budget, need=need
+            )
             if reservation is not None:
                 return reservation
             await _restore_day(restore, day)
-        return await reserve_search(self._store, day, budget=budget)
+        return await reserve_search(self._store, day, budget=budget, need=need)
 
     async def _add_counted(self, day: str, units: int) -> int:
         """Add units to the day's counter, restoring it from Postgres first if Redis lost it

@@ -3,12 +3,15 @@
 Signed-in users only, limited per user by ``SMARTPIP_RATE_LIMIT_SUGGEST`` (default 30 a
 minute). The query is normalized (:func:`~smartpip.suggest.normalize_query`) and the
 normalized text is both the cache key and the ``query`` of the answer. Answers carry
-``X-Cache: HIT | MISS | STALE`` and ``Cache-Control: private, max-age=<freshness left>``.
+``X-Cache: HIT | MISS | STALE | LOCAL``, ``Cache-Control: private, max-age=<freshness left>``
+and ``source`` in the body (``youtube``, ``cache`` or ``local``: the corpus answered because
+YouTube could not be asked).
 
 Failures: 400 ``invalid_request`` (no ``q``, ``q`` repeated, over 200 characters, control
 characters, nothing searchable left), 502 ``upstream_error`` (YouTube answered unusably and
 nothing is cached), 503 ``suggest_unavailable`` with ``Retry-After`` (not configured, quota
-spent, breaker open, YouTube too slow, key rejected, and nothing is cached).
+spent, breaker open, YouTube too slow, key rejected, and nothing is cached and nothing in the
+corpus matches).
 """
 
 from __future__ import annotations
@@ -82,7 +85,15 @@ def suggest_blueprint(
         except UpstreamError as error:
             raise ApiError(502, str(error)) from None
         text = json.dumps(query.text, ensure_ascii=False).encode()
-        body = b'{"query":' + text + b',"items":' + answer.items_json + b"}"
+        body = (
+            b'{"query":'
+            + text
+            + b',"source":"'
+            + answer.source.encode()
+            + b'","items":'
+            + answer.items_json
+            + b"}"
+        )
         return Response(
             body,
             content_type="application/json",

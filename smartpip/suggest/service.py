@@ -23,11 +23,23 @@ configured. :meth:`Suggester.suggest` answers a normalized query:
    successes back to it.
 5. **Search, rank, store.** Under a process-wide cap on concurrent upstream calls; ranked by
    :func:`~smartpip.suggest.ranking.rank`; stored with the freshness TTL and the stale horizon.
+6. **The corpus** (:mod:`~smartpip.suggest.corpus`). Every search's videos are written to it
+   in the background (a task in the flights' nursery: the answer never waits for it, and a
+   failed write is logged and counted, never an error). A miss that could not be searched
+   (:class:`SuggestUnavailable`: budget spent, breaker open, key rejected, no answer within
+   the wait, Redis away and the allowance spent, only the reserve left) and has no stale copy
+   is answered from the corpus, ``LOCAL``, never cached; only when nothing there matches (or
+   Postgres is away) is it :class:`SuggestUnavailable` (503).
 
 A request with a stale copy waits at most ``stale_wait_seconds`` for the flight, then answers
 ``STALE`` (the flight goes on and refreshes the entry); without one it waits up to
-``wait_seconds``, then gets :class:`SuggestUnavailable` (503). A failed flight leaves the
-cache untouched: stale where cached, else the flight's error.
+``wait_seconds``, then answers from the corpus, or :class:`SuggestUnavailable`. A failed
+flight leaves the cache untouched: stale where cached, else the corpus, else the flight's
+error.
+
+**The reserve.** While fewer than ``reserve`` searches are left today, a miss is searched only
+if its query was asked more than once today (the popularity counts, plus this process's
+counts not flushed yet); a one-off query is answered from the corpus instead.
 
 Concurrency: trio tasks only; the flight table changes between awaits, so it needs no lock.
 """
@@ -45,11 +57,15 @@ import attrs
 import trio
 
 from smartpip.logs import get_logger
+from smartpip.suggest.corpus import Corpus
+from smartpip.suggest.local import LocalAnswers
 from smartpip.suggest.metrics import SuggestMetrics
 from smartpip.suggest.normalize import NormalizedQuery
 from smartpip.suggest.quota import (
+    PACIFIC,
     QuotaGate,
     Refusal,
+    Reservation,
     next_pacific_midnight,
     seconds_until_pacific_midnight,
 )
@@ -64,7 +80,7 @@ from smartpip.youtube import (
     YouTubeClient,
 )
 from store.backoff import RedisBackoff
-from store.popularity import DEFAULT_WINDOW_SECONDS, top_queries
+from store.popularity import DEFAULT_WINDOW_SECONDS, query_count, top_queries
 from store.quota import UNIT_COSTS
 from store.redis import RedisStore, RedisUnavailable
 from store.suggest_cache import (
@@ -88,11 +104,20 @@ __all__ = [
     "Suggester",
     "UpstreamError",
     "item_document",
+    "items_json",
 ]
 
 log = get_logger(__name__)
 
-CacheResult = Literal["HIT", "MISS", "STALE"]
+CacheResult = Literal["HIT", "MISS", "STALE", "LOCAL"]
+Source = Literal["youtube", "cache", "local"]
+
+_SOURCES: dict[CacheResult, Source] = {
+    "HIT": "cache",
+    "STALE": "cache",
+    "MISS": "youtube",
+    "LOCAL": "local",
+}
 
 # Why 1,024: answers are ~2-5 KB, so at most a few MB; a Zipf-shaped demand puts most requests
 # on far fewer queries than that.
@@ -111,8 +136,10 @@ class SuggestUnavailable(SuggestError):
 
     Attributes:
         retry_after: For ``Retry-After``, at least 1.
-        reason: ``quota``, ``upstream``, ``key_invalid``, ``redis``, ``timeout``, ``busy``.
-        resets_at: When the daily quota resets (midnight Pacific), for ``quota`` refusals.
+        reason: ``quota``, ``upstream``, ``key_invalid``, ``redis``, ``reserve``, ``timeout``,
+            ``busy``.
+        resets_at: When the daily quota resets (midnight Pacific), for ``quota`` and
+            ``reserve`` refusals.
     """
 
     def __init__(
@@ -148,6 +175,9 @@ class SuggestSettings:
         daily_budget: Searches a Pacific-time day (for the remaining-searches gauge).
         weights: Ranking weights.
         bookkeeping_seconds: Interval of the popularity flush and the gauge refresh.
+        reserve: Searches of the day's budget kept for queries asked more than once today
+            (``SMARTPIP_SUGGEST_RESERVE``); 0: every miss may search.
+        local_max_age: ``Cache-Control: max-age`` of a ``LOCAL`` answer.
     """
 
     ttl_seconds: int = 1200
@@ -168,6 +198,10 @@ class SuggestSettings:
     daily_budget: int = 100
     weights: RankingWeights = attrs.field(factory=RankingWeights)
     bookkeeping_seconds: float = 5.0
+    reserve: int = 0
+    # Why 60 s: a local answer is a stand-in; the extension should ask again soon, when a
+    # search (or a stale copy another replica fills) may give the real one.
+    local_max_age: int = 60
 
 
 @attrs.frozen
@@ -176,7 +210,7 @@ class Answer:
 
     Attributes:
         items_json: The ``items`` array, serialized (spliced into the response).
-        cache: ``HIT``, ``MISS`` or ``STALE`` (the ``X-Cache`` header).
+        cache: ``HIT``, ``MISS``, ``STALE`` or ``LOCAL`` (the ``X-Cache`` header).
         max_age: Seconds of freshness left (``Cache-Control: max-age``); 0 when stale.
     """
 
@@ -184,9 +218,22 @@ class Answer:
     cache: CacheResult
     max_age: int
 
+    @property
+    def source(self) -> Source:
+        """The body's ``source``: ``youtube`` (searched), ``cache`` (a fresh or stale copy) or
+        ``local`` (the corpus)."""
+        return _SOURCES[self.cache]
+
 
 def _iso(value: datetime) -> str:
     return value.astimezone(UTC).isoformat().replace("+00:00", "Z")
+
+
+def items_json(videos: list[Video]) -> bytes:
+    """The ``items`` array of ``videos``, serialized as the cache stores it."""
+    return json.dumps(
+        [item_document(video) for video in videos], ensure_ascii=False, separators=(",", ":")
+    ).encode()
 
 
 def item_document(video: Video) -> dict[str, object]:
@@ -236,6 +283,8 @@ class Suggester:
         settings: See :class:`SuggestSettings`.
         clock: Wall-clock seconds (cache freshness, ranking, the Pacific day).
         monotonic: Monotonic seconds (the Redis back-off).
+        corpus: Where searches' videos are kept and local answers come from; None: no
+            corpus (``SMARTPIP_SUGGEST_CORPUS_DAYS=0``), misses that cannot search are 503.
 
     Attributes:
         query_counts: How often each query was asked since the last flush (written to the
@@ -253,8 +302,10 @@ class Suggester:
         *,
         clock: Callable[[], float] = time.time,
         monotonic: Callable[[], float] = time.monotonic,
+        corpus: Corpus | None = None,
     ) -> None:
         self.settings = settings
+        self._local_answers = None if corpus is None else LocalAnswers(corpus, metrics)
         self._client = client
         self._store = store
         self._gate = gate
@@ -279,8 +330,9 @@ class Suggester:
         """The ranked videos for ``query``, from the cache or one shared search.
 
         Raises:
-            SuggestUnavailable: No cached copy and no search possible now (quota spent,
-                breaker open, YouTube too slow, the key rejected): 503 with ``retry_after``.
+            SuggestUnavailable: No cached copy, no search possible now (quota spent,
+                breaker open, YouTube too slow, the key rejected) and nothing in the corpus
+                matches (or Postgres is away): 503 with ``retry_after``.
             UpstreamError: No cached copy and YouTube answered unusably: 502.
         """
         self.query_counts.note(query.text)
@@ -303,11 +355,34 @@ class Suggester:
             return self._answer(flight.entry, "MISS", now)
         if stale is not None:
             return self._answer(stale, "STALE", now)
-        if flight.error is not None:
-            raise flight.error
-        raise SuggestUnavailable(
+        error = flight.error or SuggestUnavailable(
             "YouTube did not answer in time", retry_after=_SHORT_RETRY, reason="timeout"
         )
+        if isinstance(error, SuggestUnavailable):
+            local = await self._local_answer(query, error)
+            if local is not None:
+                return local
+        self._metrics.answer("none")
+        raise error
+
+    async def _local_answer(
+        self, query: NormalizedQuery, error: SuggestUnavailable
+    ) -> Answer | None:
+        """The corpus's answer for a miss that could not be searched; None if it has none."""
+        if self._local_answers is None:
+            return None
+        videos = await self._local_answers.search(
+            query,
+            now=datetime.fromtimestamp(self._clock(), UTC),
+            limit=self.settings.max_results,
+            reason=error.reason,
+        )
+        if videos is None:
+            return None
+        self._metrics.cache_result("local")
+        self._metrics.answer("local")
+        # Never stored: a local answer must not pass for YouTube's in the cache.
+        return Answer(items_json(videos), "LOCAL", self.settings.local_max_age)
 
     async def refresh(self, query: NormalizedQuery, *, min_fresh_seconds: float = 0.0) -> bool:
         """Make sure ``query`` is cached fresh for ``min_fresh_seconds`` more (the warming job).
@@ -381,6 +456,7 @@ class Suggester:
 
     def _answer(self, entry: CacheEntry, result: CacheResult, now: float) -> Answer:
         self._metrics.cache_result(result.lower())
+        self._metrics.answer(_SOURCES[result])
         max_age = 0 if result == "STALE" else entry.max_age(now)
         return Answer(entry.items_json, result, max_age)
 
@@ -474,15 +550,42 @@ class Suggester:
         """Reserve quota, search, rank and store: the one upstream call of a miss."""
         # The cap first: a flight that times out waiting for it has not spent a search.
         async with self._limiter:
-            reservation = await self._gate.reserve()
+            reservation = await self._reserve(flight.query)
             if isinstance(reservation, Refusal):
                 raise SuggestUnavailable(
                     _REFUSALS[reservation.reason],
                     retry_after=reservation.retry_after,
                     reason=reservation.reason,
-                    resets_at=self._quota_reset() if reservation.reason == "quota" else None,
+                    resets_at=(
+                        self._quota_reset() if reservation.reason in ("quota", "reserve") else None
+                    ),
                 )
             return await self._search_reserved(flight, reservation.probe)
+
+    async def _reserve(self, query: NormalizedQuery) -> Reservation | Refusal:
+        """Reserve a search; within the reserve only for a query asked more than once today."""
+        keep = self.settings.reserve
+        if keep == 0:
+            return await self._gate.reserve()
+        reservation = await self._gate.reserve(keep=keep)
+        if (
+            isinstance(reservation, Refusal)
+            and reservation.reason == "reserve"
+            and await self._asked_today(query.text) > 1
+        ):
+            return await self._gate.reserve()
+        return reservation
+
+    async def _asked_today(self, text: str) -> int:
+        """Requests for ``text`` since midnight Pacific: flushed (Redis) and not yet flushed.
+
+        Redis away: this process's unflushed counts only.
+        """
+        now = self._clock()
+        local = datetime.fromtimestamp(now, PACIFIC)
+        midnight = local.replace(hour=0, minute=0, second=0, microsecond=0).timestamp()
+        flushed = await self._redis.attempt(query_count(self._store, text, now=now, since=midnight))
+        return self.query_counts.count(text) + (flushed or 0)
 
     async def _search_reserved(self, flight: _Flight, probe: bool) -> CacheEntry:
         meter = _UnitMeter()
@@ -526,16 +629,16 @@ class Suggester:
             now=datetime.fromtimestamp(now, UTC),
             weights=self.settings.weights,
         )
-        items = json.dumps(
-            [item_document(video) for video in ranked], ensure_ascii=False, separators=(",", ":")
-        ).encode()
         entry = CacheEntry(
-            items_json=items,
+            items_json=items_json(ranked),
             fetched_at=now,
             fresh_until=now + self.settings.ttl_seconds,
             stale_until=now + self.settings.stale_seconds,
         )
         await self._redis.attempt(write_entry(self._store, flight.keys, entry, now=now))
+        if self._local_answers is not None and self._nursery is not None:
+            fetched_at = datetime.fromtimestamp(now, UTC)
+            self._local_answers.record(self._nursery, videos, flight.query, fetched_at)
         return entry
 
     # -- Redis, popularity and gauges -------------------------------------------------------
@@ -572,4 +675,5 @@ _REFUSALS = {
     "upstream": "YouTube is failing; searches resume after a cool-down",
     "key_invalid": "YouTube rejected the service's API key",
     "redis": "searches are limited while the shared cache is unavailable",
+    "reserve": "few searches are left today; they are kept for queries asked more than once",
 }

@@ -23,7 +23,7 @@ log = get_logger(__name__)
 
 # Refusals made before any search: the gate said no (see ``QuotaGate.reserve``), or the
 # service is not running (``busy``); only ``timeout`` may hide a search that was made.
-_NO_SEARCH = frozenset({"quota", "upstream", "key_invalid", "redis", "busy"})
+_NO_SEARCH = frozenset({"quota", "upstream", "key_invalid", "redis", "reserve", "busy"})
 
 
 class SuggestWarming:

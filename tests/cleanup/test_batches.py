@@ -59,6 +59,9 @@ class FakeStore:
     async def delete_job_runs(self, cutoff: dt.datetime, limit: int) -> int:
         return await self._delete("job_runs", cutoff, limit)
 
+    async def delete_corpus(self, cutoff: dt.datetime, limit: int) -> int:
+        return await self._delete("corpus", cutoff, limit)
+
 
 POLICY = CleanupPolicy(batch_size=1000, max_batches=5, pause_seconds=0.5)
 
@@ -116,8 +119,12 @@ async def test_a_store_deleting_past_its_limit_is_a_bug(
 async def test_a_run_uses_each_kinds_cutoff_and_reports_per_kind(
     autojump_clock: trio.testing.MockClock,
 ) -> None:
-    store = FakeStore({"sessions": 1200, "audit": 7000, "history": 3, "job_runs": 0})
-    policy = attrs.evolve(POLICY, session_retention_days=30, audit_retention_days=90)
+    store = FakeStore(
+        {"sessions": 1200, "audit": 7000, "history": 3, "job_runs": 0, "corpus": 1500}
+    )
+    policy = attrs.evolve(
+        POLICY, session_retention_days=30, audit_retention_days=90, corpus_days=30
+    )
     counted: list[tuple[str, int]] = []
     summary = await run_cleanup(store, policy, NOW, lambda kind, n: counted.append((kind, n)))
     assert summary == {
@@ -125,6 +132,7 @@ async def test_a_run_uses_each_kinds_cutoff_and_reports_per_kind(
         "audit": 5000,
         "history": 3,
         "job_runs": 0,
+        "corpus": 1500,
         "capped": ["audit"],
     }
     assert store.cutoffs == {
@@ -132,21 +140,24 @@ async def test_a_run_uses_each_kinds_cutoff_and_reports_per_kind(
         "audit": {NOW - dt.timedelta(days=90)},
         "history": {NOW},  # each user's own retention counts back from now
         "job_runs": {NOW - dt.timedelta(days=90)},
+        "corpus": {NOW - dt.timedelta(days=30)},  # YouTube's 30 days
     }
     assert counted == [
         ("sessions", 1000),
         ("sessions", 200),
         *[("audit", 1000)] * 5,
         ("history", 3),
+        ("corpus", 1000),
+        ("corpus", 500),
     ]
     assert store.backlogs["audit"] == 2000
-    assert list(summary)[:4] == list(KINDS)
+    assert list(summary)[:5] == list(KINDS)
 
 
 async def test_batches_committed_before_a_failure_are_counted(
     autojump_clock: trio.testing.MockClock,
 ) -> None:
-    store = FakeStore({"sessions": 0, "audit": 4500, "history": 0, "job_runs": 0})
+    store = FakeStore({"sessions": 0, "audit": 4500, "history": 0, "job_runs": 0, "corpus": 0})
     store.fail_on = "audit"
     counted: list[tuple[str, int]] = []
     with pytest.raises(ConnectionError):
@@ -160,6 +171,8 @@ async def test_batches_committed_before_a_failure_are_counted(
     [
         {"session_retention_days": 0},
         {"audit_retention_days": 0},
+        {"corpus_days": 0},
+        {"corpus_days": 31},  # YouTube's developer policies: 30 days at most
         {"batch_size": 0},
         {"max_batches": 0},
         {"pause_seconds": -1.0},

@@ -258,7 +258,14 @@ async def test_a_backlog_goes_in_bounded_batches_over_runs(db: Database, pg_url:
     counted: list[tuple[str, int]] = []
     store = PostgresCleanup(db)
     first = await run_cleanup(store, policy, NOW, lambda kind, n: counted.append((kind, n)))
-    assert first == {"sessions": 0, "audit": 400, "history": 0, "job_runs": 0, "capped": ["audit"]}
+    assert first == {
+        "sessions": 0,
+        "audit": 400,
+        "history": 0,
+        "job_runs": 0,
+        "corpus": 0,
+        "capped": ["audit"],
+    }
     assert counted == [("audit", 200), ("audit", 200)]
     second = await run_cleanup(store, policy, NOW)
     assert second["audit"] == 100 and second["capped"] == []

@@ -212,3 +212,23 @@ async def test_redis_hung_answers_within_the_timeout(
         await g.add_units(1)
         assert await g.usage() is None
     assert asked == Traffic(), f"Redis was asked during the back-off: {asked}"
+
+
+async def test_keep_refuses_within_the_reserve_without_opening_the_breaker(
+    redis_store: RedisStore,
+) -> None:
+    clock = FakeClock(EVENING)
+    a = gate(redis_store, clock, daily_budget=3)
+    assert isinstance(await a.reserve(keep=1), Reservation)
+    assert isinstance(await a.reserve(keep=1), Reservation)
+    # One search left: it fits, but not with one more kept.
+    assert await a.reserve(keep=1) == Refusal("reserve", TO_MIDNIGHT)
+    assert await breaker_state(redis_store) is None
+    assert (await quota_usage(redis_store, "2024-03-10")).searches == 2  # nothing counted
+    last = await a.reserve()
+    assert isinstance(last, Reservation) and last.remaining == 0
+    # Spent: the ordinary quota refusal, breaker and all, whatever is kept.
+    assert await a.reserve(keep=1) == Refusal("quota", TO_MIDNIGHT)
+    assert await breaker_state(redis_store) is not None
+    with pytest.raises(ValueError):
+        await a.reserve(keep=-1)

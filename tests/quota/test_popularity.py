@@ -4,7 +4,13 @@ from __future__ import annotations
 
 import pytest
 
-from store.popularity import BUCKET_SECONDS, record_queries, record_query, top_queries
+from store.popularity import (
+    BUCKET_SECONDS,
+    query_count,
+    record_queries,
+    record_query,
+    top_queries,
+)
 from store.redis import RedisStore
 
 # An hour boundary plus ten minutes, so "now" sits inside a bucket.
@@ -119,3 +125,17 @@ async def test_a_batch_is_checked_before_anything_is_written(redis_store: RedisS
     with pytest.raises(ValueError, match="characters"):
         await record_queries(redis_store, {"ok": 1, "x" * 513: 1}, now=T0)
     assert await top_queries(redis_store, limit=5, now=T0) == []
+
+
+async def test_query_count_sums_the_hours_since_a_time(redis_store: RedisStore) -> None:
+    hour = T0 - 600  # the bucket's first second
+    await record(redis_store, "lofi", 2, hour - 1)  # the hour before
+    await record(redis_store, "lofi", 3, T0)
+    await record(redis_store, "lofi", 1, T0 + BUCKET_SECONDS)
+    await record(redis_store, "jazz", 4, T0)
+    now = T0 + BUCKET_SECONDS
+    assert await query_count(redis_store, "lofi", now=now, since=hour) == 4
+    assert await query_count(redis_store, "lofi", now=now, since=hour - 1) == 6
+    assert await query_count(redis_store, "cats", now=now, since=hour) == 0
+    with pytest.raises(ValueError):
+        await query_count(redis_store, "lofi", now=hour, since=now)

@@ -34,6 +34,7 @@ EXPECTED_TABLES = {
     "quota_days",
     "oauth_accounts",
     "youtube_playlists",
+    "suggest_corpus",
 }
 EXPECTED_INDEXES = {
     "video_history_user_watched_idx",

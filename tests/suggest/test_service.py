@@ -146,6 +146,20 @@ def test_pending_queries_are_bounded() -> None:
     assert counts.pending() == {"d4": 1, "a1": 2}
 
 
+def test_counts_being_flushed_still_count() -> None:
+    counts = QueryCounts()
+    counts.note("lofi")
+    taken = counts.take()
+    # Taken by a flush not finished yet: the reserve rule must still see the earlier ask.
+    assert (counts.pending(), counts.count("lofi")) == ({}, 1)
+    counts.note("lofi")
+    assert counts.count("lofi") == 2
+    counts.flushed()
+    assert counts.count("lofi") == 1
+    counts.give_back(taken)
+    assert counts.count("lofi") == 2
+
+
 async def test_a_suggester_that_is_not_running_answers_503(
     redis_store: RedisStore, youtube: FakeYouTube, http: httpx.AsyncClient
 ) -> None:

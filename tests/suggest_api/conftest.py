@@ -64,6 +64,8 @@ def suggest_app(app_factory: AppFactory, youtube: FakeYouTube) -> SuggestApp:
             # The warm job would search on the real clock's periods, beside what a test counts;
             # tests of warming run its body themselves.
             "jobs_paused": "warm",
+            # The tests of budgets count every search; the reserve rule has its own tests.
+            "suggest_reserve": "0",
             **overrides,
         }
         return app_factory(clock=clock, **settings)

@@ -46,12 +46,13 @@ async def test_miss_then_hit_makes_no_further_upstream_call(
         second = await ask(app, alice, "Rainy lofi")
         assert cache_of(second) == ("HIT", "private, max-age=1100")
         assert youtube.calls == {"search": 1, "videos": 1}
-        assert second.content == first.content
+        assert second.json() == {**first.json(), "source": "cache"}
 
     body = first.json()
     assert first.headers["content-type"] == "application/json"
-    assert set(body) == {"query", "items"}
+    assert set(body) == {"query", "source", "items"}
     assert body["query"] == "rainy lofi"
+    assert body["source"] == "youtube"
     assert [item["videoId"] for item in body["items"]] == ["lofi0000002"]
     assert all(set(item) == ITEM_FIELDS for item in body["items"])
     assert body["items"][0] == {
@@ -82,10 +83,13 @@ async def test_real_clock_max_age_is_positive_and_at_most_the_ttl(
 async def test_an_empty_answer_is_cached_too(
     app: RunningApp, alice: User, youtube: FakeYouTube
 ) -> None:
-    for expected, q in (("MISS", "The Best  LOFI mix!!"), ("HIT", "best lofi mix")):
+    for expected, source, q in (
+        ("MISS", "youtube", "The Best  LOFI mix!!"),
+        ("HIT", "cache", "best lofi mix"),
+    ):
         response = await ask(app, alice, q)
         assert cache_of(response)[0] == expected
-        assert response.json() == {"query": "best lofi mix", "items": []}
+        assert response.json() == {"query": "best lofi mix", "source": source, "items": []}
     assert youtube.calls == {"search": 1}  # nothing found: no videos.list call
 
 
@@ -98,7 +102,7 @@ async def test_another_replica_hits_the_shared_cache(
         assert cache_of(first)[0] == "MISS"
         second = await ask(two, alice, "PASTA!")
         assert cache_of(second)[0] == "HIT"
-        assert second.json() == first.json()
+        assert second.json() == {**first.json(), "source": "cache"}
         assert youtube.calls == {"search": 1, "videos": 1}
 
 
@@ -135,7 +139,7 @@ async def test_past_the_stale_horizon_the_old_copy_is_not_served(
         clock.advance(899)
         stale = await ask(app, alice, "pasta recipe")
         assert cache_of(stale) == ("STALE", "private, max-age=0")
-        assert stale.content == fresh.content
+        assert stale.json() == {**fresh.json(), "source": "cache"}
         assert youtube.calls["search"] == 2
 
         clock.advance(1)  # now at the horizon: the copy is gone

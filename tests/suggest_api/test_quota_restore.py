@@ -42,7 +42,7 @@ async def test_the_budget_holds_across_a_redis_restart(
 
         # The next search restores the saved 2 before counting: one is left, not three.
         assert cache_result(await ask(app, alice, "deep house")) == "MISS"
-        refused = await ask(app, alice, "cool jazz")
+        refused = await ask(app, alice, "cool breeze")  # nothing in the corpus matches
         # A budget refusal: until midnight Pacific (``resetsAt`` only comes with the quota).
         assert "resetsAt" in check_problem(refused, 503, "suggest_unavailable")
         # "deep house" matches nothing in the fake's corpus: no videos.list. Every call is

@@ -78,7 +78,7 @@ async def test_queries_that_normalize_alike_share_one_entry(
     ):
         response = await ask(app, alice, variant)
         assert response.headers["x-cache"] == "HIT", variant
-        assert response.content == first.content
+        assert response.json() == {**first.json(), "source": "cache"}
     assert youtube.calls == {"search": 1, "videos": 1}
 
     # Word order is kept: another key, another search.
