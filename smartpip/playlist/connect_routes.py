@@ -3,8 +3,9 @@ its status and its withdrawal (see :mod:`smartpip.playlist.connect`).
 
 Failures: 400 ``invalid_request`` (malformed body, a redirect URI not on the allow-list),
 403 ``consent_rejected`` / ``scope_not_granted`` / ``account_mismatch`` (the consent cannot be
-used; start again), 404 when the feature is off, 503 ``service_unavailable`` with
-``Retry-After`` when Google cannot be reached. No answer ever holds a Google token.
+used; start again), 503 ``playlist_unavailable`` when the feature is off, 503
+``service_unavailable`` with ``Retry-After`` when Google cannot be reached. No answer ever
+holds a Google token.
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ from smartpip.http.ratelimit import Policy
 from smartpip.http.tokens import AccessClaims
 from smartpip.playlist.connect import Connections, ConsentRejected
 from smartpip.playlist.grants import GoogleUnavailable
+from smartpip.playlist.write_routes import playlist_disabled
 from store.oauth_accounts import ConnectionRow
 
 __all__ = ["connection_body", "youtube_connect_blueprint"]
@@ -81,7 +83,8 @@ def youtube_connect_blueprint(
     """The connect routes.
 
     Args:
-        connections: The service; None when the playlist feature is off (then 404).
+        connections: The service; None when the playlist feature is off (then 503
+            ``playlist_unavailable``, like the write).
         guards: Bearer authentication and rate limits.
         reads: The per-user limit of the status read.
         writes: The per-user limit of start, callback and disconnect.
@@ -92,7 +95,7 @@ def youtube_connect_blueprint(
 
     def service() -> Connections:
         if connections is None:
-            raise ApiError(404, "the playlist feature is not enabled on this server")
+            raise playlist_disabled()
         return connections
 
     def allowed(redirect_uri: str) -> str:

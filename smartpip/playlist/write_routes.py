@@ -64,6 +64,13 @@ def _unavailable(detail: str, retry_after: int, **extra: object) -> ApiError:
     )
 
 
+def playlist_disabled() -> ApiError:
+    """The answer of every playlist route while the feature is off on this deployment
+    (``SMARTPIP_PLAYLIST=off``, no sign-in or no token keys; ``/v1/status`` says ``disabled``):
+    503 ``playlist_unavailable``, as suggest answers when it is not configured."""
+    return _unavailable("playlists are not configured on this deployment", _DISABLED_RETRY_AFTER)
+
+
 def _refused(refusal: BudgetRefused, user_limit: int) -> ApiError:
     resets_at = refusal.resets_at.isoformat().replace("+00:00", "Z")
     if refusal.reason == "user_limit":
@@ -170,9 +177,7 @@ def playlist_write_blueprint(
         key = _idempotency_key()
         body = structure(await read_json(request), AddBody, status=422)
         if writer is None:
-            raise _unavailable(
-                "playlists are not configured on this deployment", _DISABLED_RETRY_AFTER
-            )
+            raise playlist_disabled()
         try:
             answer = await writer.add(user.user_id, body, key)
         except BudgetRefused as refusal:

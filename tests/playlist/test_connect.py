@@ -209,7 +209,7 @@ async def test_google_down_at_the_callback_is_503_with_retry_after(
         ({}, "no keys"),
     ],
 )
-async def test_the_feature_switched_off_is_404_and_disabled(
+async def test_the_feature_switched_off_is_503_and_disabled(
     auth_app_factory: AuthAppFactory,
     provider: FakeOidcProvider,
     overrides: dict[str, str],
@@ -225,5 +225,7 @@ async def test_the_feature_switched_off_is_404_and_disabled(
             response = await app.client.request(
                 method, path, headers=user.headers, json={"redirectUri": REDIRECT}
             )
-            assert response.status_code == 404, (why, method, path, response.text)
+            assert response.status_code == 503, (why, method, path, response.text)
+            assert response.json()["code"] == "playlist_unavailable"
+            assert response.headers["retry-after"] == "3600"
         assert (await app.client.get("/v1/status")).json()["features"]["playlist"] == "disabled"
