@@ -16,9 +16,9 @@ Concurrency: one Lua script decides and counts, so concurrent writers on any rep
 overspend either budget nor a user's cap. A refusal writes nothing. Every key has a TTL
 (two days, as the day's counter).
 
-``playlist_units`` is not saved to Postgres by the ``quota`` job (only ``searches`` and
-``units`` are): if Redis loses the day, the day's units are restored but the playlist share
-starts again from zero (bounded: at most one more share that day).
+``playlist_units`` is saved to Postgres by the ``quota`` job with ``searches`` and ``units``
+(``quota_days``) and restored with them when Redis loses the day: what is lost is what was
+spent since the last save (the job runs every minute), as for searches.
 
 Every function raises ``RedisUnavailable`` when Redis is down, too slow or refuses a script.
 """

@@ -112,12 +112,12 @@ return units
 """
 _ADD_UNITS_SCRIPT: Script[bytes] = Script(script=_ADD_UNITS_LUA)
 
-# KEYS[1] day hash; ARGV[1] searches, ARGV[2] units (saved in Postgres), ARGV[3] TTL (s).
-# Raises each counter to the saved value if it is lower, never lowers one; creates the key
-# if missing. Returns {searches, units} after.
+# KEYS[1] day hash; ARGV[1] searches, ARGV[2] units, ARGV[3] playlist units (saved in
+# Postgres), ARGV[4] TTL (s). Raises each counter to the saved value if it is lower, never
+# lowers one; creates the key if missing. Returns {searches, units, playlist units} after.
 _RESTORE_LUA = """
 local after = {}
-for i, field in ipairs({'searches', 'units'}) do
+for i, field in ipairs({'searches', 'units', 'playlist_units'}) do
   local saved = tonumber(ARGV[i])
   local now = tonumber(redis.call('HGET', KEYS[1], field)) or 0
   if saved > now then
@@ -128,7 +128,7 @@ for i, field in ipairs({'searches', 'units'}) do
   end
   after[i] = now
 end
-redis.call('EXPIRE', KEYS[1], tonumber(ARGV[3]))
+redis.call('EXPIRE', KEYS[1], tonumber(ARGV[4]))
 return after
 """
 _RESTORE_SCRIPT: Script[bytes] = Script(script=_RESTORE_LUA)
@@ -158,10 +158,13 @@ class QuotaUsage:
     Attributes:
         searches: ``search.list`` calls reserved.
         units: Quota units spent (priced by :data:`UNIT_COSTS`).
+        playlist_units: The part of ``units`` playlist writes spent (their share is
+            checked against it: ``store.playlist_quota``).
     """
 
     searches: int
     units: int
+    playlist_units: int = 0
 
 
 def day_key(store: RedisStore, day: str) -> str:
@@ -277,16 +280,16 @@ async def restore_usage(
         ValueError: Negative counts or a TTL under one second.
         RedisUnavailable: Redis is down, too slow, or refused the script.
     """
-    if min(saved.searches, saved.units) < 0 or ttl_seconds < 1:
+    if min(saved.searches, saved.units, saved.playlist_units) < 0 or ttl_seconds < 1:
         raise ValueError(f"bad usage/ttl: {saved}, {ttl_seconds}")
     reply = await store.run_script(
         _RESTORE_SCRIPT,
         [day_key(store, day)],
-        [str(saved.searches), str(saved.units), str(ttl_seconds)],
+        [str(saved.searches), str(saved.units), str(saved.playlist_units), str(ttl_seconds)],
         what="quota",
     )
-    searches, units = _ints(reply, 2, "quota restore")
-    return QuotaUsage(searches=searches, units=units)
+    searches, units, playlist_units = _ints(reply, 3, "quota restore")
+    return QuotaUsage(searches=searches, units=units, playlist_units=playlist_units)
 
 
 async def add_units(
@@ -339,11 +342,15 @@ async def _add(
 
 
 async def quota_usage(store: RedisStore, day: str) -> QuotaUsage:
-    """The searches and units counted for ``day`` (zeros for a day with none).
+    """The searches and units (and the playlists' part of them) counted for ``day`` (zeros
+    for a day with none).
 
     Raises:
         RedisUnavailable: Redis is down or too slow.
     """
+    fields = ["searches", "units", "playlist_units"]
     with store.fail_fast():
-        searches, units = await store.client.hmget(day_key(store, day), ["searches", "units"])
-    return QuotaUsage(searches=int(searches or 0), units=int(units or 0))
+        searches, units, playlist = await store.client.hmget(day_key(store, day), fields)
+    return QuotaUsage(
+        searches=int(searches or 0), units=int(units or 0), playlist_units=int(playlist or 0)
+    )

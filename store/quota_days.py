@@ -29,27 +29,38 @@ class QuotaDayRow:
         searches: ``search.list`` calls reserved.
         units: Quota units spent.
         updated_at: When a counter last grew.
+        playlist_units: The part of ``units`` playlist writes spent.
     """
 
     day: dt.date
     searches: int
     units: int
     updated_at: dt.datetime
+    playlist_units: int = 0
 
 
 SAVE_QUOTA_DAY = """
-INSERT INTO quota_days AS q (day, searches, units)
-VALUES (%(day)s, %(searches)s, %(units)s)
+INSERT INTO quota_days AS q (day, searches, units, playlist_units)
+VALUES (%(day)s, %(searches)s, %(units)s, %(playlist_units)s)
 ON CONFLICT (day) DO UPDATE
     SET searches = GREATEST(q.searches, EXCLUDED.searches),
         units = GREATEST(q.units, EXCLUDED.units),
+        playlist_units = GREATEST(q.playlist_units, EXCLUDED.playlist_units),
         updated_at = now()
     WHERE EXCLUDED.searches > q.searches OR EXCLUDED.units > q.units
+        OR EXCLUDED.playlist_units > q.playlist_units
 """
 
 
-def save_quota_day(conn: psycopg.Connection[Any], day: dt.date, searches: int, units: int) -> bool:
-    """Raise ``day``'s saved counters to ``searches`` and ``units`` where they are higher.
+def save_quota_day(
+    conn: psycopg.Connection[Any],
+    day: dt.date,
+    searches: int,
+    units: int,
+    playlist_units: int = 0,
+) -> bool:
+    """Raise ``day``'s saved counters to ``searches``, ``units`` and ``playlist_units``
+    where they are higher.
 
     Returns:
         Whether the row was created or grew.
@@ -57,14 +68,14 @@ def save_quota_day(conn: psycopg.Connection[Any], day: dt.date, searches: int, u
     Raises:
         ValueError: Negative counts.
     """
-    if searches < 0 or units < 0:
-        raise ValueError(f"negative usage: {searches}, {units}")
-    params = {"day": day, "searches": searches, "units": units}
+    if min(searches, units, playlist_units) < 0:
+        raise ValueError(f"negative usage: {searches}, {units}, {playlist_units}")
+    params = {"day": day, "searches": searches, "units": units, "playlist_units": playlist_units}
     return conn.execute(SAVE_QUOTA_DAY, params).rowcount == 1
 
 
 SELECT_QUOTA_DAY = """
-SELECT day, searches, units, updated_at FROM quota_days WHERE day = %s
+SELECT day, searches, units, updated_at, playlist_units FROM quota_days WHERE day = %s
 """
 
 
@@ -75,7 +86,8 @@ def select_quota_day(conn: psycopg.Connection[Any], day: dt.date) -> QuotaDayRow
 
 
 SELECT_QUOTA_DAYS = """
-SELECT day, searches, units, updated_at FROM quota_days ORDER BY day DESC LIMIT %s
+SELECT day, searches, units, updated_at, playlist_units
+FROM quota_days ORDER BY day DESC LIMIT %s
 """
 
 

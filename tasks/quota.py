@@ -5,9 +5,9 @@ it (a restart without persistence, an eviction, a flush), and a lost counter wou
 day's budget out again. So:
 
 - **persist** (:func:`persist_quota`, the ``quota`` job, every minute on one replica): copy
-  today's and yesterday's counters to Postgres (``store.quota_days``; yesterday so that the
-  last minute before midnight Pacific is saved too). Rows only grow, so saves by any
-  replica, repeated or late, are harmless.
+  today's and yesterday's counters (searches, units, and the playlists' units) to Postgres
+  (``store.quota_days``; yesterday so that the last minute before midnight Pacific is saved
+  too). Rows only grow, so saves by any replica, repeated or late, are harmless.
 - **restore**: put the saved usage back into Redis, each counter becoming ``max(redis,
   saved)`` in one script, never lowered. It happens at the first of:
     - the next reservation (``QuotaGate``): a reservation, or the units of a search in
@@ -97,11 +97,14 @@ class PostgresSaves:
 
     async def saved(self, day: str) -> QuotaUsage | None:
         row = await self.db.run(select_quota_day, dt.date.fromisoformat(day))
-        return None if row is None else QuotaUsage(searches=row.searches, units=row.units)
+        if row is None:
+            return None
+        return QuotaUsage(row.searches, row.units, playlist_units=row.playlist_units)
 
     async def save(self, day: str, usage: QuotaUsage) -> bool:
+        day_ = dt.date.fromisoformat(day)
         return await self.db.run(
-            save_quota_day, dt.date.fromisoformat(day), usage.searches, usage.units
+            save_quota_day, day_, usage.searches, usage.units, usage.playlist_units
         )
 
 
@@ -128,7 +131,11 @@ def previous_day(day: str) -> str:
 
 
 def _below(usage: QuotaUsage, saved: QuotaUsage) -> bool:
-    return usage.searches < saved.searches or usage.units < saved.units
+    return (
+        usage.searches < saved.searches
+        or usage.units < saved.units
+        or usage.playlist_units < saved.playlist_units
+    )
 
 
 async def restore_day(day: str, counters: QuotaCounters, saves: QuotaSaves) -> QuotaUsage | None:

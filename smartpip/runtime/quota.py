@@ -45,6 +45,7 @@ async def quota_history(resources: Resources, days: int = 30) -> dict[str, objec
         report["live"] = {
             "searches": live.searches,
             "units": live.units,
+            "playlistUnits": live.playlist_units,
             "searchesLeft": searches_left(budget, live.units),
         }
     try:
@@ -57,6 +58,7 @@ async def quota_history(resources: Resources, days: int = 30) -> dict[str, objec
                 "day": row.day.isoformat(),
                 "searches": row.searches,
                 "units": row.units,
+                "playlistUnits": row.playlist_units,
                 "updatedAt": row.updated_at.astimezone(dt.UTC).isoformat(),
             }
             for row in rows

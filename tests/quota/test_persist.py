@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
+import uuid
 from collections.abc import AsyncIterator
 
 import pytest
 
 from smartpip.suggest.quota import QuotaGate, Refusal, Reservation
 from store.errors import DatabaseUnavailable
+from store.playlist_quota import Verdict, reserve_playlist_units
 from store.postgres import Database, PostgresSettings, open_database
 from store.quota import QuotaUsage, budget_units, quota_usage, reserve_search
 from store.quota_days import save_quota_day, select_quota_day, select_quota_days
@@ -87,6 +89,39 @@ async def test_the_quota_counter_survives_a_redis_flush(
     # Running again finds nothing to restore or save.
     summary = await persist_quota(DAY, counters, saves)
     assert (summary["restored"], summary["saved"]) == (False, [])
+
+
+async def test_the_playlists_share_survives_a_redis_flush(
+    redis_store: RedisStore, db: Database
+) -> None:
+    """What playlist writes spent is saved and restored with the day: after Redis lost it,
+    the share is not handed out again (it was before: only searches and units came back)."""
+    counters, saves = RedisCounters(redis_store), PostgresSaves(db)
+    user = uuid.uuid4()
+
+    async def write() -> Verdict:
+        grant = await reserve_playlist_units(
+            redis_store,
+            DAY,
+            user,
+            cost=50,
+            day_budget=budget_units(100),
+            playlist_budget=100,  # two inserts
+            user_limit=10,
+            count_user=True,
+        )
+        return grant.verdict
+
+    assert [await write(), await write()] == [Verdict.ALLOWED, Verdict.ALLOWED]
+    await persist_quota(DAY, counters, saves)
+    row = await db.run(select_quota_day, dt.date(2024, 3, 10))
+    assert row is not None and (row.units, row.playlist_units) == (100, 100)
+
+    await redis_store.delete_prefixed()  # Redis restarted empty
+    summary = await persist_quota(DAY, counters, saves)
+    assert summary["restored"] is True
+    assert await quota_usage(redis_store, DAY) == QuotaUsage(0, 100, playlist_units=100)
+    assert await write() == Verdict.SHARE_SPENT
 
 
 async def test_a_reservation_after_a_flush_cannot_exceed_the_budget(

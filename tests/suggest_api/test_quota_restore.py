@@ -32,7 +32,12 @@ async def test_the_budget_holds_across_a_redis_restart(
             3,
             303,
         )
-        assert report["live"] == {"searches": 2, "units": 2 * SEARCH_UNITS, "searchesLeft": 1}
+        assert report["live"] == {
+            "searches": 2,
+            "units": 2 * SEARCH_UNITS,
+            "playlistUnits": 0,
+            "searchesLeft": 1,
+        }
         days = report["days"]
         assert isinstance(days, list) and len(days) == 1
         assert (days[0]["day"], days[0]["searches"], days[0]["units"]) == ("2026-03-10", 2, 202)
@@ -50,5 +55,5 @@ async def test_the_budget_holds_across_a_redis_restart(
         assert youtube.calls == {"search": 3, "videos": 2}
         units = 3 * UNIT_COSTS["search"] + 2 * UNIT_COSTS["videos"]
         live = (await quota_history(app.resources))["live"]
-        assert live == {"searches": 3, "units": units, "searchesLeft": 0}
+        assert live == {"searches": 3, "units": units, "playlistUnits": 0, "searchesLeft": 0}
         assert units == 302
