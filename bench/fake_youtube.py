@@ -3,8 +3,10 @@
 `tests.fakes.youtube.FakeYouTube` (the tests' loopback YouTube Data API, real wire format) as a
 child process of the harness, with three additions:
 
-- ``--any-query``: every ``q`` finds a few synthetic videos (its text in their titles) instead
-  of the corpus' handful, so any workload gets answers; ``videos.list`` knows them too;
+- ``--any-query``: every ``q`` finds a few synthetic videos instead of the corpus' handful, so
+  any workload gets answers; ``videos.list`` knows them too. As on YouTube, not every result
+  names the query in its title: about one in four names it in the description only (so the
+  economy run's relevance of local answers, measured on titles, is not true by construction);
 - ``--call-log PATH``: one JSON line per API request (``search`` or ``videos``), stamped when
   it arrived, ``{"t": <unix seconds>, "method": "search", "q": ..., "status": 200}``, flushed
   at once (the economy run counts upstream searches and duplicates from it);
@@ -177,15 +179,20 @@ class BenchYouTube(FakeYouTube):
             self.corpus = saved
 
     def _videos_for(self, q: str) -> tuple[CorpusVideo, ...]:
-        """Deterministic videos whose title contains ``q`` (so the parent's filter keeps them)."""
+        """Deterministic videos whose description contains ``q`` (so the parent's filter keeps
+        them), and about three in four their title too."""
         videos = []
         for n in range(SYNTHETIC_RESULTS):
             digest = hashlib.blake2b(f"{n}:{q}".encode(), digest_size=8).digest()
+            channel = digest[0] % 10
+            title = f"{q} - bench result {n + 1}"
+            if digest[5] % 4 == 0:
+                title = f"Bench Channel {channel} clip {digest[6]}"
             video = CorpusVideo(
                 video_id="b" + digest.hex()[:10],
-                title=html.escape(f"{q} - bench result {n + 1}"),
+                title=html.escape(title),
                 description=html.escape(f"Synthetic video {n + 1} about {q}"),
-                channel_title=f"Bench Channel {digest[0] % 10}",
+                channel_title=f"Bench Channel {channel}",
                 published_at=f"{2010 + digest[1] % 15}-0{1 + digest[2] % 9}-1{digest[3] % 9}"
                 "T12:00:00Z",
                 view_count=int.from_bytes(digest[4:], "big") % 5_000_000,
